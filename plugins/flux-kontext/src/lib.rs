@@ -86,7 +86,7 @@ impl Model for FluxKontext {
             Ok(r) => r,
             // Polling is a GET: a lost answer is retried on the next poll.
             Err(http::HttpError::Timeout(m)) | Err(http::HttpError::Connection(m)) => {
-                return Ok(status::retrying(&m, poll_interval_ms()));
+                return Ok(provider_common::poll_again(&m, poll_interval_ms()));
             }
             Err(e) => return Err(e.into()),
         };

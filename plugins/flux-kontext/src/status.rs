@@ -2,7 +2,7 @@
 //! error), and HTTP error mapping.
 
 use atelier_sdk::{Artifact, Body, Download, Error, Outcome, Progress, ProviderError, RateLimit, Request, Status, Usage};
-use provider_common::{map_status, parse_error_body, token_str};
+use provider_common::{map_status, parse_error_body, poll_again, token_str};
 use serde_json::{json, Value};
 
 /// `result.sample` works for 10 minutes.
@@ -59,16 +59,11 @@ pub fn map_submit_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], e
     }
 }
 
-/// A poll that will be retried: the GET failed in a way that says nothing about the task.
-pub fn retrying(why: &str, retry_after_ms: u64) -> Status {
-    Status::Running(Progress { fraction: None, retry_after_ms, state: format!("retrying poll: {why}") })
-}
-
 /// Read a `get_result` answer.
 pub fn read_poll(token: &Value, status: u16, retry_after_ms: Option<u64>, body: &[u8], now_ms: u64, interval_ms: u64) -> Result<Status, Error> {
     let id = token_str(token, "id")?;
     if status == 429 || status >= 500 {
-        return Ok(retrying(&format!("HTTP {status}"), retry_after_ms.unwrap_or(interval_ms).max(interval_ms)));
+        return Ok(poll_again(&format!("HTTP {status}"), retry_after_ms.unwrap_or(interval_ms).max(interval_ms)));
     }
     let parsed = serde_json::from_slice::<Value>(body).ok();
     let state = parsed.as_ref().and_then(|v| v.get("status")).and_then(Value::as_str).map(str::to_string);

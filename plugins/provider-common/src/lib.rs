@@ -3,7 +3,7 @@
 //! Everything here is pure (no host calls), so it is unit-tested natively:
 //! provider error envelopes, the HTTP-status → [`Error`] mapping, job tokens, `WxH` sizes.
 
-use atelier_sdk::{Error, ProviderError, RateLimit};
+use atelier_sdk::{Error, Progress, ProviderError, RateLimit, Status};
 use serde_json::Value;
 
 /// What a provider said in an error body, whatever envelope it used.
@@ -93,6 +93,12 @@ pub fn map_status(provider: &str, secret: &str, status: u16, retry_after_ms: Opt
         502..=504 => Error::Unavailable(format!("{provider} is unavailable (HTTP {status}): {}", e.message)),
         _ => Error::Provider(ProviderError { code: e.code.unwrap_or_else(|| status.to_string()), message: e.message }),
     }
+}
+
+/// A poll to repeat: the GET failed in a way that says nothing about the job (5xx, 429, lost
+/// answer), so the job is still running as far as we know. The host's deadline bounds the retries.
+pub fn poll_again(why: &str, retry_after_ms: u64) -> Status {
+    Status::Running(Progress { fraction: None, retry_after_ms, state: format!("retrying poll: {why}") })
 }
 
 /// A job token: compact JSON, so a job can be resumed by another process.
