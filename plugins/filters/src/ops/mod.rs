@@ -1,0 +1,163 @@
+//! The filters, one module per family, as pure functions over an RGBA8 [`Image`] so they run the
+//! same natively and in wasm. Each module has an options struct read from [`crate::params::Args`]
+//! and functions that take the image by value and work in place where the operation allows.
+
+pub mod blur;
+pub mod geometry;
+pub mod resize;
+pub mod tone;
+pub mod watermark;
+
+use crate::color::Rgba;
+use atelier_sdk::{Error, Image};
+
+/// A rectangle in pixels, `x`/`y` being its top-left corner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// Check that an image's buffer matches its size and that it has pixels at all.
+pub fn check_image(image: &Image) -> Result<(), Error> {
+    if image.width == 0 || image.height == 0 {
+        return Err(Error::invalid(format!("the image is empty ({}x{})", image.width, image.height)));
+    }
+    let expected = image.width as u64 * image.height as u64 * 4;
+    if image.pixels.len() as u64 != expected {
+        return Err(Error::invalid(format!(
+            "the image claims {}x{} RGBA ({expected} bytes) but carries {} bytes",
+            image.width,
+            image.height,
+            image.pixels.len()
+        )));
+    }
+    Ok(())
+}
+
+/// An image of one colour.
+pub fn solid(width: u32, height: u32, color: Rgba) -> Image {
+    let pixels = color.0.repeat(width as usize * height as usize);
+    Image { width, height, pixels }
+}
+
+/// Whether every pixel has alpha 255, so alpha-aware work can be skipped.
+pub fn is_opaque(pixels: &[u8]) -> bool {
+    pixels.chunks_exact(4).all(|p| p[3] == 255)
+}
+
+/// Scale colour by alpha, so that filtering does not bleed the colour of transparent pixels.
+pub fn premultiply(pixels: &mut [u8]) {
+    for p in pixels.chunks_exact_mut(4) {
+        let a = p[3] as u32;
+        for c in &mut p[..3] {
+            *c = ((*c as u32 * a + 127) / 255) as u8;
+        }
+    }
+}
+
+/// Undo [`premultiply`].
+pub fn unpremultiply(pixels: &mut [u8]) {
+    for p in pixels.chunks_exact_mut(4) {
+        let a = p[3] as u32;
+        if a != 0 && a != 255 {
+            for c in &mut p[..3] {
+                *c = ((*c as u32 * 255 + a / 2) / a).min(255) as u8;
+            }
+        }
+    }
+}
+
+/// Copy `src` into `dst` with its top-left corner at (`x`, `y`); `src` must fit inside `dst`.
+pub fn paste(dst: &mut Image, src: &Image, x: u32, y: u32) {
+    debug_assert!(x + src.width <= dst.width && y + src.height <= dst.height);
+    let row = src.width as usize * 4;
+    for (i, src_row) in src.pixels.chunks_exact(row).enumerate() {
+        let start = ((y as usize + i) * dst.width as usize + x as usize) * 4;
+        dst.pixels[start..start + row].copy_from_slice(src_row);
+    }
+}
+
+/// Source-over of one straight-alpha colour onto one straight-alpha pixel, with `alpha` in 0..=1
+/// already including the source's own alpha.
+#[inline]
+pub fn blend_over(dst: &mut [u8], src: [u8; 3], alpha: f32) {
+    if alpha <= 0.0 {
+        return;
+    }
+    let dst_a = dst[3] as f32 / 255.0;
+    let out_a = alpha + dst_a * (1.0 - alpha);
+    if out_a <= 0.0 {
+        return;
+    }
+    for c in 0..3 {
+        let v = (src[c] as f32 * alpha + dst[c] as f32 * dst_a * (1.0 - alpha)) / out_a;
+        dst[c] = (v + 0.5).clamp(0.0, 255.0) as u8;
+    }
+    dst[3] = (out_a * 255.0 + 0.5) as u8;
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Small synthetic images for the filter tests.
+    use atelier_sdk::Image;
+
+    /// A deterministic, textured, opaque test image.
+    pub fn pattern(width: u32, height: u32) -> Image {
+        let mut pixels = Vec::with_capacity(width as usize * height as usize * 4);
+        for y in 0..height {
+            for x in 0..width {
+                let checker = if (x / 8 + y / 8) % 2 == 0 { 60 } else { 0 };
+                pixels.extend_from_slice(&[
+                    (x * 255 / width.max(1)) as u8,
+                    (y * 255 / height.max(1)) as u8,
+                    ((x * 7 + y * 13) % 196) as u8 + checker,
+                    255,
+                ]);
+            }
+        }
+        Image { width, height, pixels }
+    }
+
+    /// The RGBA of pixel (x, y).
+    pub fn px(image: &Image, x: u32, y: u32) -> [u8; 4] {
+        let i = ((y * image.width + x) * 4) as usize;
+        image.pixels[i..i + 4].try_into().unwrap()
+    }
+
+    /// Variance of the luma-ish sum of channels, a measure of detail.
+    pub fn variance(image: &Image) -> f64 {
+        let values: Vec<f64> =
+            image.pixels.chunks_exact(4).map(|p| (p[0] as f64 + p[1] as f64 + p[2] as f64) / 3.0).collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn premultiply_round_trips_opaque_and_keeps_alpha() {
+        let mut p = vec![200, 100, 50, 255, 200, 100, 50, 128, 9, 9, 9, 0];
+        premultiply(&mut p);
+        assert_eq!(&p[..4], &[200, 100, 50, 255]);
+        assert_eq!(&p[4..8], &[100, 50, 25, 128]);
+        unpremultiply(&mut p);
+        assert_eq!(&p[..4], &[200, 100, 50, 255]);
+        assert!((p[4] as i32 - 200).abs() <= 2 && p[7] == 128);
+    }
+
+    #[test]
+    fn check_image_rejects_wrong_buffer() {
+        let err = check_image(&Image { width: 2, height: 2, pixels: vec![0; 15] }).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("2x2")), "{err:?}");
+    }
+}
