@@ -1,0 +1,217 @@
+//! A request from start to finish without the WIT types: check it, decode the inputs, render every
+//! seeded variation, encode the outputs. `lib.rs` only translates to and from the contract.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+
+use atelier_sdk::Param;
+use image::ImageEncoder;
+
+use crate::edit::Editor;
+use crate::mask::FeatheredMask;
+use crate::prompt::{self, Motion, Style};
+use crate::raster::Raster;
+use crate::settings::{Output, Settings};
+use crate::video;
+
+/// References accepted; only the first is edited, the rest are ignored.
+pub const MAX_REFERENCES: u32 = 4;
+/// Variations one submit renders.
+pub const MAX_OUTPUTS: u32 = 16;
+/// Longest side the host is asked to shrink references to, keeping memory and time bounded.
+pub const MAX_SIDE: u32 = 2048;
+
+/// The paragraph `describe()` shows.
+pub fn description() -> String {
+    format!(
+        "Classical image operators running offline inside the plugin: no neural network, no network access, \
+         deterministic for a given seed. It does not understand scenes or objects; it applies the operators \
+         named by words in the prompt, in a fixed order: {}. Explicit parameters win over words (`style` \
+         replaces the look words). With a mask (white = edit, same size as the first reference) edits stay \
+         inside it with a `feather`-px soft edge and everything else is left byte-identical; \"remove\"/\"erase\" \
+         needs a mask and fills it by Telea fast-marching inpainting. Only the first reference is used; up \
+         to {} more are accepted and ignored. References are shrunk to {} px on the longest side. \
+         With `output=video` it animates the first reference with a Ken Burns move ({}; default a slow \
+         zoom in) as an animated GIF.",
+        prompt::known_words(),
+        MAX_REFERENCES - 1,
+        MAX_SIDE,
+        prompt::known_motion_words()
+    )
+}
+
+/// What to do, from prompt and settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Work {
+    /// Operators for the still, in order (may be empty for a plain video).
+    pub styles: BTreeSet<Style>,
+    /// Camera moves (video only).
+    pub motions: Vec<Motion>,
+}
+
+/// Combine the prompt's words with the parameters, refusing what cannot work and saying why.
+pub fn plan(prompt: &str, settings: &Settings, has_mask: bool) -> Result<Work, String> {
+    let parsed = prompt::parse(prompt)?;
+    let mut styles = parsed.styles;
+    if let Some(style) = settings.style {
+        styles.retain(|s| !s.is_look());
+        styles.insert(style);
+    }
+    if styles.contains(&Style::Remove) && !has_mask {
+        return Err("\"remove\"/\"erase\" fills a masked area: give a mask the size of the image (white = what to remove, black = keep)".into());
+    }
+    let motions = match settings.motion {
+        Some(m) => vec![m],
+        None => parsed.motions,
+    };
+    if settings.output == Output::Image && styles.is_empty() {
+        let hint = if motions.is_empty() { "" } else { " Camera moves such as \"zoom in\" need `output=video`." };
+        return Err(format!(
+            "no operator named in the prompt \"{prompt}\". This offline model knows only these words: {}; \
+             or set `style` (e.g. --param style=watercolor).{hint}",
+            prompt::known_words()
+        ));
+    }
+    Ok(Work { styles, motions })
+}
+
+/// The checks `prepare` runs before anything is decoded.
+pub fn check(prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<(), String> {
+    if references.is_empty() {
+        return Err("give one image to edit (the first reference)".into());
+    }
+    if n == 0 || n > MAX_OUTPUTS {
+        return Err(format!("n must be 1 to {MAX_OUTPUTS}, not {n}"));
+    }
+    let settings = Settings::from_params(params)?;
+    plan(prompt, &settings, has_mask).map(|_| ())
+}
+
+/// A seed from the wall clock when the user gave none (SplitMix64 of the milliseconds, so nearby
+/// times give unrelated seeds). It is recorded on every artifact, so the result stays reproducible.
+pub fn seed_from_clock(wall_ms: u64) -> u64 {
+    let mut z = wall_ms.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Everything `submit` needs, as plain data.
+pub struct Job<'a> {
+    /// The user's words.
+    pub prompt: &'a str,
+    /// The encoded first reference.
+    pub first: Option<&'a [u8]>,
+    /// The encoded mask, if any.
+    pub mask: Option<&'a [u8]>,
+    /// How many variations.
+    pub n: u32,
+    /// Seed of the first variation; variation i uses `base_seed + i`.
+    pub base_seed: u64,
+    /// The parameters.
+    pub params: &'a [Param],
+}
+
+/// One rendered variation.
+pub struct Rendered {
+    /// Encoded bytes.
+    pub bytes: Vec<u8>,
+    /// The seed that produced it.
+    pub seed: u64,
+}
+
+/// A finished job.
+pub struct Done {
+    /// The variations, in seed order.
+    pub outputs: Vec<Rendered>,
+    /// Their media type.
+    pub mime: &'static str,
+    /// The operators applied, e.g. `oil-painting+vignette` (and the camera move for videos).
+    pub operators: String,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Length of each video, for videos.
+    pub video_seconds: Option<f32>,
+}
+
+/// Run a job: decode, render `n` variations, encode.
+pub fn run(job: &Job) -> Result<Done, String> {
+    let settings = Settings::from_params(job.params)?;
+    if job.n == 0 || job.n > MAX_OUTPUTS {
+        return Err(format!("n must be 1 to {MAX_OUTPUTS}, not {}", job.n));
+    }
+    let work = plan(job.prompt, &settings, job.mask.is_some())?;
+    let original = decode(job.first.ok_or("give one image to edit (the first reference)")?, "the first reference")?;
+    let mask = match job.mask {
+        Some(bytes) => {
+            let m = decode(bytes, "the mask")?;
+            if (m.width, m.height) != (original.width, original.height) {
+                return Err(format!(
+                    "the mask is {}x{} but the first reference is {}x{}; give a mask of exactly the image's size",
+                    m.width, m.height, original.width, original.height
+                ));
+            }
+            let fm = FeatheredMask::new(&m, settings.feather);
+            if fm.is_empty() {
+                return Err("the mask is all black, so nothing would change; paint the area to edit white".into());
+            }
+            Some(fm)
+        }
+        None => None,
+    };
+    let editor = Editor::new(&original, mask.as_ref(), &work.styles, &settings)?;
+    let mut operators: Vec<&str> = work.styles.iter().map(|s| s.name()).collect();
+    let seeds = (0..job.n as u64).map(|i| job.base_seed.wrapping_add(i));
+    match settings.output {
+        Output::Image => {
+            let outputs = seeds.map(|seed| Ok(Rendered { bytes: encode_png(&editor.render(seed))?, seed })).collect::<Result<_, String>>()?;
+            Ok(Done {
+                outputs,
+                mime: "image/png",
+                operators: operators.join("+"),
+                width: original.width as u32,
+                height: original.height as u32,
+                video_seconds: None,
+            })
+        }
+        Output::Video => {
+            let mut outputs = vec![];
+            let mut camera_names = String::new();
+            for seed in seeds {
+                let still = if work.styles.is_empty() { original.clone() } else { editor.render(seed) };
+                let camera = video::Camera::new(&work.motions, settings.zoom, seed);
+                camera_names = [camera.zoom, camera.pan].iter().flatten().map(|m| m.name()).collect::<Vec<_>>().join("+");
+                let bytes = video::render_gif(&still, &camera, settings.max_side, settings.seconds, settings.fps)?;
+                outputs.push(Rendered { bytes, seed });
+            }
+            operators.push(&camera_names);
+            let (w, h) = video::frame_size(original.width, original.height, settings.max_side);
+            Ok(Done {
+                outputs,
+                mime: "image/gif",
+                operators: operators.join("+"),
+                width: w as u32,
+                height: h as u32,
+                video_seconds: Some(video::frame_count(settings.seconds, settings.fps) as f32 / settings.fps as f32),
+            })
+        }
+    }
+}
+
+/// Decode PNG, JPEG, WebP or GIF into RGBA.
+pub fn decode(bytes: &[u8], what: &str) -> Result<Raster, String> {
+    let img = image::load_from_memory(bytes).map_err(|e| format!("{what} could not be decoded ({e}); give a PNG, JPEG, WebP or GIF"))?;
+    let rgba = img.to_rgba8();
+    Ok(Raster { width: rgba.width() as usize, height: rgba.height() as usize, px: rgba.into_raw() })
+}
+
+/// Encode as PNG (RGBA, 8-bit).
+pub fn encode_png(r: &Raster) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(Cursor::new(&mut out))
+        .write_image(&r.px, r.width as u32, r.height as u32, image::ExtendedColorType::Rgba8)
+        .map_err(|e| format!("PNG encoding failed: {e}"))?;
+    Ok(out)
+}
