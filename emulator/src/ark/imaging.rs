@@ -24,10 +24,14 @@ pub fn render(source: Option<&DynamicImage>, width: u32, height: u32, variant: u
     img
 }
 
-/// Encode as `png` or `jpeg` (anything else is PNG).
+/// Encode as `png`, `jpeg` or `webp` (lossless); anything else is PNG.
 pub fn encode(img: &RgbImage, format: &str) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    let fmt = if format == "jpeg" || format == "jpg" { ImageFormat::Jpeg } else { ImageFormat::Png };
+    let fmt = match format {
+        "jpeg" | "jpg" => ImageFormat::Jpeg,
+        "webp" => ImageFormat::WebP,
+        _ => ImageFormat::Png,
+    };
     img.write_to(&mut out, fmt).expect("encoding an RGB image in memory cannot fail");
     out.into_inner()
 }
