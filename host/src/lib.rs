@@ -1,1 +1,18 @@
+//! atelier: a plugin host for image-to-image and image-to-video AI work.
+//!
+//! Model backends and filters are sandboxed WebAssembly components speaking the contract in
+//! `wit/`. [`Runtime`] finds and loads them; [`plugin::Plugin`] calls into them, each call in a
+//! fresh store with the plugin's memory cap and deadline; [`caps`] holds what a plugin can reach.
 
+pub mod caps;
+pub mod imageio;
+pub mod manifest;
+pub mod params;
+pub mod plugin;
+pub mod runtime;
+pub mod settings;
+pub mod wasm;
+
+pub use runtime::{Runtime, RuntimeOptions};
+pub use settings::Settings;
+pub use wasm::bindings::{wit_backend, wit_filters, wit_types};

@@ -1,0 +1,314 @@
+//! Outbound HTTP for plugins, on reqwest: allow-list, secret injection, redirects inside the
+//! allow-list, address checks after resolution, size and time caps.
+
+use super::grants::Grants;
+use super::hosts::{HostPattern, is_sensitive};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// A request as a plugin (or the host, for downloads) asks for it.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    /// Method.
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers; values may hold secret placeholders.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// A tighter timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// A complete response.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    /// Status.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Why no response came back; mirrors the contract's `http-error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Policy refused it; the message prints the fix.
+    Denied(String),
+    /// Too slow.
+    Timeout(String),
+    /// Over the size cap.
+    TooLarge(String),
+    /// DNS/TCP/TLS.
+    Connection(String),
+    /// Malformed request.
+    Invalid(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Denied(m) => write!(f, "denied: {m}"),
+            Failure::Timeout(m) => write!(f, "timed out: {m}"),
+            Failure::TooLarge(m) => write!(f, "too large: {m}"),
+            Failure::Connection(m) => write!(f, "connection failed: {m}"),
+            Failure::Invalid(m) => write!(f, "invalid request: {m}"),
+        }
+    }
+}
+
+/// Caps on one plugin's traffic.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Largest response body kept in memory.
+    pub max_response: u64,
+    /// Largest download written to disk.
+    pub max_download: u64,
+    /// Time limit of one request.
+    pub timeout: Duration,
+    /// Redirects followed at most.
+    pub max_redirects: usize,
+}
+
+/// One plugin's HTTP capability.
+pub struct HttpCap {
+    grants: Arc<Grants>,
+    limits: HttpLimits,
+    client: reqwest::Client,
+}
+
+/// A response whose body is still to be read.
+struct Opened {
+    resp: reqwest::Response,
+    origin: String,
+}
+
+impl HttpCap {
+    /// A capability for one plugin.
+    pub fn new(grants: Arc<Grants>, limits: HttpLimits) -> HttpCap {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver { grants: grants.clone() }))
+            .connect_timeout(Duration::from_secs(15))
+            .build()
+            .expect("a reqwest client with rustls always builds");
+        HttpCap { grants, limits, client }
+    }
+
+    /// The grants this capability enforces.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// Send a request and read the whole (capped) body. `ambiguous` is set when a request that
+    /// changes state may have reached the provider without an answer coming back.
+    pub async fn send(&self, req: Outbound, ambiguous: &AtomicBool) -> Result<Inbound, Failure> {
+        let mut opened = self.open(req, ambiguous).await?;
+        let status = opened.resp.status().as_u16();
+        let headers = header_list(opened.resp.headers());
+        let mut body = Vec::new();
+        loop {
+            match opened.resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > self.limits.max_response {
+                        return Err(Failure::TooLarge(format!(
+                            "the response from {} is larger than the {} MiB cap ([limits] http_max_response_mb in {})",
+                            opened.origin,
+                            self.limits.max_response >> 20,
+                            self.grants.config_path
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(transport(e, &opened.origin)),
+            }
+        }
+        Ok(Inbound { status, headers, body })
+    }
+
+    /// Fetch a URL straight into a file, streaming (memory stays flat). Returns the status, the
+    /// response headers and the number of bytes written; on a non-2xx status the file holds the
+    /// (capped) error body.
+    pub async fn download(&self, req: Outbound, dest: &Path) -> Result<(u16, Vec<(String, String)>, u64), Failure> {
+        let ambiguous = AtomicBool::new(false);
+        let mut opened = self.open(req, &ambiguous).await?;
+        let status = opened.resp.status().as_u16();
+        let headers = header_list(opened.resp.headers());
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| Failure::Invalid(format!("cannot write {}: {e}", dest.display())))?;
+        let mut written = 0u64;
+        loop {
+            match opened.resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    written += chunk.len() as u64;
+                    if written > self.limits.max_download {
+                        drop(file);
+                        let _ = tokio::fs::remove_file(dest).await;
+                        return Err(Failure::TooLarge(format!(
+                            "the download from {} is larger than the {} MiB cap ([limits] download_max_mb in {})",
+                            opened.origin,
+                            self.limits.max_download >> 20,
+                            self.grants.config_path
+                        )));
+                    }
+                    file.write_all(&chunk).await.map_err(|e| Failure::Invalid(format!("cannot write {}: {e}", dest.display())))?;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(transport(e, &opened.origin)),
+            }
+        }
+        file.flush().await.map_err(|e| Failure::Invalid(format!("cannot write {}: {e}", dest.display())))?;
+        Ok((status, headers, written))
+    }
+
+    /// Send, following redirects only inside the allow-list and re-deciding secrets per hop.
+    async fn open(&self, req: Outbound, ambiguous: &AtomicBool) -> Result<Opened, Failure> {
+        let mut url = url::Url::parse(&req.url).map_err(|e| Failure::Invalid(format!("bad URL `{}`: {e}", req.url)))?;
+        let mut method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| Failure::Invalid(format!("bad method `{}`", req.method)))?;
+        let mut body = req.body;
+        let timeout = req.timeout.map_or(self.limits.timeout, |t| t.min(self.limits.timeout));
+        for hop in 0..=self.limits.max_redirects {
+            let grant = self.grants.check_origin(&url).map_err(Failure::Denied)?;
+            self.check_literal_address(&url, grant)?;
+            let mut builder = self.client.request(method.clone(), url.clone()).timeout(timeout);
+            for (name, value) in &req.headers {
+                let value = match self.grants.substitute(value, &url) {
+                    Ok(v) => v,
+                    // On a redirect to another host a key header is dropped, not leaked or refused.
+                    Err(super::grants::SecretRefusal::NotBound(_)) if hop > 0 => continue,
+                    Err(r) => return Err(Failure::Denied(self.grants.explain(&r, &url))),
+                };
+                builder = builder.header(name.as_str(), value);
+            }
+            if !body.is_empty() {
+                builder = builder.body(body.clone());
+            }
+            let origin = HostPattern::origin_of(&url);
+            let resp = match builder.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    if !e.is_connect() && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
+                        ambiguous.store(true, Ordering::Relaxed);
+                    }
+                    return Err(transport(e, &origin));
+                }
+            };
+            let status = resp.status();
+            if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
+                return Ok(Opened { resp, origin });
+            }
+            let Some(location) = resp.headers().get("location").and_then(|l| l.to_str().ok()) else {
+                return Ok(Opened { resp, origin });
+            };
+            let next = url.join(location).map_err(|e| Failure::Invalid(format!("bad redirect `{location}`: {e}")))?;
+            if let Err(msg) = self.grants.check_origin(&next) {
+                return Err(Failure::Denied(format!("redirect from {origin} refused: {msg}")));
+            }
+            // 301/302/303 turn a POST into a GET without body, as browsers and reqwest do.
+            if status == reqwest::StatusCode::SEE_OTHER
+                || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST)
+            {
+                method = reqwest::Method::GET;
+                body = Vec::new();
+            }
+            url = next;
+        }
+        Err(Failure::Connection(format!("more than {} redirects", self.limits.max_redirects)))
+    }
+
+    /// An IP literal in a sensitive range goes out only when the matching grant names it exactly.
+    fn check_literal_address(&self, url: &url::Url, grant: &HostPattern) -> Result<(), Failure> {
+        let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if is_sensitive(ip) && !grant.names_address(ip) {
+                return Err(Failure::Denied(format!(
+                    "plugin `{}` may not reach {ip}: loopback, private, link-local and metadata addresses need a grant that names them, e.g. in {}:\n    [plugins.{}]\n    allow_hosts = [\"{}\"]",
+                    self.grants.plugin,
+                    self.grants.config_path,
+                    self.grants.plugin,
+                    HostPattern::origin_of(url)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn header_list(h: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    h.iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+}
+
+fn transport(e: reqwest::Error, origin: &str) -> Failure {
+    // A refusal by our resolver surfaces as a connect error; show its own message.
+    let mut src: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(s) = src {
+        if let Some(d) = s.downcast_ref::<ResolveDenied>() {
+            return Failure::Denied(d.0.clone());
+        }
+        src = s.source();
+    }
+    if e.is_timeout() {
+        Failure::Timeout(format!("no answer from {origin} in time"))
+    } else {
+        Failure::Connection(format!("{origin}: {}", error_chain(&e)))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+/// DNS answers pointing at sensitive addresses are refused unless a grant names `localhost`
+/// (the only host name that may map to loopback); this also defeats DNS rebinding, since the
+/// addresses checked are the ones connected to.
+struct CheckedResolver {
+    grants: Arc<Grants>,
+}
+
+#[derive(Debug)]
+struct ResolveDenied(String);
+impl std::fmt::Display for ResolveDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ResolveDenied {}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let grants = self.grants.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let localhost_named = host == "localhost"
+                && grants.operator_hosts.iter().chain(grants.manifest_hosts.iter()).any(|p| p.host == "localhost");
+            if let Some(bad) = addrs.iter().find(|a| is_sensitive(a.ip()) && !(localhost_named && a.ip().is_loopback())) {
+                return Err(Box::new(ResolveDenied(format!(
+                    "plugin `{}`: {host} resolves to {}, a loopback/private/link-local/metadata address; grant that address by IP in {} ([plugins.{}] allow_hosts) if it is really meant",
+                    grants.plugin,
+                    bad.ip(),
+                    grants.config_path,
+                    grants.plugin
+                ))) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! `atelier doctor`: everything that would stop a job, found up front, one line each with its fix.
+
+use super::Cli;
+use anyhow::Result;
+use atelier::manifest::Kind;
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct DoctorArgs {}
+
+pub async fn run(cli: &Cli, _a: &DoctorArgs) -> Result<ExitCode> {
+    let mut problems: Vec<String> = vec![];
+    let settings = match cli.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("config: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let rt = cli.runtime()?;
+    for p in rt.problems() {
+        problems.push(p.message.replace('\n', " "));
+    }
+    for id in settings.plugins.keys() {
+        if rt.plugin(id).is_err() && !rt.problems().iter().any(|p| p.message.contains(id.as_str())) {
+            problems.push(format!("{}: [plugins.{id}] configures a plugin that is not installed (searched {})", settings.shown_path(),
+                rt.search_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")));
+        }
+    }
+    for p in rt.plugins() {
+        for name in p.grants.missing_secrets() {
+            problems.push(p.grants.missing_secret_message(&name).replace('\n', " "));
+        }
+        if p.manifest.kind == Kind::Model {
+            if let Some(base) = p.config("base_url") {
+                match url::Url::parse(base) {
+                    Ok(u) => {
+                        if let Err(m) = p.grants.check_origin(&u) {
+                            problems.push(format!("base_url {base}: {}", m.replace('\n', " ")));
+                        }
+                    }
+                    Err(e) => problems.push(format!("plugin `{}`: base_url `{base}` is not a URL ({e}); fix [plugins.{}] base_url in {}", p.id(), p.id(), settings.shown_path())),
+                }
+            }
+            if let Err(e) = p.describe_model().await {
+                problems.push(format!("{e:#}").replace('\n', " "));
+            }
+        } else if let Err(e) = p.describe_filters().await {
+            problems.push(format!("{e:#}").replace('\n', " "));
+        }
+    }
+    let n = rt.plugins().count();
+    if problems.is_empty() {
+        println!("ok: {} plugin(s) loaded from {}; config {}; no problems found", n,
+            rt.search_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "), settings.shown_path());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            println!("problem: {p}");
+        }
+        println!("{} problem(s), {} plugin(s) loaded", problems.len(), n);
+        Ok(ExitCode::FAILURE)
+    }
+}

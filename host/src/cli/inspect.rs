@@ -1,0 +1,205 @@
+//! `atelier plugins list|inspect`, `atelier models`, `atelier filters`.
+
+use super::Cli;
+use anyhow::Result;
+use atelier::manifest::Kind;
+use atelier::params::{describe_spec, to_json};
+use atelier::wit_backend::Task;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::process::ExitCode;
+
+/// `--json` for listings.
+#[derive(Args)]
+pub struct ListArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin found, and the directories that could not be loaded.
+    List(ListArgs),
+    /// One plugin: manifest, contract version, hosts and secrets asked for vs granted.
+    Inspect {
+        /// Plugin id.
+        id: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
+    let rt = cli.runtime()?;
+    match cmd {
+        PluginsCommand::List(a) => {
+            if a.json {
+                let plugins: Vec<_> = rt
+                    .plugins()
+                    .map(|p| {
+                        json!({"id": p.id(), "kind": p.manifest.kind.to_string(), "version": p.manifest.version,
+                               "contract": p.manifest.contract, "description": p.manifest.description,
+                               "dir": p.manifest.path.parent().map(|d| d.display().to_string())})
+                    })
+                    .collect();
+                let problems: Vec<_> = rt.problems().iter().map(|p| json!({"dir": p.dir.display().to_string(), "error": p.message})).collect();
+                println!("{}", serde_json::to_string_pretty(&json!({"plugins": plugins, "problems": problems}))?);
+            } else {
+                for p in rt.plugins() {
+                    println!("{:<16} {:<6} {:<8} contract {}  {}", p.id(), p.manifest.kind, p.manifest.version, p.manifest.contract, p.manifest.description);
+                }
+                if rt.plugins().next().is_none() {
+                    println!("no plugins found in {}", rt.search_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+                }
+                for p in rt.problems() {
+                    eprintln!("problem: {}", p.message);
+                }
+            }
+        }
+        PluginsCommand::Inspect { id, json: as_json } => {
+            let p = rt.plugin(id)?;
+            let g = &p.grants;
+            let secrets: Vec<_> = g
+                .secrets
+                .iter()
+                .map(|(name, s)| {
+                    json!({"name": name, "bound_to": s.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                           "source": s.source.to_string(), "available": s.source.read().is_some()})
+                })
+                .collect();
+            let denied: Vec<String> = g.denied.iter().map(|h| h.to_string()).collect();
+            let asked: Vec<_> = g
+                .manifest_hosts
+                .iter()
+                .map(|h| json!({"host": h.to_string(), "granted": !g.denied.iter().any(|d| d == h)}))
+                .collect();
+            let v = json!({
+                "id": p.id(), "kind": p.manifest.kind.to_string(), "version": p.manifest.version,
+                "contract": p.manifest.contract, "description": p.manifest.description,
+                "manifest": p.manifest.path.display().to_string(), "component": p.manifest.component.display().to_string(),
+                "hosts_asked": asked, "hosts_added_by_operator": g.operator_hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                "hosts_denied_by_operator": denied, "secrets": secrets,
+                "config": p.manifest.defaults.keys().chain(p.settings.config.keys()).map(|k| (k.clone(), json!(p.config(k)))).collect::<serde_json::Map<_,_>>(),
+                "limits": {"memory_mb": p.limits.memory_mb, "call_timeout_s": p.limits.call_timeout_s, "max_in_flight": p.limits.max_in_flight},
+            });
+            if *as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{} {} ({} plugin, contract {})", p.id(), p.manifest.version, p.manifest.kind, p.manifest.contract);
+                println!("  {}", p.manifest.description);
+                println!("  manifest:  {}", p.manifest.path.display());
+                println!("  component: {}", p.manifest.component.display());
+                println!("  hosts asked for:");
+                for h in &g.manifest_hosts {
+                    let state = if g.denied.iter().any(|d| d == h) { "DENIED by operator" } else { "granted" };
+                    println!("    {h:<50} {state}");
+                }
+                for h in &g.operator_hosts {
+                    println!("    {h:<50} added by operator");
+                }
+                println!("  secrets:");
+                for (name, s) in &g.secrets {
+                    let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
+                    let state = if s.source.read().is_some() { "available" } else { "MISSING" };
+                    println!("    {name:<20} from {:<28} {state:<9} sent only to {}", s.source.to_string(), hosts.join(", "));
+                }
+                println!("  config:");
+                for (k, val) in v["config"].as_object().into_iter().flatten() {
+                    println!("    {k} = {}", val.as_str().unwrap_or(""));
+                }
+                println!("  limits: memory {} MiB, call timeout {} s, in flight {}", p.limits.memory_mb, p.limits.call_timeout_s,
+                    p.limits.max_in_flight.map(|n| n.to_string()).unwrap_or("unlimited".into()));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
+    let rt = cli.runtime()?;
+    let mut out = vec![];
+    for p in rt.plugins().filter(|p| p.manifest.kind == Kind::Model) {
+        let info = p.describe_model().await?;
+        out.push((p.clone(), info));
+    }
+    if a.json {
+        let v: Vec<_> = out
+            .iter()
+            .map(|(_, i)| {
+                json!({"id": i.id, "display_name": i.display_name, "description": i.description, "model": i.model,
+                       "task": match i.task { Task::ImageEdit => "image-edit", Task::ImageToVideo => "image-to-video" },
+                       "max_references": i.max_references, "max_outputs": i.max_outputs, "aspect_ratios": i.aspect_ratios,
+                       "sizes": i.sizes, "supports_mask": i.supports_mask, "supports_seed": i.supports_seed,
+                       "supports_audio": i.supports_audio, "input_mime": i.input_mime,
+                       "params": i.params.iter().map(|s| json!({"name": s.name, "description": s.description,
+                           "kind": atelier::params::kind_name(s.kind), "min": s.min, "max": s.max, "choices": s.choices,
+                           "default": s.default.as_ref().map(to_json), "required": s.required})).collect::<Vec<_>>()})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (_, i) in &out {
+        let task = match i.task {
+            Task::ImageEdit => "image edit",
+            Task::ImageToVideo => "image to video",
+        };
+        println!("{} — {} [{task}, model id {}]", i.id, i.display_name, i.model);
+        if !i.description.is_empty() {
+            println!("  {}", i.description);
+        }
+        let mut caps = vec![format!("up to {} reference(s)", i.max_references), format!("{} output(s) per call", i.max_outputs)];
+        if i.supports_mask {
+            caps.push("mask".into());
+        }
+        if i.supports_seed {
+            caps.push("seed".into());
+        }
+        if i.supports_audio {
+            caps.push("audio".into());
+        }
+        println!("  {}", caps.join(", "));
+        if !i.aspect_ratios.is_empty() {
+            println!("  aspect: {}", i.aspect_ratios.join(" "));
+        }
+        if !i.sizes.is_empty() {
+            println!("  size: {}", i.sizes.join(" "));
+        }
+        for s in &i.params {
+            println!("    --param {}=…  {}  ({})", s.name, s.description, describe_spec(s));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn filters(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
+    let rt = cli.runtime()?;
+    let mut all = vec![];
+    for p in rt.filter_plugins() {
+        for f in p.describe_filters().await? {
+            all.push((p.id().to_string(), f));
+        }
+    }
+    if a.json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|(pid, f)| {
+                json!({"name": f.name, "plugin": pid, "description": f.description,
+                       "params": f.params.iter().map(|s| json!({"name": s.name, "description": s.description,
+                           "kind": atelier::params::kind_name(s.kind), "min": s.min, "max": s.max, "choices": s.choices,
+                           "default": s.default.as_ref().map(to_json), "required": s.required})).collect::<Vec<_>>()})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (pid, f) in &all {
+        println!("{} ({pid}) — {}", f.name, f.description);
+        for s in &f.params {
+            println!("    {}=…  {}  ({})", s.name, s.description, describe_spec(s));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

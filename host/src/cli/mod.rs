@@ -1,0 +1,109 @@
+//! Command-line interface: global options, logging, and one module per command group.
+
+mod doctor;
+mod inspect;
+
+use anyhow::Result;
+use atelier::runtime::{Runtime, RuntimeOptions};
+use atelier::settings::Settings;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// atelier: image-to-image and image-to-video work with swappable, sandboxed engines.
+#[derive(Parser)]
+#[command(name = "atelier", version, about)]
+pub struct Cli {
+    /// The operator config file (default: the per-user config dir's atelier.toml, if present).
+    #[arg(long, global = true, env = "ATELIER_CONFIG")]
+    config: Option<PathBuf>,
+    /// A plugin directory (or a directory of them); repeat for several. Also ATELIER_PLUGINS
+    /// (separated by ':').
+    #[arg(long = "plugins", global = true, env = "ATELIER_PLUGINS", value_delimiter = ':')]
+    plugins: Vec<PathBuf>,
+    /// Where compiled plugins are cached (default: the per-user cache dir).
+    #[arg(long, global = true, env = "ATELIER_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Log more (-v info, -vv debug); ATELIER_LOG takes tracing filter syntax.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Installed plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: inspect::PluginsCommand,
+    },
+    /// Model backends with what they accept.
+    Models(inspect::ListArgs),
+    /// Filters with their parameters.
+    Filters(inspect::ListArgs),
+    /// Check the config, secrets, grants and plugins; one line per problem with its fix.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Parse, run, and turn errors into one clear message and a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Plugins { command } => inspect::plugins(&cli, command).await,
+        Command::Models(a) => inspect::models(&cli, a).await,
+        Command::Filters(a) => inspect::filters(&cli, a).await,
+        Command::Doctor(a) => doctor::run(&cli, a).await,
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATELIER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+impl Cli {
+    /// The operator settings: `--config`, else the per-user file if it exists, else defaults.
+    pub fn settings(&self) -> Result<Settings> {
+        if let Some(p) = &self.config {
+            return Settings::load(p);
+        }
+        let user = directories::ProjectDirs::from("", "", "atelier").map(|d| d.config_dir().join("atelier.toml"));
+        match user {
+            Some(p) if p.exists() => Settings::load(&p),
+            _ => Ok(Settings::default()),
+        }
+    }
+
+    /// Load the runtime with every plugin found.
+    pub fn runtime(&self) -> Result<Runtime> {
+        let settings = self.settings()?;
+        Runtime::new(
+            settings,
+            RuntimeOptions { plugin_dirs: self.plugins.clone(), cache_dir: self.cache_dir.clone(), ..Default::default() },
+        )
+    }
+}

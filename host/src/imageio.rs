@@ -1,0 +1,173 @@
+//! Decoding with limits checked before any pixel is decoded, and encoding with provenance.
+
+use crate::wit_types::Image;
+use anyhow::{Context, Result, bail};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Limits on what the host decodes.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Most pixels (width × height).
+    pub max_pixels: u64,
+    /// Most pixels along one side.
+    pub max_dimension: u32,
+}
+
+/// The media type of encoded bytes, by magic number.
+pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        Some("video/mp4")
+    } else {
+        None
+    }
+}
+
+/// The usual file extension of a media type.
+pub fn extension(mime: &str) -> &'static str {
+    match mime {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "video/mp4" => "mp4",
+        "video/webm" => "webm",
+        _ => "bin",
+    }
+}
+
+/// Decode encoded bytes to RGBA8, refusing oversized images from their header alone.
+pub fn decode(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<Image> {
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("{name}: cannot read"))?;
+    if reader.format().is_none() {
+        bail!("{name}: not an image atelier can read (PNG, JPEG, WebP or GIF)");
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| anyhow::anyhow!("{name}: unreadable or truncated image header: {e}"))?;
+    check_size(w, h, limits, name)?;
+    let mut reader = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_dimension);
+    l.max_image_height = Some(limits.max_dimension);
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(l);
+    let img = reader.decode().map_err(|e| anyhow::anyhow!("{name}: cannot decode ({e}); the file may be truncated or corrupt"))?;
+    let rgba = img.into_rgba8();
+    Ok(Image { width: rgba.width(), height: rgba.height(), pixels: rgba.into_raw() })
+}
+
+/// Read and decode a file.
+pub fn read(path: &Path, limits: DecodeLimits) -> Result<(Image, Vec<u8>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let img = decode(&bytes, limits, &path.display().to_string())?;
+    Ok((img, bytes))
+}
+
+/// Refuse sizes over the limits, naming the setting that raises them.
+pub fn check_size(w: u32, h: u32, limits: DecodeLimits, name: &str) -> Result<()> {
+    if w == 0 || h == 0 {
+        bail!("{name}: the image is empty ({w}x{h})");
+    }
+    if w > limits.max_dimension || h > limits.max_dimension {
+        bail!(
+            "{name}: {w}x{h} is larger than the {} px side limit; refused before decoding (raise [limits] max_dimension in atelier.toml if it is genuine)",
+            limits.max_dimension
+        );
+    }
+    if w as u64 * h as u64 > limits.max_pixels {
+        bail!(
+            "{name}: {w}x{h} = {} Mpx is more than the {} Mpx limit; refused before decoding (raise [limits] max_pixels in atelier.toml if it is genuine)",
+            (w as u64 * h as u64) / 1_000_000,
+            limits.max_pixels / 1_000_000
+        );
+    }
+    Ok(())
+}
+
+/// Encode RGBA8 as PNG, with an optional `atelier` iTXt chunk (the provenance JSON).
+pub fn encode_png(img: &Image, provenance: Option<&str>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, img.width, img.height);
+        enc.set_color(png::ColorType::Rgba);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Fast);
+        if let Some(p) = provenance {
+            enc.add_itxt_chunk("atelier".into(), p.into())?;
+        }
+        let mut w = enc.write_header()?;
+        w.write_image_data(&img.pixels)?;
+        w.finish()?;
+    }
+    Ok(out)
+}
+
+/// Encode in a given media type (PNG for anything unknown).
+pub fn encode(img: &Image, mime: &str) -> Result<Vec<u8>> {
+    let buf = image::RgbaImage::from_raw(img.width, img.height, img.pixels.clone())
+        .ok_or_else(|| anyhow::anyhow!("pixel buffer does not match {}x{}", img.width, img.height))?;
+    let mut out = Cursor::new(Vec::new());
+    match mime {
+        "image/jpeg" => image::DynamicImage::ImageRgba8(buf).into_rgb8().write_to(&mut out, image::ImageFormat::Jpeg)?,
+        "image/webp" => buf.write_to(&mut out, image::ImageFormat::WebP)?,
+        _ => return encode_png(img, None),
+    }
+    Ok(out.into_inner())
+}
+
+/// The `atelier` text chunk of a PNG, if present.
+pub fn read_png_provenance(bytes: &[u8]) -> Option<String> {
+    let decoder = png::Decoder::new(Cursor::new(bytes));
+    let reader = decoder.read_info().ok()?;
+    let info = reader.info();
+    info.utf8_text.iter().find(|c| c.keyword == "atelier").and_then(|c| c.get_text().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_round_trips_with_provenance() {
+        let img = Image { width: 2, height: 1, pixels: vec![255, 0, 0, 255, 0, 255, 0, 255] };
+        let bytes = encode_png(&img, Some("{\"engine\":\"x\"}")).unwrap();
+        let back = decode(&bytes, DecodeLimits { max_pixels: 100, max_dimension: 10 }, "t").unwrap();
+        assert_eq!(back.pixels, img.pixels);
+        assert_eq!(read_png_provenance(&bytes).unwrap(), "{\"engine\":\"x\"}");
+    }
+
+    #[test]
+    fn bomb_header_is_refused_before_decoding() {
+        // A PNG header claiming 100000x100000 with no data behind it.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 6, 0, 0, 0]);
+        let crc = crc32(&png[12..29]);
+        png.extend_from_slice(&crc.to_be_bytes());
+        let e = decode(&png, DecodeLimits { max_pixels: 100_000_000, max_dimension: 32768 }, "bomb.png").unwrap_err();
+        assert!(e.to_string().contains("refused before decoding"), "{e}");
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+}

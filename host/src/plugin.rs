@@ -1,0 +1,366 @@
+//! A loaded plugin and the calls the host makes into it, each in a fresh store.
+
+use crate::caps::grants::Grants;
+use crate::caps::http::{HttpCap, HttpLimits};
+use crate::manifest::{Kind, Limits, Manifest};
+use crate::settings::{PluginSettings, Settings};
+use crate::wasm::bindings::{filter, model, wit_backend as wb, wit_filters as wf, wit_types as wt};
+use crate::wasm::engine::WasmEngine;
+use crate::wasm::store::{HostState, PluginCtx, new_store};
+use anyhow::{Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use wasmtime::Store;
+use wasmtime::component::Linker;
+
+/// Instantiation-ready component of either kind.
+pub enum Pre {
+    /// A model backend.
+    Model(model::ModelPre<HostState>),
+    /// A filter family.
+    Filter(filter::FilterPre<HostState>),
+}
+
+/// A plugin ready to be called.
+pub struct Plugin {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The operator's section for it.
+    pub settings: PluginSettings,
+    /// What it may reach.
+    pub grants: Arc<Grants>,
+    /// Effective limits (manifest, then operator overrides).
+    pub limits: Limits,
+    ctx: Arc<PluginCtx>,
+    engine: Arc<WasmEngine>,
+    pre: Pre,
+}
+
+/// What a call returned, plus whether a state-changing request may have reached the provider
+/// without an answer (then a failed submit must not be repeated blindly).
+pub struct Called<T> {
+    /// The plugin's answer.
+    pub value: T,
+    /// See above.
+    pub ambiguous: bool,
+}
+
+impl Plugin {
+    /// Load and link a plugin described by `manifest`.
+    pub fn load(
+        engine: Arc<WasmEngine>,
+        linkers: &Linkers,
+        manifest: Manifest,
+        settings: &Settings,
+    ) -> Result<Plugin> {
+        manifest.check_contract()?;
+        let ops = settings.plugin(&manifest.id);
+        let limits = effective_limits(&manifest, &ops)?;
+        let component = engine.load_component(&manifest.component).map_err(|e| {
+            anyhow::anyhow!("{e:#}").context(format!("plugin `{}` ({})", manifest.id, manifest.path.display()))
+        })?;
+        check_exports(&engine.engine, &component, &manifest)?;
+        let grants = Arc::new(Grants::new(&manifest, &ops, settings.shown_path()));
+        let mut config = manifest.defaults.clone();
+        config.extend(ops.config.clone());
+        // Secrets never reach config.get, even if an operator put one there by mistake.
+        for name in manifest.secrets.keys() {
+            config.remove(name);
+        }
+        let http = (manifest.kind == Kind::Model).then(|| {
+            HttpCap::new(
+                grants.clone(),
+                HttpLimits {
+                    max_response: settings.limits.http_max_response_mb << 20,
+                    max_download: settings.limits.download_max_mb << 20,
+                    timeout: Duration::from_secs_f64(settings.limits.http_timeout_s),
+                    max_redirects: 10,
+                },
+            )
+        });
+        let memory_limit = ((limits.memory_mb << 20) as usize).min(engine.max_memory());
+        let ctx = Arc::new(PluginCtx {
+            id: manifest.id.clone(),
+            config,
+            http,
+            memory_limit,
+            call_timeout: Duration::from_secs_f64(limits.call_timeout_s),
+        });
+        let pre = match manifest.kind {
+            Kind::Model => Pre::Model(model::ModelPre::new(linkers.model.instantiate_pre(&component)?)?),
+            Kind::Filter => Pre::Filter(filter::FilterPre::new(linkers.filter.instantiate_pre(&component)?)?),
+        };
+        Ok(Plugin { manifest, settings: ops, grants, limits, ctx, engine, pre })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.manifest.id
+    }
+
+    /// The HTTP capability (models only), used by the host for downloads on the plugin's behalf.
+    pub fn http(&self) -> Option<&HttpCap> {
+        self.ctx.http.as_ref()
+    }
+
+    /// The value of a setting as the plugin sees it.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.ctx.config.get(key).map(String::as_str)
+    }
+
+    async fn call(&self, job: &str, op: Op<'_>) -> Result<Called<Ret>> {
+        let what = op.name();
+        let _slot = self.engine.slots.clone().acquire_owned().await?;
+        let mut store = new_store(&self.engine.engine, self.ctx.clone(), job);
+        let grace = Duration::from_millis(500);
+        let outcome = tokio::time::timeout(self.ctx.call_timeout + grace, run(&mut store, &self.pre, op)).await;
+        let data = store.data();
+        let ambiguous = data.ambiguous.load(Ordering::Relaxed);
+        let id = &self.manifest.id;
+        match outcome {
+            Ok(Ok(value)) => Ok(Called { value, ambiguous }),
+            Err(_) => bail!(self.deadline_message(what)),
+            Ok(Err(_)) if data.deadline_hit => bail!(self.deadline_message(what)),
+            Ok(Err(_)) if data.limiter.exceeded.is_some() => bail!(
+                "plugin `{id}` ran out of memory in `{what}`: it asked for {} MiB, its limit is {} MiB; if it really needs more, raise it in {}:\n    [plugins.{id}.limits]\n    memory_mb = {}",
+                data.limiter.exceeded.unwrap_or(0) >> 20,
+                self.ctx.memory_limit >> 20,
+                self.grants.config_path,
+                (data.limiter.exceeded.unwrap_or(0) >> 20).next_power_of_two()
+            ),
+            Ok(Err(e)) => bail!("plugin `{id}` crashed in `{what}` (a bug in the plugin; report it to its author): {}", trap_text(&e)),
+        }
+    }
+
+    fn deadline_message(&self, what: &str) -> String {
+        let id = &self.manifest.id;
+        format!(
+            "plugin `{id}` did not finish `{what}` within {} s and was stopped; if it needs longer, raise it in {}:\n    [plugins.{id}.limits]\n    call_timeout_s = {}",
+            self.ctx.call_timeout.as_secs_f64(),
+            self.grants.config_path,
+            (self.ctx.call_timeout.as_secs_f64() * 2.0).ceil()
+        )
+    }
+
+    fn wrong_kind(&self) -> anyhow::Error {
+        match self.manifest.kind {
+            Kind::Filter => anyhow::anyhow!("`{}` is a filter, not a model; use it as a filter step (--pre/--post/--step)", self.id()),
+            Kind::Model => anyhow::anyhow!("`{}` is a model, not a filter; use it with --model", self.id()),
+        }
+    }
+
+    /// `describe` of a model.
+    pub async fn describe_model(&self) -> Result<wb::ModelInfo> {
+        match self.call("describe", Op::Describe).await?.value {
+            Ret::Info(i) => Ok(i),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+
+    /// `prepare` of a model.
+    pub async fn prepare(
+        &self,
+        job: &str,
+        prompt: &str,
+        references: &[(u32, u32)],
+        has_mask: bool,
+        n: u32,
+        params: &[wt::Param],
+    ) -> Result<Result<wb::InputPlan, wt::Error>> {
+        match self.call(job, Op::Prepare { prompt, references, has_mask, n, params }).await?.value {
+            Ret::Plan(p) => Ok(p),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+
+    /// `submit` of a model.
+    pub async fn submit(&self, job: &str, req: &wb::Request) -> Result<Called<Result<wb::Submission, wt::Error>>> {
+        let c = self.call(job, Op::Submit(req)).await?;
+        match c.value {
+            Ret::Submission(s) => Ok(Called { value: s, ambiguous: c.ambiguous }),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+
+    /// `poll` of a model.
+    pub async fn poll(&self, job: &str, token: &str) -> Result<Result<wb::Status, wt::Error>> {
+        match self.call(job, Op::Poll(token)).await?.value {
+            Ret::Status(s) => Ok(s),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+
+    /// `cancel` of a model.
+    pub async fn cancel(&self, job: &str, token: &str) -> Result<Result<(), wt::Error>> {
+        match self.call(job, Op::Cancel(token)).await?.value {
+            Ret::Unit(u) => Ok(u),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+
+    /// `describe` of a filter family.
+    pub async fn describe_filters(&self) -> Result<Vec<wf::FilterInfo>> {
+        match self.call("describe", Op::DescribeFilters).await?.value {
+            Ret::Filters(f) => Ok(f),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+
+    /// `apply` of a filter family: consecutive steps in one call.
+    pub async fn apply(&self, job: &str, image: &wt::Image, steps: &[wf::Step]) -> Result<Result<wt::Image, wt::Error>> {
+        match self.call(job, Op::Apply(image, steps)).await?.value {
+            Ret::Image(i) => Ok(i),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+}
+
+/// One call into a plugin, with its arguments.
+enum Op<'a> {
+    Describe,
+    Prepare { prompt: &'a str, references: &'a [(u32, u32)], has_mask: bool, n: u32, params: &'a [wt::Param] },
+    Submit(&'a wb::Request),
+    Poll(&'a str),
+    Cancel(&'a str),
+    DescribeFilters,
+    Apply(&'a wt::Image, &'a [wf::Step]),
+}
+
+impl Op<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Describe | Op::DescribeFilters => "describe",
+            Op::Prepare { .. } => "prepare",
+            Op::Submit(_) => "submit",
+            Op::Poll(_) => "poll",
+            Op::Cancel(_) => "cancel",
+            Op::Apply(..) => "apply",
+        }
+    }
+}
+
+/// What a call returned.
+enum Ret {
+    Info(wb::ModelInfo),
+    Plan(Result<wb::InputPlan, wt::Error>),
+    Submission(Result<wb::Submission, wt::Error>),
+    Status(Result<wb::Status, wt::Error>),
+    Unit(Result<(), wt::Error>),
+    Filters(Vec<wf::FilterInfo>),
+    Image(Result<wt::Image, wt::Error>),
+    /// The call does not exist for this kind of plugin.
+    WrongKind,
+}
+
+/// Instantiate in `store` and make the call.
+async fn run(store: &mut Store<HostState>, pre: &Pre, op: Op<'_>) -> wasmtime::Result<Ret> {
+    match pre {
+        Pre::Model(pre) => {
+            let inst = pre.instantiate_async(&mut *store).await?;
+            let b = inst.atelier_plugin_backend();
+            Ok(match op {
+                Op::Describe => Ret::Info(b.call_describe(&mut *store).await?),
+                Op::Prepare { prompt, references, has_mask, n, params } => {
+                    Ret::Plan(b.call_prepare(&mut *store, prompt, references, has_mask, n, params).await?)
+                }
+                Op::Submit(req) => Ret::Submission(b.call_submit(&mut *store, req).await?),
+                Op::Poll(t) => Ret::Status(b.call_poll(&mut *store, t).await?),
+                Op::Cancel(t) => Ret::Unit(b.call_cancel(&mut *store, t).await?),
+                Op::DescribeFilters | Op::Apply(..) => Ret::WrongKind,
+            })
+        }
+        Pre::Filter(pre) => {
+            let inst = pre.instantiate_async(&mut *store).await?;
+            let f = inst.atelier_plugin_filters();
+            Ok(match op {
+                Op::DescribeFilters => Ret::Filters(f.call_describe(&mut *store).await?),
+                Op::Apply(img, steps) => Ret::Image(f.call_apply(&mut *store, img, steps).await?),
+                _ => Ret::WrongKind,
+            })
+        }
+    }
+}
+
+/// Linkers for both worlds, built once per engine.
+pub struct Linkers {
+    /// World `model`.
+    pub model: Linker<HostState>,
+    /// World `filter`.
+    pub filter: Linker<HostState>,
+}
+
+impl Linkers {
+    /// WASI (sandboxed by the store's context) plus the contract's imports.
+    pub fn new(engine: &wasmtime::Engine) -> Result<Linkers> {
+        use wasmtime::component::HasSelf;
+        let mut m = Linker::<HostState>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut m)?;
+        model::Model::add_to_linker::<_, HasSelf<_>>(&mut m, |s| s)?;
+        let mut f = Linker::<HostState>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut f)?;
+        filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut f, |s| s)?;
+        Ok(Linkers { model: m, filter: f })
+    }
+}
+
+fn effective_limits(manifest: &Manifest, ops: &PluginSettings) -> Result<Limits> {
+    let mut l = manifest.limits.clone();
+    let id = &manifest.id;
+    for (k, v) in &ops.limits {
+        let bad = || anyhow::anyhow!("[plugins.{id}.limits] {k}: expected a positive number");
+        match k.as_str() {
+            "memory_mb" => l.memory_mb = v.as_integer().filter(|x| *x > 0).ok_or_else(bad)? as u64,
+            "call_timeout_s" => {
+                l.call_timeout_s = v.as_float().or(v.as_integer().map(|i| i as f64)).filter(|x| *x > 0.0).ok_or_else(bad)?
+            }
+            "max_in_flight" => l.max_in_flight = Some(v.as_integer().filter(|x| *x > 0).ok_or_else(bad)? as u32),
+            other => bail!("[plugins.{id}.limits] {other}: unknown limit; known: memory_mb, call_timeout_s, max_in_flight"),
+        }
+    }
+    Ok(l)
+}
+
+/// The component must export the interface of its kind at the manifest's contract version.
+fn check_exports(engine: &wasmtime::Engine, component: &wasmtime::component::Component, m: &Manifest) -> Result<()> {
+    let want = crate::wasm::bindings::export_name(m.kind, &m.contract);
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    if exports.iter().any(|e| *e == want) {
+        return Ok(());
+    }
+    let base = want.split('@').next().unwrap_or(&want);
+    if let Some(other) = exports.iter().find(|e| e.starts_with(&format!("{base}@"))) {
+        bail!(
+            "{}: the component exports {other}, but its manifest says contract {} and this host speaks {}; rebuild the plugin against wit/{}/",
+            m.component.display(),
+            m.contract,
+            crate::manifest::SUPPORTED_CONTRACTS.join(", "),
+            crate::manifest::SUPPORTED_CONTRACTS[0]
+        );
+    }
+    bail!(
+        "{}: the component does not export {want} (it exports: {}); is `kind = \"{}\"` in {} right, and was it built with the atelier SDK's register_{}! macro?",
+        m.component.display(),
+        if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") },
+        m.kind,
+        m.path.display(),
+        m.kind
+    )
+}
+
+/// The useful part of a trap: its message and the guest frames wasmtime attached.
+fn trap_text(e: &wasmtime::Error) -> String {
+    let mut s = format!("{e}");
+    if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+        s = format!("wasm trap: {t}");
+    }
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s.lines().take(6).collect::<Vec<_>>().join(" | ")
+}

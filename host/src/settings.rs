@@ -1,0 +1,244 @@
+//! The operator's `atelier.toml`: per-plugin settings, grants, secrets and host-wide limits.
+
+use crate::caps::hosts::HostPattern;
+use crate::manifest::{toml_error_line, toml_scalar};
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Keys under `[plugins.<id>]` that the host reads itself; every other key reaches `config.get`.
+const RESERVED: &[&str] = &["enabled", "allow_hosts", "deny_hosts", "secrets", "limits"];
+
+/// The whole operator configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Where it was read from, for messages (`None`: built-in defaults).
+    pub path: Option<PathBuf>,
+    /// Plugin directories (after `--plugins` / `ATELIER_PLUGINS`, before the per-user dir).
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Host-wide limits.
+    pub limits: HostLimits,
+    /// Per-plugin sections.
+    pub plugins: BTreeMap<String, PluginSettings>,
+    /// The raw document, for sections read by other modules (prices, ...).
+    pub raw: toml::Table,
+}
+
+/// Host-wide limits on inputs and transfers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostLimits {
+    /// Largest image accepted, in pixels, checked before decoding.
+    pub max_pixels: u64,
+    /// Largest width or height accepted.
+    pub max_dimension: u32,
+    /// Largest HTTP response a plugin may receive, MiB.
+    pub http_max_response_mb: u64,
+    /// Largest download the host performs for an artifact, MiB.
+    pub download_max_mb: u64,
+    /// Time limit of one HTTP request, seconds.
+    pub http_timeout_s: f64,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            max_pixels: 100_000_000,
+            max_dimension: 32_768,
+            http_max_response_mb: 64,
+            download_max_mb: 4096,
+            http_timeout_s: 120.0,
+        }
+    }
+}
+
+/// `[plugins.<id>]`.
+#[derive(Clone, Debug, Default)]
+pub struct PluginSettings {
+    /// `enabled = false` hides the plugin.
+    pub enabled: bool,
+    /// Settings for `config.get`.
+    pub config: BTreeMap<String, String>,
+    /// Extra hosts the operator grants.
+    pub allow_hosts: Vec<HostPattern>,
+    /// Hosts the operator refuses even if the manifest asks.
+    pub deny_hosts: Vec<HostPattern>,
+    /// Where each secret comes from.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Overrides of the manifest's `[limits]`.
+    pub limits: BTreeMap<String, toml::Value>,
+}
+
+/// Where a secret's value is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable of the host process.
+    Env(String),
+    /// A file (trailing newline trimmed).
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Parse `env:VAR` or `file:PATH`.
+    pub fn parse(text: &str) -> Result<SecretSource> {
+        if let Some(v) = text.strip_prefix("env:") {
+            Ok(SecretSource::Env(v.to_string()))
+        } else if let Some(p) = text.strip_prefix("file:") {
+            Ok(SecretSource::File(PathBuf::from(p)))
+        } else {
+            bail!("secret source `{text}` must be `env:VAR` or `file:PATH`")
+        }
+    }
+
+    /// Read the value now; `None` when unset or unreadable.
+    pub fn read(&self) -> Option<String> {
+        match self {
+            SecretSource::Env(v) => std::env::var(v).ok().filter(|s| !s.is_empty()),
+            SecretSource::File(p) => std::fs::read_to_string(p).ok().map(|s| s.trim_end().to_string()).filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+impl Settings {
+    /// Read `path`; errors name the file and line.
+    pub fn load(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the config file (given by --config or ATELIER_CONFIG)", path.display()))?;
+        Self::parse(&text, Some(path))
+    }
+
+    /// Parse config text.
+    pub fn parse(text: &str, path: Option<&Path>) -> Result<Settings> {
+        let shown = path.map(|p| p.display().to_string()).unwrap_or_else(|| "atelier.toml".into());
+        let raw: toml::Table = text.parse::<toml::Table>().map_err(|e| {
+            let (line, msg) = toml_error_line(text, &e);
+            anyhow::anyhow!("{shown}{line}: {msg}")
+        })?;
+        let at = |key: &str| line_of(text, key).map(|l| format!("{shown}:{l}")).unwrap_or_else(|| shown.clone());
+        let mut s = Settings { path: path.map(Path::to_path_buf), raw: raw.clone(), ..Default::default() };
+        if let Some(paths) = raw.get("paths") {
+            if let Some(dirs) = paths.get("plugins").and_then(|v| v.as_array()) {
+                let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+                s.plugin_dirs = dirs.iter().filter_map(|d| d.as_str()).map(|d| base.join(d)).collect();
+            }
+        }
+        if let Some(l) = raw.get("limits") {
+            s.limits = l.clone().try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: [limits]: {}", at("[limits]"), e.message()))?;
+        }
+        if let Some(plugins) = raw.get("plugins") {
+            let plugins = plugins.as_table().ok_or_else(|| anyhow::anyhow!("{}: `plugins` must be a table", at("plugins")))?;
+            for (id, section) in plugins {
+                let table = section
+                    .as_table()
+                    .ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}] must be a table", at(&format!("[plugins.{id}]"))))?;
+                s.plugins.insert(id.clone(), parse_plugin(id, table, &|k| at(k))?);
+            }
+        }
+        Ok(s)
+    }
+
+    /// The section of a plugin (empty when the operator wrote none).
+    pub fn plugin(&self, id: &str) -> PluginSettings {
+        self.plugins.get(id).cloned().unwrap_or(PluginSettings { enabled: true, ..Default::default() })
+    }
+
+    /// The file name to cite in "add this line" messages.
+    pub fn shown_path(&self) -> String {
+        self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "atelier.toml (pass it with --config)".into())
+    }
+}
+
+fn parse_plugin(id: &str, t: &toml::Table, at: &dyn Fn(&str) -> String) -> Result<PluginSettings> {
+    let mut p = PluginSettings { enabled: true, ..Default::default() };
+    let hosts = |key: &str| -> Result<Vec<HostPattern>> {
+        match t.get(key) {
+            None => Ok(vec![]),
+            Some(v) => v
+                .as_array()
+                .ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}] {key} must be a list of \"scheme://host[:port]\"", at(key)))?
+                .iter()
+                .map(|h| {
+                    let s = h.as_str().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}] {key}: not a string", at(key)))?;
+                    HostPattern::parse(s).with_context(|| format!("{}: [plugins.{id}] {key}", at(key)))
+                })
+                .collect(),
+        }
+    };
+    p.allow_hosts = hosts("allow_hosts")?;
+    p.deny_hosts = hosts("deny_hosts")?;
+    if let Some(e) = t.get("enabled") {
+        p.enabled = e.as_bool().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}] enabled must be true or false", at("enabled")))?;
+    }
+    if let Some(sec) = t.get("secrets") {
+        let sec = sec.as_table().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}.secrets] must be a table", at("secrets")))?;
+        for (name, v) in sec {
+            let text = v.as_str().ok_or_else(|| anyhow::anyhow!("{}: secret {name}: write \"env:VAR\" or \"file:PATH\"", at(name)))?;
+            let src = SecretSource::parse(text).with_context(|| format!("{}: [plugins.{id}.secrets] {name}", at(name)))?;
+            p.secrets.insert(name.clone(), src);
+        }
+    }
+    if let Some(l) = t.get("limits") {
+        let l = l.as_table().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}.limits] must be a table", at("limits")))?;
+        p.limits = l.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    }
+    for (k, v) in t {
+        if RESERVED.contains(&k.as_str()) {
+            continue;
+        }
+        if v.is_table() || v.is_array() {
+            bail!("{}: [plugins.{id}] {k}: settings are plain values (string, number, boolean)", at(k));
+        }
+        p.config.insert(k.clone(), toml_scalar(v));
+    }
+    Ok(p)
+}
+
+/// The 1-based line where `needle` first appears, for messages.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_example() {
+        let s = Settings::parse(
+            r#"
+[plugins.nano-banana]
+base_url = "https://generativelanguage.googleapis.com"
+model = "gemini-2.5-flash-image"
+allow_hosts = ["https://europe-west4-generativelanguage.example"]
+deny_hosts = []
+[plugins.nano-banana.secrets]
+GEMINI_API_KEY = "env:GEMINI_API_KEY"
+"#,
+            None,
+        )
+        .unwrap();
+        let p = s.plugin("nano-banana");
+        assert_eq!(p.config["model"], "gemini-2.5-flash-image");
+        assert_eq!(p.allow_hosts.len(), 1);
+        assert_eq!(p.secrets["GEMINI_API_KEY"], SecretSource::Env("GEMINI_API_KEY".into()));
+        assert!(!p.config.contains_key("allow_hosts"));
+    }
+
+    #[test]
+    fn bad_values_name_file_and_line() {
+        let e = Settings::parse("[plugins.x]\nallow_hosts = [\"ftp://a\"]\n", Some(Path::new("/etc/atelier.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("/etc/atelier.toml:2"), "{e:#}");
+        let e = Settings::parse("[plugins.x.secrets]\nK = \"vault:x\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("env:VAR"), "{e:#}");
+    }
+}

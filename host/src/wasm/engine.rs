@@ -1,0 +1,142 @@
+//! One wasmtime `Engine` for the process: pooling allocator, epoch ticker, and a compile cache of
+//! precompiled components keyed by component hash, wasmtime version and engine settings.
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; the granularity of deadlines and of cooperative yields.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide sizing.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Instances alive at once (pool slots); calls beyond wait for a slot.
+    pub max_instances: u32,
+    /// The largest memory any plugin may be granted, bytes.
+    pub max_memory: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { max_instances: 64, max_memory: 4 << 30 }
+    }
+}
+
+/// The process's engine plus what calls need to share it fairly.
+pub struct WasmEngine {
+    /// The wasmtime engine.
+    pub engine: Engine,
+    /// One permit per pool slot.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Where precompiled artifacts live.
+    pub cache_dir: PathBuf,
+    max_memory: usize,
+}
+
+impl WasmEngine {
+    /// Build the engine and start its epoch ticker (a plain thread, so a busy async runtime cannot
+    /// starve deadlines).
+    pub fn new(opts: &EngineOptions, cache_dir: PathBuf) -> Result<WasmEngine> {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = opts.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_memory_size(opts.max_memory);
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e:#}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new().name("atelier-epoch".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })?;
+        Ok(WasmEngine { engine, slots: Arc::new(tokio::sync::Semaphore::new(n as usize)), cache_dir, max_memory: opts.max_memory })
+    }
+
+    /// The largest memory a store may have.
+    pub fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
+    /// Load a component, from the compile cache when this host already compiled it.
+    pub fn load_component(&self, path: &Path) -> Result<Component> {
+        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read the component", path.display()))?;
+        check_is_component(&bytes, path)?;
+        let key = self.cache_key(&bytes);
+        let artifact = self.cache_dir.join(format!("{key}.cwasm"));
+        let digest_file = self.cache_dir.join(format!("{key}.sha256"));
+        if let (Ok(art), Ok(recorded)) = (std::fs::read(&artifact), std::fs::read_to_string(&digest_file)) {
+            // Only artifacts whose digest this host recorded when writing them are deserialized.
+            if hex::encode(Sha256::digest(&art)) == recorded.trim() {
+                // SAFETY: the bytes are an artifact this host serialized (digest checked above) for
+                // this wasmtime version and engine configuration (both part of the key).
+                if let Ok(c) = unsafe { Component::deserialize(&self.engine, &art) } {
+                    return Ok(c);
+                }
+            }
+        }
+        let component = Component::new(&self.engine, &bytes)
+            .map_err(|e| anyhow::anyhow!("{}: not a loadable component: {e:#}", path.display()))?;
+        if let Ok(art) = component.serialize() {
+            let _ = self.write_artifact(&artifact, &digest_file, &art);
+        }
+        Ok(component)
+    }
+
+    fn write_artifact(&self, artifact: &Path, digest_file: &Path, art: &[u8]) -> Result<()> {
+        std::fs::create_dir_all(&self.cache_dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.cache_dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, art)?;
+        std::fs::rename(&tmp, artifact)?;
+        std::fs::write(digest_file, hex::encode(Sha256::digest(art)))?;
+        Ok(())
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let mut d = Sha256::new();
+        d.update(bytes);
+        d.update(wasmtime_version().as_bytes());
+        d.update(h.finish().to_le_bytes());
+        hex::encode(&d.finalize()[..16])
+    }
+}
+
+/// The wasmtime version this host embeds.
+pub fn wasmtime_version() -> &'static str {
+    "48.0.8"
+}
+
+/// A core module or random bytes get a message that says what to do instead.
+fn check_is_component(bytes: &[u8], path: &Path) -> Result<()> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        bail!("{}: not a WebAssembly file; build the plugin with `cargo build --target wasm32-wasip2` and copy the .wasm here", path.display());
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        bail!(
+            "{}: a core wasm module, not a component; build for the wasm32-wasip2 target (which emits components), not wasm32-unknown-unknown or wasip1",
+            path.display()
+        );
+    }
+    Ok(())
+}

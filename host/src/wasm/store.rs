@@ -1,0 +1,173 @@
+//! One `Store` per call: the host state a plugin sees, its memory limit and its deadline.
+
+use super::bindings::model::atelier::plugin as wit;
+use crate::caps;
+use crate::caps::http::{Failure, HttpCap, Outbound};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// What every call into one plugin shares.
+pub struct PluginCtx {
+    /// Plugin id.
+    pub id: String,
+    /// Settings for `config.get` (manifest defaults overridden by the operator).
+    pub config: BTreeMap<String, String>,
+    /// Outbound HTTP; `None` for filters.
+    pub http: Option<HttpCap>,
+    /// Memory cap per call, bytes.
+    pub memory_limit: usize,
+    /// Deadline of one call.
+    pub call_timeout: Duration,
+}
+
+/// The data of one store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory accounting.
+    pub limiter: MemoryLimiter,
+    /// The plugin.
+    pub plugin: Arc<PluginCtx>,
+    /// The job this call belongs to (for logs).
+    pub job: String,
+    /// Set when a state-changing request may have reached the provider without an answer.
+    pub ambiguous: AtomicBool,
+    /// Set when the deadline fired.
+    pub deadline_hit: bool,
+}
+
+/// Refuses memory growth past the plugin's cap and remembers that it did, so the error can say so.
+pub struct MemoryLimiter {
+    limit: usize,
+    /// The size the guest asked for when refused.
+    pub exceeded: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The error raised inside wasm when a call outlives its deadline.
+#[derive(Debug)]
+pub struct DeadlineExceeded;
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+impl std::error::Error for DeadlineExceeded {}
+
+/// A store for one call: no filesystem, no environment, no sockets, frozen WASI clocks, the
+/// plugin's memory cap, and a deadline checked on every epoch tick (yielding to tokio between
+/// ticks, so a spinning plugin never holds a runtime thread).
+pub fn new_store(engine: &wasmtime::Engine, plugin: Arc<PluginCtx>, job: &str) -> Store<HostState> {
+    let wasi = WasiCtx::builder()
+        .wall_clock(caps::clock::FrozenClock)
+        .monotonic_clock(caps::clock::FrozenClock)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let deadline = Instant::now() + plugin.call_timeout;
+    let state = HostState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter { limit: plugin.memory_limit, exceeded: None },
+        plugin,
+        job: job.to_string(),
+        ambiguous: AtomicBool::new(false),
+        deadline_hit: false,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        if Instant::now() >= deadline {
+            ctx.data_mut().deadline_hit = true;
+            return Err(DeadlineExceeded.into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store
+}
+
+impl wit::types::Host for HostState {}
+
+impl wit::config::Host for HostState {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.plugin.config.get(&key).cloned()
+    }
+}
+
+impl wit::log::Host for HostState {
+    async fn write(&mut self, level: wit::log::Level, message: String) {
+        use caps::log::Level as L;
+        let level = match level {
+            wit::log::Level::Trace => L::Trace,
+            wit::log::Level::Debug => L::Debug,
+            wit::log::Level::Info => L::Info,
+            wit::log::Level::Warn => L::Warn,
+            wit::log::Level::Error => L::Error,
+        };
+        caps::log::write(&self.plugin.id, &self.job, level, &message);
+    }
+}
+
+impl wit::clock::Host for HostState {
+    async fn monotonic_ms(&mut self) -> u64 {
+        caps::clock::monotonic_ms()
+    }
+    async fn wall_ms(&mut self) -> u64 {
+        caps::clock::wall_ms()
+    }
+}
+
+impl wit::http::Host for HostState {
+    async fn send(&mut self, req: wit::http::Request) -> Result<wit::http::Response, wit::http::HttpError> {
+        use wit::http::HttpError as E;
+        let Some(http) = &self.plugin.http else {
+            return Err(E::Denied(format!("plugin `{}` has no network access", self.plugin.id)));
+        };
+        let out = Outbound {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+            timeout: req.timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
+        };
+        tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %out.method, url = %out.url);
+        match http.send(out, &self.ambiguous).await {
+            Ok(r) => Ok(wit::http::Response { status: r.status, headers: r.headers, body: r.body }),
+            Err(f) => {
+                tracing::info!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{f}");
+                Err(match f {
+                    Failure::Denied(m) => E::Denied(m),
+                    Failure::Timeout(m) => E::Timeout(m),
+                    Failure::TooLarge(m) => E::TooLarge(m),
+                    Failure::Connection(m) => E::Connection(m),
+                    Failure::Invalid(m) => E::Invalid(m),
+                })
+            }
+        }
+    }
+}
