@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::mask::squared_distance_to;
-use crate::ops::blur::box_mean;
+use crate::ops::blur::gaussian;
 use crate::ops::noise::SeededRng;
 use crate::raster::Raster;
 
@@ -35,8 +35,7 @@ pub fn telea(img: &Raster, hole: &[bool], radius: usize) -> Result<Raster, Strin
         return Err("the mask covers the whole image, so there is nothing around it to fill from; paint only the object white".into());
     }
     let radius = radius.max(1) as isize;
-    let mut values: Vec<[f32; 4]> =
-        img.px.chunks_exact(4).map(|p| [p[0] as f32, p[1] as f32, p[2] as f32, p[3] as f32]).collect();
+    let mut values = structure(img, hole);
     let mut flags: Vec<u8> = hole.iter().map(|&b| if b { INSIDE } else { KNOWN }).collect();
     let mut time: Vec<f32> = hole.iter().map(|&b| if b { FAR_TIME } else { 0.0 }).collect();
     let mut heap = BinaryHeap::new();
@@ -74,8 +73,35 @@ pub fn telea(img: &Raster, hole: &[bool], radius: usize) -> Result<Raster, Strin
             heap.push(Reverse((t.to_bits(), n as u32)));
         }
     }
-    let px = values.iter().flat_map(|v| v.map(|c| (c + 0.5).clamp(0.0, 255.0) as u8)).collect();
-    Ok(Raster { width: w, height: h, px })
+    let mut out = img.clone();
+    for (i, v) in values.iter().enumerate() {
+        if hole[i] {
+            for c in 0..4 {
+                out.px[i * 4 + c] = (v[c] + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Width of the structure layer's Gaussian, px.
+const STRUCTURE_SIGMA: f32 = 1.5;
+
+/// The structure layer: a Gaussian blur of the known pixels only (normalised convolution), so the
+/// hole's content never bleeds in. Hole pixels get whatever reaches them (overwritten by the march).
+fn structure(img: &Raster, hole: &[bool]) -> Vec<[f32; 4]> {
+    let (w, h) = (img.width, img.height);
+    let known: Vec<f32> = hole.iter().map(|&b| if b { 0.0 } else { 1.0 }).collect();
+    let den = gaussian(&known, w, h, STRUCTURE_SIGMA);
+    let mut out = vec![[0.0f32; 4]; w * h];
+    for c in 0..4 {
+        let num: Vec<f32> = (0..w * h).map(|i| img.px[i * 4 + c] as f32 * known[i]).collect();
+        let num = gaussian(&num, w, h, STRUCTURE_SIGMA);
+        for i in 0..w * h {
+            out[i][c] = if den[i] > 1e-4 { num[i] / den[i] } else { img.px[i * 4 + c] as f32 };
+        }
+    }
+    out
 }
 
 /// The 4-neighbours of (x, y) inside a `w x h` grid, as indices.
@@ -173,17 +199,21 @@ pub fn match_grain(original: &Raster, filled: &Raster, hole: &[bool], radius: us
     let (w, h) = (original.width, original.height);
     let d2 = squared_distance_to(hole, w, h);
     let ring_width = (2 * radius + 2) as f32;
+    // Ring pixels whose whole 5x5 window is outside the hole (Euclidean > 2√2 px implies that), so
+    // the hole's own content never leaks into the measurement.
     let ring: Vec<usize> = (0..w * h).filter(|&i| !hole[i] && d2[i] <= ring_width * ring_width).collect();
     if ring.len() < 16 {
         return filled.clone();
     }
+    let smooth = structure(original, hole);
+    // The residual against a Gaussian of the same pixel undercounts white noise by the kernel's
+    // centre weight (1 - 2·k0 + Σk²); undo that bias.
+    let k0 = 1.0 / (std::f64::consts::TAU * (STRUCTURE_SIGMA as f64).powi(2));
+    let bias = 1.0 - 2.0 * k0 + k0 / 2.0;
     let mut sigma = [0.0f32; 3];
     for (c, s) in sigma.iter_mut().enumerate() {
-        let plane: Vec<f32> = original.px.chunks_exact(4).map(|p| p[c] as f32).collect();
-        let local = box_mean(&plane, w, h, 2);
-        let var: f64 = ring.iter().map(|&i| ((plane[i] - local[i]) as f64).powi(2)).sum::<f64>() / ring.len() as f64;
-        // A 5x5 local mean removes 1/25 of white-noise variance from the residual: undo that bias.
-        *s = (var * 25.0 / 24.0).sqrt() as f32;
+        let var: f64 = ring.iter().map(|&i| ((original.px[i * 4 + c] as f32 - smooth[i][c]) as f64).powi(2)).sum::<f64>() / ring.len() as f64;
+        *s = (var / bias).sqrt() as f32;
     }
     let mut out = filled.clone();
     if sigma.iter().all(|&s| s < 0.5) {

@@ -1,7 +1,7 @@
 //! Masks: white = edit. A mask pixel counts as "in" when its grey level is at least 128. The edit is
-//! blended back with a feathered edge that reaches `feather` px outside the mask (weight falls
-//! linearly from 1 at the mask to 0 just past `feather` px), measured by an exact Euclidean distance
-//! transform. Every pixel farther out keeps the original bytes exactly.
+//! blended back with a feathered edge outside the mask: the edit's weight falls linearly from 1 on the
+//! mask to 0 at `feather` px from it (exact Euclidean distance transform). Every pixel `feather` px or
+//! more from the mask keeps the original bytes exactly; `feather = 0` means a hard edge.
 
 use crate::raster::Raster;
 
@@ -33,7 +33,13 @@ impl FeatheredMask {
             .iter()
             .map(|&d| {
                 let d = d.sqrt();
-                if d == 0.0 { 1.0 } else { (1.0 - d / (feather as f32 + 1.0)).max(0.0) }
+                if d == 0.0 {
+                    1.0
+                } else if feather == 0 {
+                    0.0
+                } else {
+                    (1.0 - d / feather as f32).max(0.0)
+                }
             })
             .collect();
         FeatheredMask { width, height, inside, weight }
@@ -158,7 +164,7 @@ mod tests {
                 let d = ((dx * dx + dy * dy) as f32).sqrt();
                 if d == 0.0 {
                     assert_eq!(out.get(x, y), edited.get(x, y));
-                } else if d > 5.0 {
+                } else if d >= 5.0 {
                     assert_eq!(out.get(x, y), original.get(x, y), "({x},{y}) changed outside the band");
                 } else {
                     assert_ne!(out.get(x, y), original.get(x, y), "({x},{y}) in the band should blend");
