@@ -60,8 +60,12 @@ impl Model for Seedream {
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
         let model = model_id();
-        let refs: Vec<(u32, u32)> = req.references.iter().map(|m| sniff::dimensions(&m.bytes).unwrap_or((0, 0))).collect();
-        rules::check(version(), &model, &req.prompt, &refs, req.mask.is_some(), req.n, &req.params)?;
+        rules::check_request(version(), &model, &req.prompt, req.references.len(), req.mask.is_some(), req.n, &req.params)?;
+        for (i, m) in req.references.iter().enumerate() {
+            if let Some(dims) = sniff::dimensions(&m.bytes) {
+                rules::check_reference(i, dims)?;
+            }
+        }
         let job = request::Job::from_request(&model, &req)?;
         let url = format!("{}/api/v3/images/generations", trim_base(&config::get("base_url").unwrap_or_else(|| {
             "https://ark.ap-southeast.bytepluses.com".into()

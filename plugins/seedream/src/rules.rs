@@ -81,42 +81,52 @@ pub fn check_size(version: Version, model: &str, size: &str) -> Result<String, E
     Ok(format!("{w}x{h}"))
 }
 
-/// Every check `prepare` makes, shared with `submit` so a job is never sent unchecked.
+/// Every check `prepare` makes: the request, then each reference's size.
 pub fn check(version: Version, model: &str, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<(), Error> {
+    check_request(version, model, prompt, references.len(), has_mask, n, params)?;
+    references.iter().enumerate().try_for_each(|(i, &dims)| check_reference(i, dims))
+}
+
+/// The checks that need no reference sizes (also made by `submit`, whose references may be in
+/// formats we cannot size without decoding).
+pub fn check_request(version: Version, model: &str, prompt: &str, references: usize, has_mask: bool, n: u32, params: &[Param]) -> Result<(), Error> {
     if prompt.trim().is_empty() {
         return Err(Error::invalid("Seedream needs a prompt: describe the edit or the images to make"));
     }
     if has_mask {
         return Err(Error::invalid("Seedream takes no mask: describe the region to change in the prompt, or use flux-kontext for masked edits"));
     }
-    if references.len() as u32 > MAX_REFERENCES {
-        return Err(Error::invalid(format!("Seedream takes at most {MAX_REFERENCES} reference images; you gave {}", references.len())));
+    if references as u32 > MAX_REFERENCES {
+        return Err(Error::invalid(format!("Seedream takes at most {MAX_REFERENCES} reference images; you gave {references}")));
     }
-    let total = references.len() as u32 + n;
+    let total = references as u32 + n;
     if total > MAX_TOTAL_IMAGES {
         return Err(Error::invalid(format!(
-            "Seedream makes at most {MAX_TOTAL_IMAGES} images per request counting the references: {} references + -n {n} = {total}. \
+            "Seedream makes at most {MAX_TOTAL_IMAGES} images per request counting the references: {references} references + -n {n} = {total}. \
              Use -n {} or fewer, or fewer references",
-            references.len(),
-            MAX_TOTAL_IMAGES.saturating_sub(references.len() as u32).max(1)
+            MAX_TOTAL_IMAGES.saturating_sub(references as u32).max(1)
         )));
-    }
-    for (i, &(w, h)) in references.iter().enumerate() {
-        if w <= 14 || h <= 14 {
-            return Err(Error::invalid(format!("reference {} is {w}x{h}: Seedream needs width and height above 14 px", i + 1)));
-        }
-        if w.max(h) as f64 / w.min(h) as f64 > MAX_RATIO {
-            return Err(Error::invalid(format!("reference {} is {w}x{h}: Seedream needs an aspect ratio between 1:16 and 16:1; crop it first", i + 1)));
-        }
-        if w as u64 * h as u64 > MAX_INPUT_PIXELS {
-            return Err(Error::invalid(format!("reference {} is {w}x{h}: Seedream takes at most 6000x6000 pixels", i + 1)));
-        }
     }
     if let Some(size) = params.text("size") {
         check_size(version, model, size)?;
     }
     if version == Version::V45 && params.text("prompt_mode") == Some("fast") {
         return Err(Error::invalid(format!("prompt_mode=fast is not available on {model} (Seedream 4.5 takes only `standard`)")));
+    }
+    Ok(())
+}
+
+/// ModelArk's input limits for reference `index` (0-based) of size `(w, h)`.
+pub fn check_reference(index: usize, (w, h): (u32, u32)) -> Result<(), Error> {
+    let n = index + 1;
+    if w <= 14 || h <= 14 {
+        return Err(Error::invalid(format!("reference {n} is {w}x{h}: Seedream needs width and height above 14 px")));
+    }
+    if w.max(h) as f64 / w.min(h) as f64 > MAX_RATIO {
+        return Err(Error::invalid(format!("reference {n} is {w}x{h}: Seedream needs an aspect ratio between 1:16 and 16:1; crop it first")));
+    }
+    if w as u64 * h as u64 > MAX_INPUT_PIXELS {
+        return Err(Error::invalid(format!("reference {n} is {w}x{h}: Seedream takes at most 6000x6000 pixels")));
     }
     Ok(())
 }
