@@ -36,8 +36,15 @@ pub struct Runtime {
     /// Directories searched, in order.
     pub search_path: Vec<PathBuf>,
     engine: Arc<WasmEngine>,
-    plugins: BTreeMap<String, Arc<Plugin>>,
+    linkers: Linkers,
+    entries: BTreeMap<String, Entry>,
     problems: Vec<Problem>,
+}
+
+/// A discovered plugin; its component is compiled (or read from the cache) on first use.
+struct Entry {
+    manifest: Manifest,
+    loaded: std::sync::OnceLock<Result<Arc<Plugin>, String>>,
 }
 
 impl Runtime {
@@ -54,7 +61,7 @@ impl Runtime {
         } else {
             vec![default_plugin_dir()]
         };
-        let mut rt = Runtime { settings, search_path, engine, plugins: BTreeMap::new(), problems: vec![] };
+        let mut rt = Runtime { settings, search_path, engine, linkers, entries: BTreeMap::new(), problems: vec![] };
         for dir in plugin_dirs(&rt.search_path) {
             match Manifest::load(&dir) {
                 Err(e) => rt.problems.push(Problem { dir, message: format!("{e:#}") }),
@@ -62,7 +69,7 @@ impl Runtime {
                     if !rt.settings.plugin(&m.id).enabled {
                         continue;
                     }
-                    if let Some(existing) = rt.plugins.get(&m.id) {
+                    if let Some(existing) = rt.entries.get(&m.id) {
                         rt.problems.push(Problem {
                             dir: dir.clone(),
                             message: format!(
@@ -74,37 +81,62 @@ impl Runtime {
                         });
                         continue;
                     }
-                    match Plugin::load(rt.engine.clone(), &linkers, m, &rt.settings) {
-                        Ok(p) => {
-                            rt.plugins.insert(p.id().to_string(), Arc::new(p));
-                        }
-                        Err(e) => rt.problems.push(Problem { dir, message: format!("{e:#}") }),
+                    if let Err(e) = m.check_contract() {
+                        rt.problems.push(Problem { dir, message: format!("{e:#}") });
+                        continue;
                     }
+                    rt.entries.insert(m.id.clone(), Entry { manifest: m, loaded: Default::default() });
                 }
             }
         }
         Ok(rt)
     }
 
-    /// Every loaded plugin, by id.
-    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
-        self.plugins.values()
+    /// The manifests of every plugin found, by id (nothing compiled).
+    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
+        self.entries.values().map(|e| &e.manifest)
     }
 
-    /// Plugin directories that could not be loaded.
+    /// Every plugin, loaded (compiled or read from the cache); ones that fail to load are skipped
+    /// here and reported by [`Runtime::plugin`] and [`Runtime::load_all`].
+    pub fn plugins(&self) -> impl Iterator<Item = Arc<Plugin>> + '_ {
+        self.entries.keys().filter_map(|id| self.plugin(id).ok())
+    }
+
+    /// Load every plugin now; returns the ones that failed, with why.
+    pub fn load_all(&self) -> Vec<Problem> {
+        self.entries
+            .values()
+            .filter_map(|e| {
+                self.load(e).err().map(|message| Problem { dir: e.manifest.path.parent().unwrap_or(Path::new(".")).to_path_buf(), message })
+            })
+            .collect()
+    }
+
+    /// Plugin directories that could not be read.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
     }
 
-    /// A plugin by id, or an error listing what is installed and where it looked.
+    fn load(&self, e: &Entry) -> Result<Arc<Plugin>, String> {
+        e.loaded
+            .get_or_init(|| {
+                Plugin::load(self.engine.clone(), &self.linkers, e.manifest.clone(), &self.settings)
+                    .map(Arc::new)
+                    .map_err(|err| format!("{err:#}"))
+            })
+            .clone()
+    }
+
+    /// A plugin by id, loaded, or an error listing what is installed and where it looked.
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>> {
-        if let Some(p) = self.plugins.get(id) {
-            return Ok(p.clone());
+        if let Some(e) = self.entries.get(id) {
+            return self.load(e).map_err(|m| anyhow::anyhow!(m));
         }
         if let Some(p) = self.problems.iter().find(|p| p.dir.file_name().is_some_and(|n| n == id)) {
             bail!("plugin `{id}` could not be loaded: {}", p.message);
         }
-        let known: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+        let known: Vec<&str> = self.entries.keys().map(String::as_str).collect();
         bail!(
             "unknown plugin `{id}`; installed: {}; searched {} (add a directory with --plugins DIR or ATELIER_PLUGINS)",
             if known.is_empty() { "none".to_string() } else { known.join(", ") },
@@ -114,19 +146,25 @@ impl Runtime {
 
     /// A model plugin by id.
     pub fn model(&self, id: &str) -> Result<Arc<Plugin>> {
-        let p = self.plugin(id).map_err(|e| {
-            let models: Vec<&str> = self.plugins.values().filter(|p| p.manifest.kind == Kind::Model).map(|p| p.id()).collect();
-            anyhow::anyhow!("{e:#}").context(format!("models available: {}", models.join(", ")))
-        })?;
-        if p.manifest.kind != Kind::Model {
-            bail!("`{id}` is a filter, not a model; use it as a step (--pre/--post/--step {id}:...)");
+        match self.entries.get(id) {
+            Some(e) if e.manifest.kind != Kind::Model => {
+                bail!("`{id}` is a filter, not a model; use it as a step (--pre/--post/--step {id}:...)")
+            }
+            Some(_) => self.plugin(id),
+            None => {
+                let models: Vec<&str> = self.manifests().filter(|m| m.kind == Kind::Model).map(|m| m.id.as_str()).collect();
+                bail!(
+                    "unknown model `{id}`; installed models: {}; searched {} (add a directory with --plugins DIR or ATELIER_PLUGINS)",
+                    if models.is_empty() { "none".to_string() } else { models.join(", ") },
+                    self.search_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                )
+            }
         }
-        Ok(p)
     }
 
-    /// The filter plugins.
-    pub fn filter_plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
-        self.plugins.values().filter(|p| p.manifest.kind == Kind::Filter)
+    /// The filter plugins, loaded.
+    pub fn filter_plugins(&self) -> Result<Vec<Arc<Plugin>>> {
+        self.entries.values().filter(|e| e.manifest.kind == Kind::Filter).map(|e| self.load(e).map_err(|m| anyhow::anyhow!(m))).collect()
     }
 }
 

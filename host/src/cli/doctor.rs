@@ -19,7 +19,7 @@ pub async fn run(cli: &Cli, _a: &DoctorArgs) -> Result<ExitCode> {
         }
     };
     let rt = cli.runtime()?;
-    for p in rt.problems() {
+    for p in rt.problems().iter().chain(rt.load_all().iter()) {
         problems.push(p.message.replace('\n', " "));
     }
     for id in settings.plugins.keys() {

@@ -37,20 +37,20 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
         PluginsCommand::List(a) => {
             if a.json {
                 let plugins: Vec<_> = rt
-                    .plugins()
-                    .map(|p| {
-                        json!({"id": p.id(), "kind": p.manifest.kind.to_string(), "version": p.manifest.version,
-                               "contract": p.manifest.contract, "description": p.manifest.description,
-                               "dir": p.manifest.path.parent().map(|d| d.display().to_string())})
+                    .manifests()
+                    .map(|m| {
+                        json!({"id": m.id, "kind": m.kind.to_string(), "version": m.version,
+                               "contract": m.contract, "description": m.description,
+                               "dir": m.path.parent().map(|d| d.display().to_string())})
                     })
                     .collect();
                 let problems: Vec<_> = rt.problems().iter().map(|p| json!({"dir": p.dir.display().to_string(), "error": p.message})).collect();
                 println!("{}", serde_json::to_string_pretty(&json!({"plugins": plugins, "problems": problems}))?);
             } else {
-                for p in rt.plugins() {
-                    println!("{:<16} {:<6} {:<8} contract {}  {}", p.id(), p.manifest.kind, p.manifest.version, p.manifest.contract, p.manifest.description);
+                for m in rt.manifests() {
+                    println!("{:<16} {:<6} {:<8} contract {}  {}", m.id, m.kind, m.version, m.contract, m.description);
                 }
-                if rt.plugins().next().is_none() {
+                if rt.manifests().next().is_none() {
                     println!("no plugins found in {}", rt.search_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
                 }
                 for p in rt.problems() {
@@ -120,9 +120,15 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
 pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     let rt = cli.runtime()?;
     let mut out = vec![];
-    for p in rt.plugins().filter(|p| p.manifest.kind == Kind::Model) {
-        let info = p.describe_model().await?;
-        out.push((p.clone(), info));
+    let ids: Vec<String> = rt.manifests().filter(|m| m.kind == Kind::Model).map(|m| m.id.clone()).collect();
+    for id in ids {
+        match rt.plugin(&id) {
+            Ok(p) => {
+                let info = p.describe_model().await?;
+                out.push((p, info));
+            }
+            Err(e) => eprintln!("problem: {e:#}"),
+        }
     }
     if a.json {
         let v: Vec<_> = out
@@ -177,7 +183,7 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
 pub async fn filters(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     let rt = cli.runtime()?;
     let mut all = vec![];
-    for p in rt.filter_plugins() {
+    for p in rt.filter_plugins()? {
         for f in p.describe_filters().await? {
             all.push((p.id().to_string(), f));
         }
