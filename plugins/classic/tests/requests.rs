@@ -159,20 +159,24 @@ fn video_is_a_gif_with_seconds_times_fps_frames() {
 
 /// Writes every style of the board photo to `$CLASSIC_PREVIEW_DIR` for a person to look at:
 /// `CLASSIC_PREVIEW_DIR=/tmp/p cargo test -p plugin-classic --test requests -- --ignored`.
+/// `CLASSIC_PREVIEW_SOURCE=photo.jpg` previews another picture instead.
 #[test]
 #[ignore]
 fn preview() {
     let dir = std::env::var("CLASSIC_PREVIEW_DIR").expect("set CLASSIC_PREVIEW_DIR");
     std::fs::create_dir_all(&dir).unwrap();
+    let source = std::env::var("CLASSIC_PREVIEW_SOURCE").map(|p| std::fs::read(p).unwrap()).unwrap_or_else(|_| BOARD.to_vec());
+    let render = |prompt: &str, n: u32, seed: u64, params: &[Param]| run(&job(prompt, &source, None, n, seed, params)).unwrap();
+    let (w, h) = { let r = decode(&source, "source").unwrap(); (r.width, r.height) };
     for prompt in ["watercolor", "oil painting", "pencil sketch", "cartoon", "pop art", "posterize", "vintage", "noir", "black and white", "sepia", "pixel art", "warmer", "cooler", "brighter", "darker", "more contrast", "vignette", "film grain"] {
         for (i, out) in render(prompt, 2, 1, &[]).outputs.iter().enumerate() {
             std::fs::write(format!("{dir}/{}-{i}.png", prompt.replace(' ', "-")), &out.bytes).unwrap();
         }
     }
-    let mask = png(&square_mask(192, 128, 60, 30, 40));
-    let done = run(&job("remove", BOARD, Some(&mask), 1, 1, &[])).unwrap();
+    let mask = png(&square_mask(w, h, w * 5 / 16, h / 4, w / 5));
+    let done = run(&job("remove", &source, Some(&mask), 1, 1, &[])).unwrap();
     std::fs::write(format!("{dir}/remove.png"), &done.outputs[0].bytes).unwrap();
     let params = [Param::new("output", "video")];
-    let done = run(&job("zoom in", BOARD, None, 1, 1, &params)).unwrap();
+    let done = render("zoom in", 1, 1, &params);
     std::fs::write(format!("{dir}/zoom-in.gif"), &done.outputs[0].bytes).unwrap();
 }

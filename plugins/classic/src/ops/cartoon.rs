@@ -20,10 +20,10 @@ pub fn cartoon(img: &mut FloatImage, strength: f32, colors: usize, rng: &mut See
     let sigma = 0.9 * scale.max(0.6);
     let narrow = gaussian(&luma, w, h, sigma);
     let wide = gaussian(&luma, w, h, 1.6 * sigma);
-    let threshold = (0.006 + 0.006 * (1.0 - strength)) * rng.range(0.8, 1.25);
+    let threshold = (0.003 + 0.004 * (1.0 - strength)) * rng.range(0.8, 1.25);
 
     let palette = palette_for(img, colors);
-    let jitter = 0.05;
+    let jitter = 0.025;
     let shown: Vec<[f32; 3]> = palette
         .iter()
         .map(|c| saturate([0, 1, 2].map(|i| (c[i] + rng.range(-jitter, jitter)).clamp(0.0, 1.0)), 1.25))

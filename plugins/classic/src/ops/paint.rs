@@ -3,19 +3,31 @@
 
 use super::kuwahara::kuwahara;
 use super::noise::{grain_plane, stroke_texture, SeededRng};
+use super::quantize::{palette_for, remap};
 use super::smooth::smooth_colors;
 use super::{blur, detail_scale, tone};
 use crate::raster::FloatImage;
 
-/// Watercolour after Bousseau et al. 2006: flatten into washes with the guided filter, then vary
-/// pigment density with edge darkening, low-frequency turbulence and paper grain, and lighten.
+/// Watercolour after Bousseau et al. 2006: abstract into washes (guided filter, then a soft pull
+/// toward a 24-colour palette so washes get boundaries), wobble the boundaries with a low-frequency
+/// displacement, then vary pigment density with edge darkening, turbulence and paper grain, and
+/// lighten toward the paper. All three textures come from the seed.
 pub fn watercolor(img: &mut FloatImage, strength: f32, rng: &mut SeededRng) {
     let (w, h) = (img.width, img.height);
     let scale = detail_scale(img);
-    let radius = ((3.0 + 6.0 * strength) * scale).round().max(1.0) as usize;
+    let radius = ((3.0 + 5.0 * strength) * scale).round().max(1.0) as usize;
     smooth_colors(img, radius, 0.004 + 0.02 * strength, 2);
+    let mut washes = img.clone();
+    let palette = palette_for(&washes, 24);
+    remap(&mut washes, &palette, &palette);
+    for c in 0..3 {
+        for i in 0..img.len() {
+            img.ch[c][i] = 0.35 * img.ch[c][i] + 0.65 * washes.ch[c][i];
+        }
+    }
+    wobble(img, 2.0 * scale, 10.0 * scale, rng);
 
-    let soft = blur::gaussian(&img.luma(), w, h, 1.0 * scale);
+    let soft = blur::gaussian(&img.luma(), w, h, 1.2 * scale);
     let turbulence = grain_plane(w, h, 14.0 * scale, rng);
     let paper = grain_plane(w, h, 0.8, rng);
     for y in 0..h {
@@ -23,28 +35,53 @@ pub fn watercolor(img: &mut FloatImage, strength: f32, rng: &mut SeededRng) {
             let i = y * w + x;
             let gx = soft[y * w + (x + 1).min(w - 1)] - soft[y * w + x.saturating_sub(1)];
             let gy = soft[(y + 1).min(h - 1) * w + x] - soft[y.saturating_sub(1) * w + x];
-            let edge = ((gx * gx + gy * gy).sqrt() * 6.0).min(1.0);
+            let edge = ((gx * gx + gy * gy).sqrt() * 8.0).min(1.0);
             // Density > 1 means more pigment: darker where it pools at edges and in turbulent blotches.
-            let density = 1.0 + 0.9 * edge + 0.18 * turbulence[i] + 0.08 * paper[i];
+            let density = 1.0 + 1.2 * edge + 0.2 * turbulence[i] + 0.1 * paper[i];
             for c in 0..3 {
                 let v = img.ch[c][i];
                 let pigmented = v - (v - v * v) * (density - 1.0);
-                img.ch[c][i] = (0.12 + 0.88 * pigmented).clamp(0.0, 1.0);
+                img.ch[c][i] = (0.14 + 0.86 * pigmented).clamp(0.0, 1.0);
             }
         }
     }
     tone::saturation(img, 1.1);
 }
 
+/// Displace every pixel by a smooth random field of `amplitude` px (feature size `sigma` px), with
+/// bilinear sampling, so straight boundaries become hand-made.
+fn wobble(img: &mut FloatImage, amplitude: f32, sigma: f32, rng: &mut SeededRng) {
+    let (w, h) = (img.width, img.height);
+    let dx = grain_plane(w, h, sigma, rng);
+    let dy = grain_plane(w, h, sigma, rng);
+    let src = img.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let sx = (x as f32 + amplitude * dx[i]).clamp(0.0, (w - 1) as f32);
+            let sy = (y as f32 + amplitude * dy[i]).clamp(0.0, (h - 1) as f32);
+            let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            for c in 0..3 {
+                let p = &src.ch[c];
+                let top = p[y0 * w + x0] * (1.0 - fx) + p[y0 * w + x1] * fx;
+                let bottom = p[y1 * w + x0] * (1.0 - fx) + p[y1 * w + x1] * fx;
+                img.ch[c][i] = top * (1.0 - fy) + bottom * fy;
+            }
+        }
+    }
+}
+
 /// Oil painting: a Kuwahara filter whose radius grows with `strength`, slightly richer colour and a
 /// brush-stroke relief in one seeded direction.
 pub fn oil_painting(img: &mut FloatImage, strength: f32, rng: &mut SeededRng) {
     let scale = detail_scale(img);
-    let radius = ((2.0 + 6.0 * strength) * scale).round().max(1.0) as usize;
+    let radius = ((2.0 + 5.0 * strength) * scale).round().max(1.0) as usize;
     *img = kuwahara(img, radius);
     let angle = rng.range(0.0, std::f32::consts::PI);
     let strokes = stroke_texture(img.width, img.height, angle, radius + 2, rng);
-    let relief = 0.03 + 0.04 * strength;
+    let relief = 0.015 + 0.025 * strength;
     for (i, s) in strokes.iter().enumerate() {
         let k = 1.0 + relief * s.clamp(-2.0, 2.0);
         for c in 0..3 {

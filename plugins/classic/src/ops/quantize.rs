@@ -111,6 +111,9 @@ pub fn posterize(img: &mut FloatImage, k: usize, jitter: f32, rng: &mut SeededRn
 /// Pop art: a few flat colours, pushed to full saturation and hue-rotated by a seeded angle, the way a
 /// screen print re-inks the same picture in different colour sets.
 pub fn pop_art(img: &mut FloatImage, k: usize, rng: &mut SeededRng) {
+    // Flatten first, so the print has big areas of ink rather than speckle.
+    let radius = (3.0 * super::detail_scale(img)).round().max(1.0) as usize;
+    super::smooth::smooth_colors(img, radius, 0.01, 2);
     let palette = palette_for(img, k);
     let angle = rng.range(0.0, std::f32::consts::TAU);
     let shown: Vec<[f32; 3]> = palette.iter().map(|&c| saturate(hue_rotate(c, angle), 1.8)).collect();
