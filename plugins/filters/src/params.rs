@@ -179,7 +179,13 @@ impl<'a> Args<'a> {
 
     fn check(&self, spec: &ParamSpec, value: &Value) -> Result<(), Error> {
         let wrong_kind = || {
-            Error::invalid(format!("`{}` parameter `{}` must be {:?}, got {value:?}", self.filter, spec.name, spec.kind))
+            Error::invalid(format!(
+                "`{}` parameter `{}` must be {}, got {}",
+                self.filter,
+                spec.name,
+                kind_name(spec.kind),
+                value_kind(value)
+            ))
         };
         let number = match (spec.kind, value) {
             (ParamKind::Integer, Value::Integer(i)) => Some(*i as f64),
@@ -266,6 +272,29 @@ impl<'a> Args<'a> {
     }
 }
 
+/// How a kind reads in an error message.
+fn kind_name(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Boolean => "true or false",
+        ParamKind::Integer => "a whole number",
+        ParamKind::Number => "a number",
+        ParamKind::Text => "text",
+        ParamKind::Choice => "one of its choices",
+        ParamKind::Media => "an image file",
+    }
+}
+
+/// What a given value is, for error messages.
+fn value_kind(value: &Value) -> String {
+    match value {
+        Value::Boolean(b) => format!("`{b}`"),
+        Value::Integer(i) => format!("`{i}`"),
+        Value::Number(n) => format!("`{n}`"),
+        Value::Text(t) => format!("the text `{t}`"),
+        Value::Media(m) => format!("a {} file", m.mime),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +321,8 @@ mod tests {
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("outside 1..=65535")), "{err:?}");
         let err = Args::new("flip", &[Param::new("direction", "sideways")]).err().unwrap();
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("horizontal, vertical")), "{err:?}");
+        let err = Args::new("blur", &[Param::new("sigma", "soft")]).err().unwrap();
+        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("must be a number, got the text `soft`")), "{err:?}");
         let err = Args::new("emboss", &[]).err().unwrap();
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("unknown filter `emboss`")), "{err:?}");
         let err = Args::new("crop", &[Param::new("width", 5i64)]).err().unwrap();
