@@ -1,28 +1,35 @@
 //! Linear-time blurs on one float plane: sliding-sum box filters, and Gaussians built from them.
 //! Borders clamp to the edge pixel, so flat images stay exactly flat.
 
-/// Mean over a `(2r+1) x (2r+1)` window, separable, O(pixels) whatever the radius.
+/// Mean over a `(2r+1) x (2r+1)` window, separable, O(pixels) whatever the radius. Both passes
+/// walk memory row by row (the vertical one keeps a running sum per column), so it stays cache-friendly.
 pub fn box_mean(src: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> {
     if r == 0 || src.is_empty() {
         return src.to_vec();
     }
-    let mut tmp = vec![0.0; src.len()];
-    let mut out = vec![0.0; src.len()];
-    let mut line = Vec::new();
+    let norm = 1.0 / (2 * r + 1) as f32;
+    let mut rows = vec![0.0; src.len()];
     for y in 0..height {
-        line.clear();
-        line.extend_from_slice(&src[y * width..(y + 1) * width]);
-        sliding_mean(&line, r, &mut tmp[y * width..(y + 1) * width]);
+        sliding_mean(&src[y * width..(y + 1) * width], r, &mut rows[y * width..(y + 1) * width]);
     }
-    let mut col = vec![0.0; height];
-    let mut col_out = vec![0.0; height];
-    for x in 0..width {
-        for y in 0..height {
-            col[y] = tmp[y * width + x];
+    let row = |y: isize| {
+        let y = y.clamp(0, height as isize - 1) as usize;
+        &rows[y * width..(y + 1) * width]
+    };
+    let mut sums = vec![0.0f32; width];
+    for dy in -(r as isize)..=r as isize {
+        for (s, v) in sums.iter_mut().zip(row(dy)) {
+            *s += v;
         }
-        sliding_mean(&col, r, &mut col_out);
-        for y in 0..height {
-            out[y * width + x] = col_out[y];
+    }
+    let mut out = vec![0.0; src.len()];
+    for y in 0..height {
+        for (o, s) in out[y * width..(y + 1) * width].iter_mut().zip(&sums) {
+            *o = s * norm;
+        }
+        let (add, sub) = (row(y as isize + r as isize + 1), row(y as isize - r as isize));
+        for ((s, a), b) in sums.iter_mut().zip(add).zip(sub) {
+            *s += a - b;
         }
     }
     out
@@ -31,11 +38,12 @@ pub fn box_mean(src: &[f32], width: usize, height: usize, r: usize) -> Vec<f32> 
 /// One-dimensional clamped-edge moving average of radius `r`.
 fn sliding_mean(src: &[f32], r: usize, dst: &mut [f32]) {
     let n = src.len();
-    let at = |i: isize| src[i.clamp(0, n as isize - 1) as usize] as f64;
-    let mut sum: f64 = (-(r as isize)..=r as isize).map(at).sum();
-    let norm = 1.0 / (2 * r + 1) as f64;
-    for (i, d) in dst.iter_mut().enumerate().take(n) {
-        *d = (sum * norm) as f32;
+    let last = n as isize - 1;
+    let at = |i: isize| src[i.clamp(0, last) as usize];
+    let mut sum: f32 = (-(r as isize)..=r as isize).map(at).sum();
+    let norm = 1.0 / (2 * r + 1) as f32;
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = sum * norm;
         let i = i as isize;
         sum += at(i + r as isize + 1) - at(i - r as isize);
     }

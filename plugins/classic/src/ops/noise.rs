@@ -65,25 +65,47 @@ pub fn grain_plane(width: usize, height: usize, sigma: f32, rng: &mut SeededRng)
 }
 
 /// Strokes: white noise smeared along one direction (`angle` radians) over `length` px, so it reads as
-/// parallel brush or pencil marks. Zero mean, unit deviation. O(pixels · length).
+/// parallel brush or pencil marks. Zero mean, unit deviation. Long strokes are computed on a coarser
+/// grid (at most 8 taps each way) and bilinearly enlarged, so the cost stays O(pixels · 17).
 pub fn stroke_texture(width: usize, height: usize, angle: f32, length: usize, rng: &mut SeededRng) -> Vec<f32> {
-    let white: Vec<f32> = (0..width * height).map(|_| rng.uniform() - 0.5).collect();
-    let (dx, dy) = (angle.cos(), angle.sin());
-    let steps = length.max(1) as isize;
-    let mut out = vec![0.0; width * height];
-    let (w, h) = (width as isize, height as isize);
+    let cell = (length / 8).max(1);
+    let (sw, sh) = (width.div_ceil(cell), height.div_ceil(cell));
+    let steps = (length / cell).max(1) as isize;
+    let white: Vec<f32> = (0..sw * sh).map(|_| rng.uniform() - 0.5).collect();
+    let offsets: Vec<(isize, isize)> =
+        (-steps..=steps).map(|t| ((angle.cos() * t as f32).round() as isize, (angle.sin() * t as f32).round() as isize)).collect();
+    let (w, h) = (sw as isize, sh as isize);
+    let mut small = vec![0.0; sw * sh];
     for y in 0..h {
         for x in 0..w {
             let mut acc = 0.0;
-            for t in -steps..=steps {
-                let sx = (x as f32 + dx * t as f32).round() as isize;
-                let sy = (y as f32 + dy * t as f32).round() as isize;
-                acc += white[(sy.clamp(0, h - 1) * w + sx.clamp(0, w - 1)) as usize];
+            for &(dx, dy) in &offsets {
+                acc += white[((y + dy).clamp(0, h - 1) * w + (x + dx).clamp(0, w - 1)) as usize];
             }
-            out[(y * w + x) as usize] = acc;
+            small[(y * w + x) as usize] = acc;
         }
     }
+    let mut out = if cell == 1 { small } else { enlarge(&small, sw, sh, width, height, cell) };
     normalise(&mut out);
+    out
+}
+
+/// Bilinear enlargement of a coarse `sw x sh` plane by `cell` to `width x height`.
+fn enlarge(small: &[f32], sw: usize, sh: usize, width: usize, height: usize, cell: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(width * height);
+    for y in 0..height {
+        let fy = ((y as f32 + 0.5) / cell as f32 - 0.5).max(0.0);
+        let (y0, ty) = ((fy as usize).min(sh - 1), fy.fract());
+        let y1 = (y0 + 1).min(sh - 1);
+        for x in 0..width {
+            let fx = ((x as f32 + 0.5) / cell as f32 - 0.5).max(0.0);
+            let (x0, tx) = ((fx as usize).min(sw - 1), fx.fract());
+            let x1 = (x0 + 1).min(sw - 1);
+            let top = small[y0 * sw + x0] * (1.0 - tx) + small[y0 * sw + x1] * tx;
+            let bottom = small[y1 * sw + x0] * (1.0 - tx) + small[y1 * sw + x1] * tx;
+            out.push(top * (1.0 - ty) + bottom * ty);
+        }
+    }
     out
 }
 
