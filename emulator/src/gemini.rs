@@ -41,6 +41,7 @@
 //!   `[fault:op-error]` / `[fault:op-error:3]` (done with `error{code: 13|3, message}`),
 //!   `[fault:slow-op:N]` (done on poll N), `[size:50MB]` (video size; `KB`/`MB`/`GB` are
 //!   powers of 1000, `KiB`/`MiB`/`GiB` of 1024).
+//!
 //! "Once" faults are counted per fault kind and prompt text in [`State`] (`put_job`), so the
 //! retry of the same request succeeds.
 
@@ -81,28 +82,28 @@ async fn model_action(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(denied) = check_key(&state, &headers, &query) {
-        return denied;
+        return denied.into_response();
     }
     let Some((model, method)) = action.split_once(':') else {
-        return not_found(&format!("models/{action} is not found for API version v1beta, or is not supported for this method."));
+        return not_found(&format!("models/{action} is not found for API version v1beta, or is not supported for this method.")).into_response();
     };
     let found = models::lookup(model);
     match (method, found) {
-        (_, models::Lookup::Retired) => not_found(&format!("models/{model} is no longer available. Please migrate to a newer model.")),
+        (_, models::Lookup::Retired) => {
+            not_found(&format!("models/{model} is no longer available. Please migrate to a newer model.")).into_response()
+        }
         ("generateContent", models::Lookup::Image(m)) => images::generate_content(&state, model, m, &body).await,
         ("predictLongRunning", models::Lookup::Video(m)) => veo::predict_long_running(&state, model, m, &body).await,
-        ("generateContent" | "predictLongRunning", models::Lookup::Image(_) | models::Lookup::Video(_)) => not_found(&format!(
+        ("generateContent" | "predictLongRunning", _) => not_found(&format!(
             "models/{model} is not found for API version v1beta, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."
-        )),
-        ("generateContent" | "predictLongRunning", models::Lookup::Unknown) => not_found(&format!(
-            "models/{model} is not found for API version v1beta, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."
-        )),
-        _ => not_found(&format!("Method {method} is not found for models/{model}.")),
+        ))
+        .into_response(),
+        _ => not_found(&format!("Method {method} is not found for models/{model}.")).into_response(),
     }
 }
 
 /// Check `x-goog-api-key` (or `?key=`) against the emulator's Gemini key.
-pub(crate) fn check_key(state: &State, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Response> {
+pub(crate) fn check_key(state: &State, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Reject> {
     let given = headers
         .get("x-goog-api-key")
         .and_then(|v| v.to_str().ok())
@@ -110,17 +111,17 @@ pub(crate) fn check_key(state: &State, headers: &HeaderMap, query: &HashMap<Stri
         .or_else(|| query.get("key").cloned());
     match given {
         Some(key) if key == state.keys.gemini => Ok(()),
-        Some(_) => Err(google_error(
-            StatusCode::BAD_REQUEST,
-            "API key not valid. Please pass a valid API key.",
-            vec![json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+        Some(_) => Err(Reject {
+            code: StatusCode::BAD_REQUEST,
+            message: "API key not valid. Please pass a valid API key.".into(),
+            details: vec![json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                         "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}})],
-        )),
-        None => Err(google_error(
-            StatusCode::FORBIDDEN,
-            "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
-            vec![],
-        )),
+        }),
+        None => Err(Reject {
+            code: StatusCode::FORBIDDEN,
+            message: "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.".into(),
+            details: vec![],
+        }),
     }
 }
 
@@ -143,14 +144,27 @@ pub(crate) fn google_error(code: StatusCode, message: &str, details: Vec<Value>)
     (code, [("content-type", "application/json; charset=UTF-8")], json!({"error": error}).to_string()).into_response()
 }
 
+/// A refusal in Google's envelope; small, so validation can pass it around with `?`.
+pub(crate) struct Reject {
+    code: StatusCode,
+    message: String,
+    details: Vec<Value>,
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        google_error(self.code, &self.message, self.details)
+    }
+}
+
 /// `400 INVALID_ARGUMENT`.
-pub(crate) fn invalid(message: &str) -> Response {
-    google_error(StatusCode::BAD_REQUEST, message, vec![])
+pub(crate) fn invalid(message: &str) -> Reject {
+    Reject { code: StatusCode::BAD_REQUEST, message: message.to_string(), details: vec![] }
 }
 
 /// `404 NOT_FOUND`.
-pub(crate) fn not_found(message: &str) -> Response {
-    google_error(StatusCode::NOT_FOUND, message, vec![])
+pub(crate) fn not_found(message: &str) -> Reject {
+    Reject { code: StatusCode::NOT_FOUND, message: message.to_string(), details: vec![] }
 }
 
 /// A JSON `200`.
@@ -239,10 +253,10 @@ pub(crate) async fn transport_fault(state: &State, markers: &Markers, model: &st
         return Some(google_error(StatusCode::GATEWAY_TIMEOUT, "Deadline exceeded.", vec![]));
     }
     for (kind, always) in [("429-always", true), ("429", false)] {
-        if let Some(arg) = markers.get(kind) {
-            if always || markers.first_time(state, kind) {
-                return Some(rate_limited(model, arg.unwrap_or("1s")));
-            }
+        if let Some(arg) = markers.get(kind)
+            && (always || markers.first_time(state, kind))
+        {
+            return Some(rate_limited(model, arg.unwrap_or("1s")));
         }
     }
     for (kind, always) in [("503-always", true), ("503", false)] {
@@ -294,7 +308,7 @@ pub(crate) fn camel(name: &str) -> String {
 }
 
 /// Reject fields a message does not have, the way Google's proto-JSON parser does.
-pub(crate) fn check_fields(object: &serde_json::Map<String, Value>, known: &[&str], at: &str) -> Result<(), Response> {
+pub(crate) fn check_fields(object: &serde_json::Map<String, Value>, known: &[&str], at: &str) -> Result<(), Reject> {
     for key in object.keys() {
         if !known.contains(&camel(key).as_str()) {
             return Err(invalid(&format!(

@@ -130,24 +130,24 @@ async fn invalid_requests_are_rejected_like_google() {
     let (status, answer) = generate(&emu, FLASH, &bare).await;
     assert_error(status, &answer, 400, "INVALID_ARGUMENT", "Unsupported MIME type: png");
 
-    let (status, answer) = generate(&emu, FLASH, &edit_body("x", &[img.clone()], json!({"candidateCount": 2}))).await;
+    let (status, answer) = generate(&emu, FLASH, &edit_body("x", std::slice::from_ref(&img), json!({"candidateCount": 2}))).await;
     assert_error(status, &answer, 400, "INVALID_ARGUMENT", "Multiple candidates is not enabled for models/gemini-2.5-flash-image");
 
-    let (status, answer) = generate(&emu, "gemini-9-image", &edit_body("x", &[img.clone()], json!({}))).await;
+    let (status, answer) = generate(&emu, "gemini-9-image", &edit_body("x", std::slice::from_ref(&img), json!({}))).await;
     assert_error(status, &answer, 404, "NOT_FOUND", "is not found for API version");
-    let (status, answer) = generate(&emu, "gemini-2.5-flash-image-preview", &edit_body("x", &[img.clone()], json!({}))).await;
+    let (status, answer) = generate(&emu, "gemini-2.5-flash-image-preview", &edit_body("x", std::slice::from_ref(&img), json!({}))).await;
     assert_error(status, &answer, 404, "NOT_FOUND", "no longer available");
-    let (status, answer) = generate(&emu, "veo-3.0-generate-001", &edit_body("x", &[img.clone()], json!({}))).await;
+    let (status, answer) = generate(&emu, "veo-3.0-generate-001", &edit_body("x", std::slice::from_ref(&img), json!({}))).await;
     assert_error(status, &answer, 404, "NOT_FOUND", "not supported for generateContent");
 
-    let (status, answer) = generate(&emu, FLASH, &edit_body("x", &[img.clone()], json!({"imageConfig": {"aspectRatio": "7:3"}}))).await;
+    let (status, answer) = generate(&emu, FLASH, &edit_body("x", std::slice::from_ref(&img), json!({"imageConfig": {"aspectRatio": "7:3"}}))).await;
     assert_error(status, &answer, 400, "INVALID_ARGUMENT", "Unsupported aspect ratio: 7:3");
     let four = vec![img.clone(), img.clone(), img.clone(), img.clone()];
     let (status, answer) = generate(&emu, FLASH, &edit_body("x", &four, json!({}))).await;
     assert_error(status, &answer, 400, "INVALID_ARGUMENT", "at most 3");
     let (status, _) = generate(&emu, "gemini-3.1-flash-image", &edit_body("x", &four, json!({}))).await;
     assert_eq!(status, 200);
-    let (status, answer) = generate(&emu, FLASH, &edit_body("x", &[img.clone()], json!({"imageConfig": {"aspect_ratio": "1:1", "size": "1K"}}))).await;
+    let (status, answer) = generate(&emu, FLASH, &edit_body("x", std::slice::from_ref(&img), json!({"imageConfig": {"aspect_ratio": "1:1", "size": "1K"}}))).await;
     assert_error(status, &answer, 400, "INVALID_ARGUMENT", "Unknown name \"size\"");
     let not_image = json!({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": STANDARD.encode(b"hello")}}]}]});
     let (status, answer) = generate(&emu, FLASH, &not_image).await;

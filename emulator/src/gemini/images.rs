@@ -2,9 +2,9 @@
 //! derived from the first input (inverted, fitted to the model's output size).
 
 use super::models::ImageModel;
-use super::{Markers, check_fields, field, invalid, ok_json, transport_fault};
+use super::{Markers, Reject, check_fields, field, invalid, ok_json, transport_fault};
 use crate::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
@@ -38,7 +38,7 @@ struct EditRequest {
 pub(super) async fn generate_content(state: &State, model_id: &str, model: ImageModel, body: &[u8]) -> Response {
     let request = match parse_request(model_id, model, body) {
         Ok(r) => r,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     let markers = Markers::parse(&request.prompt);
     if let Some(fault) = transport_fault(state, &markers, model_id).await {
@@ -107,7 +107,7 @@ pub(super) async fn generate_content(state: &State, model_id: &str, model: Image
 }
 
 /// Validate the body the way Google does; the first problem wins.
-fn parse_request(model_id: &str, model: ImageModel, body: &[u8]) -> Result<EditRequest, Response> {
+fn parse_request(model_id: &str, model: ImageModel, body: &[u8]) -> Result<EditRequest, Reject> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| invalid(&format!("Invalid JSON payload received. {e}")))?;
     let top = value.as_object().ok_or_else(|| invalid("Invalid JSON payload received. Expected an object."))?;
@@ -149,10 +149,10 @@ fn parse_request(model_id: &str, model: ImageModel, body: &[u8]) -> Result<EditR
     if let Some(config) = field(top, "generationConfig") {
         let config = config.as_object().ok_or_else(|| invalid("Invalid value at 'generation_config': expected an object"))?;
         check_fields(config, GENERATION_CONFIG_FIELDS, "generation_config")?;
-        if let Some(count) = field(config, "candidateCount") {
-            if count.as_i64().is_none_or(|c| c > 1) {
-                return Err(invalid(&format!("Multiple candidates is not enabled for models/{model_id}")));
-            }
+        if let Some(count) = field(config, "candidateCount")
+            && count.as_i64().is_none_or(|c| c > 1)
+        {
+            return Err(invalid(&format!("Multiple candidates is not enabled for models/{model_id}")));
         }
         if let Some(modalities) = field(config, "responseModalities") {
             for m in modalities.as_array().ok_or_else(|| invalid("Invalid value at 'generation_config.response_modalities'"))? {
@@ -211,7 +211,7 @@ fn parse_request(model_id: &str, model: ImageModel, body: &[u8]) -> Result<EditR
 }
 
 /// Validate an `inlineData` blob and return its bytes (which must decode as the declared image).
-fn read_blob(blob: &Value, at: &str) -> Result<Vec<u8>, Response> {
+fn read_blob(blob: &Value, at: &str) -> Result<Vec<u8>, Reject> {
     let blob: &Map<String, Value> = blob.as_object().ok_or_else(|| invalid(&format!("Invalid value at '{at}': expected an object")))?;
     check_fields(blob, BLOB_FIELDS, at)?;
     let mime = field(blob, "mimeType").and_then(Value::as_str).unwrap_or_default();

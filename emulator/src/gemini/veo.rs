@@ -1,7 +1,7 @@
 //! Veo on the Gemini API: `predictLongRunning`, the operation, and the two-hop video download.
 
 use super::models::VeoModel;
-use super::{Markers, check_fields, check_key, field, google_error, invalid, not_found, ok_json, transport_fault};
+use super::{Markers, Reject, check_fields, check_key, field, google_error, invalid, not_found, ok_json, transport_fault};
 use crate::State;
 use axum::body::Body;
 use axum::extract::{Path, Query, State as AxState};
@@ -26,7 +26,7 @@ const DEFAULT_VIDEO_BYTES: u64 = 4096;
 pub(super) async fn predict_long_running(state: &State, model_id: &str, model: VeoModel, body: &[u8]) -> Response {
     let (prompt, params) = match parse_request(model, body) {
         Ok(v) => v,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     let markers = Markers::parse(&prompt);
     if let Some(fault) = transport_fault(state, &markers, model_id).await {
@@ -58,7 +58,7 @@ pub(super) async fn predict_long_running(state: &State, model_id: &str, model: V
 }
 
 /// Validate the Veo body; returns the prompt and the parameters as sent.
-fn parse_request(model: VeoModel, body: &[u8]) -> Result<(String, Value), Response> {
+fn parse_request(model: VeoModel, body: &[u8]) -> Result<(String, Value), Reject> {
     let value: Value = serde_json::from_slice(body).map_err(|e| invalid(&format!("Invalid JSON payload received. {e}")))?;
     let top = value.as_object().ok_or_else(|| invalid("Invalid JSON payload received. Expected an object."))?;
     let instances = field(top, "instances").and_then(Value::as_array).filter(|i| !i.is_empty())
@@ -127,21 +127,21 @@ fn parse_request(model: VeoModel, body: &[u8]) -> Result<(String, Value), Respon
     if model == VeoModel::Veo3 && resolution == "1080p" && aspect != "16:9" {
         return Err(invalid("1080p is only supported with aspect ratio 16:9 for this model."));
     }
-    if let Some(person) = str_param(params, "personGeneration")? {
-        if !matches!(person, "allow_all" | "allow_adult" | "dont_allow") {
-            return Err(invalid(&format!("personGeneration {person} is not supported. Supported values: allow_all, allow_adult, dont_allow.")));
-        }
+    if let Some(person) = str_param(params, "personGeneration")?
+        && !matches!(person, "allow_all" | "allow_adult" | "dont_allow")
+    {
+        return Err(invalid(&format!("personGeneration {person} is not supported. Supported values: allow_all, allow_adult, dont_allow.")));
     }
-    if let Some(count) = field(params, "sampleCount") {
-        if count.as_i64().is_none_or(|c| c != 1) {
-            return Err(invalid("sampleCount must be 1 for this model."));
-        }
+    if let Some(count) = field(params, "sampleCount")
+        && count.as_i64().is_none_or(|c| c != 1)
+    {
+        return Err(invalid("sampleCount must be 1 for this model."));
     }
     str_param(params, "negativePrompt")?;
     Ok((prompt, json!({"durationSeconds": duration, "aspectRatio": aspect, "resolution": resolution})))
 }
 
-fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Response> {
+fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Reject> {
     match field(params, name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -150,7 +150,7 @@ fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<Option<&'
 }
 
 /// A Veo image is `{bytesBase64Encoded, mimeType}`; `inlineData` is refused, as live.
-fn check_image(image: &Value, name: &str) -> Result<(), Response> {
+fn check_image(image: &Value, name: &str) -> Result<(), Reject> {
     let image = image.as_object().ok_or_else(|| invalid(&format!("Invalid value at 'instances[0].{name}'")))?;
     if field(image, "inlineData").is_some() {
         return Err(invalid("`inlineData` isn't supported by this model."));
@@ -180,14 +180,14 @@ pub(super) async fn get_operation(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = check_key(&state, &headers, &query) {
-        return denied;
+        return denied.into_response();
     }
     let key = format!("gemini-op:{op}");
     let Some(record) = state.update_job(&key, |v| v["polls"] = json!(v["polls"].as_u64().unwrap_or(0) + 1)) else {
-        return not_found(&format!("Operation models/{model}/operations/{op} not found."));
+        return not_found(&format!("Operation models/{model}/operations/{op} not found.")).into_response();
     };
     if record["model"] != json!(model) {
-        return not_found(&format!("Operation models/{model}/operations/{op} not found."));
+        return not_found(&format!("Operation models/{model}/operations/{op} not found.")).into_response();
     }
     let name = record["name"].clone();
     let polls = record["polls"].as_u64().unwrap_or(0);
@@ -220,13 +220,13 @@ pub(super) async fn download(
     headers: HeaderMap,
 ) -> Response {
     if let Err(denied) = check_key(&state, &headers, &query) {
-        return denied;
+        return denied.into_response();
     }
     let Some(file) = action.strip_suffix(":download") else {
-        return not_found(&format!("Method not found for files/{action}."));
+        return not_found(&format!("Method not found for files/{action}.")).into_response();
     };
     if query.get("alt").map(String::as_str) != Some("media") {
-        return invalid("files.download requires alt=media.");
+        return invalid("files.download requires alt=media.").into_response();
     }
     let Some(record) = state.job(&format!("gemini-file:{file}")) else {
         return google_error(StatusCode::NOT_FOUND, &format!("File files/{file} not found or expired."), vec![]);

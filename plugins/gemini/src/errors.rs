@@ -14,6 +14,9 @@ pub struct ErrorContext {
     pub model: String,
     /// The configured API version.
     pub api_version: String,
+    /// The resource being read (e.g. an operation name), when the call is not a model method;
+    /// a 404 then means that resource is gone, not that the model id is wrong.
+    pub resource: Option<String>,
 }
 
 /// A parsed `google.rpc.Status` error body.
@@ -119,6 +122,13 @@ pub fn map_google_error(http_status: u16, google: &GoogleError, ctx: &ErrorConte
             Error::RateLimited(RateLimit { retry_after_ms, message })
         }
         500 | 502 | 503 => Error::Unavailable(format!("Google is unavailable ({}): {message}", status_label(http_status, google))),
+        404 if ctx.resource.is_some() => Error::Provider(ProviderError {
+            code: "NOT_FOUND".into(),
+            message: format!(
+                "`{}` is not known to Google any more (Veo operations and videos expire after 2 days; it may also belong to another API key): {message}",
+                ctx.resource.as_deref().unwrap_or_default()
+            ),
+        }),
         404 => Error::Provider(ProviderError {
             code: "NOT_FOUND".into(),
             message: format!(
@@ -140,7 +150,12 @@ mod tests {
     use super::*;
 
     fn ctx() -> ErrorContext {
-        ErrorContext { plugin_id: "nano-banana".into(), model: "gemini-2.5-flash-image".into(), api_version: "v1beta".into() }
+        ErrorContext {
+            plugin_id: "nano-banana".into(),
+            model: "gemini-2.5-flash-image".into(),
+            api_version: "v1beta".into(),
+            resource: None,
+        }
     }
 
     fn body(v: serde_json::Value) -> Vec<u8> {
@@ -217,6 +232,11 @@ mod tests {
                 assert_eq!(p.code, "NOT_FOUND");
                 assert!(p.message.contains("[plugins.nano-banana]") && p.message.contains("`model`"), "{}", p.message);
             }
+            other => panic!("{other:?}"),
+        }
+        let op = ErrorContext { resource: Some("models/veo/operations/x".into()), ..ctx() };
+        match map_http_error(404, &b, &op) {
+            Error::Provider(p) => assert!(p.message.contains("operations/x") && p.message.contains("expire"), "{}", p.message),
             other => panic!("{other:?}"),
         }
     }

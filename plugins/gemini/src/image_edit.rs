@@ -13,6 +13,7 @@ pub fn run(endpoint: &Endpoint, plugin_id: &str, req: &ImageEditRequest<'_>) -> 
         plugin_id: plugin_id.to_string(),
         model: endpoint.model.clone(),
         api_version: endpoint.api_version.clone(),
+        resource: None,
     };
     let body = generate_content_body(req)?;
     let answer = post_json(&endpoint.method_url("generateContent"), &body, &ctx)?;

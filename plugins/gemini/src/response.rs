@@ -58,11 +58,11 @@ const MODERATION_REASONS: &[&str] = &[
 
 /// Read a `GenerateContentResponse`.
 pub fn parse_generate_content(answer: &Value) -> Result<GeneratedContent, Error> {
-    if let Some(feedback) = answer.get("promptFeedback") {
-        if let Some(reason) = feedback.get("blockReason").and_then(Value::as_str) {
-            let detail = feedback.get("blockReasonMessage").and_then(Value::as_str).map(|m| format!(": {m}")).unwrap_or_default();
-            return Err(Error::Moderated(format!("Google blocked the prompt (blockReason {reason}){detail}")));
-        }
+    if let Some(feedback) = answer.get("promptFeedback")
+        && let Some(reason) = feedback.get("blockReason").and_then(Value::as_str)
+    {
+        let detail = feedback.get("blockReasonMessage").and_then(Value::as_str).map(|m| format!(": {m}")).unwrap_or_default();
+        return Err(Error::Moderated(format!("Google blocked the prompt (blockReason {reason}){detail}")));
     }
     let candidate = answer
         .get("candidates")
@@ -80,10 +80,10 @@ pub fn parse_generate_content(answer: &Value) -> Result<GeneratedContent, Error>
         if part.get("thought").and_then(Value::as_bool) == Some(true) {
             continue;
         }
-        if let Some(t) = part.get("text").and_then(Value::as_str) {
-            if !t.trim().is_empty() {
-                text.push(t.to_string());
-            }
+        if let Some(t) = part.get("text").and_then(Value::as_str)
+            && !t.trim().is_empty()
+        {
+            text.push(t.to_string());
         }
         if let Some(inline) = part.get("inlineData").or_else(|| part.get("inline_data")) {
             images.push(read_image(inline)?);

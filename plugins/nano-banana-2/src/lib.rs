@@ -100,3 +100,24 @@ impl Model for NanoBanana2 {
 }
 
 register_model!(NanoBanana2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_follow_the_model_family() {
+        let flash = params(&ImageFamily::Flash31.spec());
+        let names: Vec<&str> = flash.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["aspect", "size", "thinking"]);
+        assert!(flash[1].choices.contains(&"512".to_string()));
+        assert!(matches!(&flash[1].default, Some(Value::Text(d)) if d == "1K"));
+        assert!(flash[0].choices.contains(&"8:1".to_string()));
+
+        let pro = params(&ImageFamily::Pro3.spec());
+        let names: Vec<&str> = pro.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["aspect", "size"]);
+        assert!(!pro[1].choices.contains(&"512".to_string()));
+        assert!(!pro[0].choices.contains(&"8:1".to_string()));
+    }
+}

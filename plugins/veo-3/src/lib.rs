@@ -35,8 +35,8 @@ fn poll_interval_ms() -> u64 {
     config::get("poll_interval_ms").and_then(|v| v.trim().parse().ok()).unwrap_or(10_000)
 }
 
-fn error_context(model: &str, api_version: &str) -> ErrorContext {
-    ErrorContext { plugin_id: ID.into(), model: model.into(), api_version: api_version.into() }
+fn error_context(model: &str, api_version: &str, resource: Option<&str>) -> ErrorContext {
+    ErrorContext { plugin_id: ID.into(), model: model.into(), api_version: api_version.into(), resource: resource.map(String::from) }
 }
 
 /// The settings of one request, defaults applied.
@@ -122,7 +122,7 @@ impl Model for Veo3 {
             negative_prompt: req.params.text("negative_prompt").filter(|t| !t.trim().is_empty()),
             person_generation: req.params.text("person_generation").filter(|t| !t.is_empty()),
         });
-        let ctx = error_context(&endpoint.model, &endpoint.api_version);
+        let ctx = error_context(&endpoint.model, &endpoint.api_version, None);
         let answer = post_json(&endpoint.method_url("predictLongRunning"), &body, &ctx)?;
         let operation = wire::operation_name(&answer)?;
         let token = JobToken {
@@ -138,7 +138,7 @@ impl Model for Veo3 {
     fn poll(&self, token: &str) -> Result<Status, Error> {
         let token = JobToken::decode(token)?;
         let api_version = config::get("api_version").unwrap_or_default();
-        let op = get_json(&token.poll_url, &error_context(&token.model, &api_version))?;
+        let op = get_json(&token.poll_url, &error_context(&token.model, &api_version, Some(&token.operation)))?;
         match wire::parse_operation(&op)? {
             OperationState::Running => Ok(Status::Running(Progress {
                 fraction: None,
