@@ -41,7 +41,7 @@ impl Model for Classic {
 
     fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<InputPlan, Error> {
         request::check(prompt, references, has_mask, n, params).map_err(Error::InvalidInput)?;
-        Ok(InputPlan { exact_size: None, max_side: Some(request::MAX_SIDE) })
+        Ok(InputPlan { exact_size: None, max_side: request::max_side(has_mask) })
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {

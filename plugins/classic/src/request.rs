@@ -30,7 +30,7 @@ pub fn description() -> String {
          replaces the look words). With a mask (white = edit, same size as the first reference) edits stay \
          inside it with a `feather`-px soft edge and everything else is left byte-identical; \"remove\"/\"erase\" \
          needs a mask and fills it by Telea fast-marching inpainting. Only the first reference is used; up \
-         to {} more are accepted and ignored. References are shrunk to {} px on the longest side. \
+         to {} more are accepted and ignored. References are shrunk to {} px on the longest side (masked edits take images up to that size). \
          With `output=video` it animates the first reference with a Ken Burns move ({}; default a slow \
          zoom in) as an animated GIF.",
         prompt::known_words(),
@@ -83,8 +83,21 @@ pub fn check(prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, pa
     if n == 0 || n > MAX_OUTPUTS {
         return Err(format!("n must be 1 to {MAX_OUTPUTS}, not {n}"));
     }
+    let (w, h) = references[0];
+    if has_mask && w.max(h) > MAX_SIDE {
+        // The image cannot be shrunk here without the mask following it pixel for pixel.
+        return Err(format!(
+            "with a mask the image is edited at full size, at most {MAX_SIDE} px on the longest side; this one is {w}x{h}: shrink the image and the mask together"
+        ));
+    }
     let settings = Settings::from_params(params)?;
     plan(prompt, &settings, has_mask).map(|_| ())
+}
+
+/// The longest side the host should shrink references to: none with a mask, because the mask has
+/// to stay the same size as the first reference.
+pub fn max_side(has_mask: bool) -> Option<u32> {
+    if has_mask { None } else { Some(MAX_SIDE) }
 }
 
 /// A seed from the wall clock when the user gave none (SplitMix64 of the milliseconds, so nearby

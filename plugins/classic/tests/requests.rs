@@ -180,3 +180,16 @@ fn preview() {
     let done = render("zoom in", 1, 1, &params);
     std::fs::write(format!("{dir}/zoom-in.gif"), &done.outputs[0].bytes).unwrap();
 }
+
+#[test]
+fn prepare_checks_refuse_what_cannot_work() {
+    use plugin_classic::request::{check, max_side};
+    assert!(check("watercolor", &[(640, 480)], false, 4, &[]).is_ok());
+    assert!(check("watercolor", &[], false, 1, &[]).unwrap_err().contains("give one image"));
+    assert!(check("watercolor", &[(640, 480)], false, 17, &[]).unwrap_err().contains("1 to 16"));
+    assert!(check("remove the cat", &[(640, 480)], false, 1, &[]).unwrap_err().contains("mask"));
+    assert!(check("cartoon", &[(4000, 3000)], true, 1, &[]).unwrap_err().contains("4000x3000"));
+    assert!(check("zoom out", &[(640, 480)], false, 1, &[Param::new("output", "video")]).is_ok());
+    assert_eq!(max_side(false), Some(2048));
+    assert_eq!(max_side(true), None);
+}
