@@ -183,12 +183,12 @@ async fn submit(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes,
             errors.push(json!({"type": "missing", "loc": ["body", "image"], "msg": "Field required", "input": {}}));
         }
         let mask = image_field(&req, "mask", &mut errors);
-        if let (Some(i), Some(m)) = (&image, &mask) {
-            if (i.width(), i.height()) != (m.width(), m.height()) {
-                errors.push(item("mask", "value_error", &format!(
-                    "Value error, mask is {}x{} but image is {}x{}: they must have the same dimensions", m.width(), m.height(), i.width(), i.height()
-                ), &json!("<image>")));
-            }
+        if let (Some(i), Some(m)) = (&image, &mask)
+            && (i.width(), i.height()) != (m.width(), m.height())
+        {
+            errors.push(item("mask", "value_error", &format!(
+                "Value error, mask is {}x{} but image is {}x{}: they must have the same dimensions", m.width(), m.height(), i.width(), i.height()
+            ), &json!("<image>")));
         }
         int_field(&req, "steps", Some((15, 50)), &mut errors);
         if let Some(g) = req.get("guidance").filter(|v| !v.is_null()) {

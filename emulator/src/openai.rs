@@ -104,6 +104,7 @@ enum Field {
 }
 
 /// Read the create body into fields, or answer why not.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself, built once per request
 fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, Field>, Response> {
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut fields = HashMap::new();
@@ -140,6 +141,7 @@ fn read_fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, Field
     Ok(fields)
 }
 
+#[allow(clippy::result_large_err)] // `text` below answers with the HTTP error itself
 async fn create(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(r) = check_auth(&state, &headers) {
         return r;
