@@ -15,7 +15,8 @@
 //!   `safety_tolerance`, `seed`, `prompt_upsampling`. Output: the image with the masked area inverted.
 //! - `GET /v1/get_result?id=…` — `x-key` required. `Pending` (progress rising) until the task's
 //!   poll count is reached (2 by default), then `Ready` with `result.sample` =
-//!   `{alt_url}/bfl-delivery/{id}/sample.{ext}?se=<expiry ms>&sig=<sig>`, valid 10 minutes.
+//!   `{alt_url}/bfl-delivery/{id}/sample.{ext}?se=<ISO expiry>&sp=r&sv=…&sr=b&sig=<sig>` (an Azure
+//!   SAS-style URL), valid 10 minutes.
 //!   Unknown ids → `{"id","status":"Task not found"}`.
 //! - `GET /bfl-delivery/{id}/{file}?se=&sig=` — no key needed. Expired → 403 with Azure Blob
 //!   Storage's XML `AuthenticationFailed` body; bad signature → 403 `AuthenticationFailed`;
@@ -348,17 +349,21 @@ async fn get_result(AxState(state): AxState<State>, headers: HeaderMap, Query(q)
             } else {
                 now_ms() + DELIVERY_LIFETIME_MS
             };
-            let ext = if task["output_format"] == "jpeg" { "jpeg" } else { task["output_format"].as_str().unwrap_or("png") };
-            let url = format!("{}/bfl-delivery/{id}/sample.{ext}?se={expiry}&sig={}", state.alt_url, signature(id, expiry));
-            state.update_job(&key, |t| t["sample"] = json!(url));
+            let ext = task["output_format"].as_str().unwrap_or("png");
+            let se = iso_time(expiry).replace(':', "%3A");
+            let url = format!("{}/bfl-delivery/{id}/sample.{ext}?se={se}&sp=r&sv=2024-11-04&sr=b&sig={}", state.alt_url, signature(id, expiry));
+            state.update_job(&key, |t| {
+                t["sample"] = json!(url);
+                t["sample_expiry_ms"] = json!(expiry);
+            });
             url
         }
     };
     result(id, "Ready", json!({"sample": sample, "prompt": task["prompt"], "seed": task["seed"]}), Value::Null, Value::Null)
 }
 
-/// An RFC 1123 date (`Thu, 26 Nov 2026 22:00:00 GMT`) for Azure-style error bodies.
-fn http_date(ms: u64) -> String {
+/// (year, month, day, hour, minute, second, weekday index 0 = Thursday) of a Unix time in ms.
+fn civil(ms: u64) -> (i64, i64, i64, u64, u64, u64, usize) {
     let secs = ms / 1000;
     let days = (secs / 86_400) as i64;
     let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
@@ -372,9 +377,21 @@ fn http_date(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
+    (year, month, d, h, m, s, days.rem_euclid(7) as usize)
+}
+
+/// An RFC 1123 date (`Thu, 26 Nov 2026 22:00:00 GMT`) for Azure-style error bodies.
+fn http_date(ms: u64) -> String {
+    let (year, month, d, h, m, s, wd) = civil(ms);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][wd];
     let mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(month - 1) as usize];
     format!("{weekday}, {d:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
+}
+
+/// An ISO 8601 UTC time (`2026-11-26T22:00:00Z`), as Azure SAS `se=` carries it.
+fn iso_time(ms: u64) -> String {
+    let (year, month, d, h, m, s, _) = civil(ms);
+    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
 fn blob_error(status: StatusCode, code: &str, message: &str, detail: Option<String>) -> Response {
@@ -391,8 +408,11 @@ async fn delivery(AxState(state): AxState<State>, Path((id, file)): Path<(String
     let Some(task) = state.job(&format!("bfl:{id}")) else {
         return blob_error(StatusCode::NOT_FOUND, "BlobNotFound", "The specified blob does not exist.", None);
     };
-    let expiry = q.get("se").and_then(|s| s.parse::<u64>().ok());
-    let sig_ok = expiry.is_some_and(|e| q.get("sig").map(String::as_str) == Some(signature(&id, e).as_str()));
+    // The signature covers the id and the expiry the task was given; `se` must say that expiry.
+    let expiry = task["sample_expiry_ms"].as_u64();
+    let sig_ok = expiry.is_some_and(|e| {
+        q.get("se").map(String::as_str) == Some(iso_time(e).as_str()) && q.get("sig").map(String::as_str) == Some(signature(&id, e).as_str())
+    });
     if !sig_ok {
         return blob_error(StatusCode::FORBIDDEN, "AuthenticationFailed",
             "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.",
@@ -420,5 +440,6 @@ mod tests {
     fn formats_http_dates() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(1_795_730_400_000), "Thu, 26 Nov 2026 22:00:00 GMT");
+        assert_eq!(iso_time(1_795_730_400_000), "2026-11-26T22:00:00Z");
     }
 }
