@@ -6,8 +6,10 @@
 
 pub mod caps;
 pub mod imageio;
+pub mod jobs;
 pub mod manifest;
 pub mod params;
+pub mod pipeline;
 pub mod plugin;
 pub mod runtime;
 pub mod settings;

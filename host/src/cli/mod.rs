@@ -1,7 +1,10 @@
 //! Command-line interface: global options, logging, and one module per command group.
 
 mod doctor;
+mod edit;
 mod inspect;
+mod jobs;
+mod progress;
 
 use anyhow::Result;
 use atelier::runtime::{Runtime, RuntimeOptions};
@@ -44,6 +47,32 @@ enum Command {
     Filters(inspect::ListArgs),
     /// Check the config, secrets, grants and plugins; one line per problem with its fix.
     Doctor(doctor::DoctorArgs),
+    /// Edit images with a model: pre-filters → model → post-filters.
+    Edit(edit::EditArgs),
+    /// Turn an image into a video.
+    Animate(edit::AnimateArgs),
+    /// Run a filter chain with no model.
+    Filter(edit::FilterArgs),
+    /// Jobs: list, show, cancel, resume.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
+}
+
+/// Where jobs are kept.
+#[derive(clap::Args, Clone)]
+pub struct StateArgs {
+    /// The state dir (jobs database and artifacts); default the per-user state dir.
+    #[arg(long, env = "ATELIER_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    /// The state dir to use.
+    pub fn dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(atelier::runtime::default_state_dir)
+    }
 }
 
 /// Parse, run, and turn errors into one clear message and a non-zero exit.
@@ -72,6 +101,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(a) => inspect::models(&cli, a).await,
         Command::Filters(a) => inspect::filters(&cli, a).await,
         Command::Doctor(a) => doctor::run(&cli, a).await,
+        Command::Edit(a) => edit::edit(&cli, a).await,
+        Command::Animate(a) => edit::animate(&cli, a).await,
+        Command::Filter(a) => edit::filter(&cli, a).await,
+        Command::Jobs { command } => jobs::run(&cli, command).await,
     }
 }
 

@@ -1,0 +1,199 @@
+//! `atelier jobs list|show|cancel|resume`.
+
+use super::{Cli, StateArgs, progress};
+use anyhow::{Result, bail};
+use atelier::jobs::runner::JobOutcome;
+use atelier::jobs::{JobDb, JobRecord, JobState};
+use clap::Subcommand;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Jobs, newest first.
+    List {
+        /// Only jobs in this state (pending, done, failed, cancelled, unknown, submitting).
+        #[arg(long)]
+        state: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state_dir: StateArgs,
+    },
+    /// One job in full.
+    Show {
+        /// Job id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state_dir: StateArgs,
+    },
+    /// Cancel a pending job at the provider.
+    Cancel {
+        /// Job id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state_dir: StateArgs,
+    },
+    /// Finish jobs a stopped process left behind, by polling — never by submitting again.
+    Resume {
+        /// Job id (or --all).
+        id: Option<String>,
+        /// Every unfinished job.
+        #[arg(long)]
+        all: bool,
+        /// Overwrite outputs that exist.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state_dir: StateArgs,
+    },
+}
+
+pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
+    match cmd {
+        JobsCommand::List { state, json, state_dir } => {
+            let db = JobDb::open(&state_dir.dir())?;
+            let filter: Vec<JobState> = match state {
+                Some(s) => vec![serde_json::from_value(serde_json::Value::String(s.clone()))
+                    .map_err(|_| anyhow::anyhow!("unknown state `{s}`; use pending, done, failed, cancelled, unknown or submitting"))?],
+                None => vec![],
+            };
+            let jobs = db.list(&filter)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                for j in &jobs {
+                    println!("{:<26} {:<14} {:<10} submits {} polls {}  {}", j.id, j.plugin, j.state.to_string(), j.submits, j.polls,
+                        j.error.as_deref().unwrap_or("").lines().next().unwrap_or(""));
+                }
+                if jobs.is_empty() {
+                    println!("no jobs in {}", state_dir.dir().display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Show { id, json, state_dir } => {
+            let db = JobDb::open(&state_dir.dir())?;
+            let j = get(&db, id)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&j)?);
+            } else {
+                println!("{}  {}  {} (model {})", j.id, j.state, j.plugin, j.model);
+                println!("  submits {}, polls {}", j.submits, j.polls);
+                if let Some(t) = &j.token {
+                    println!("  token: {t}");
+                }
+                if let Some(e) = &j.error {
+                    println!("  error: {e}");
+                }
+                for o in j.outputs.as_ref().and_then(|o| o.as_array()).into_iter().flatten() {
+                    println!("  output: {}", o["path"].as_str().unwrap_or(""));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Cancel { id, json, state_dir } => {
+            let db = JobDb::open(&state_dir.dir())?;
+            let j = get(&db, id)?;
+            if j.state.is_final() {
+                bail!("job {id} is already {}; nothing to cancel", j.state);
+            }
+            let rt = cli.runtime()?;
+            let plugin = rt.model(&j.plugin)?;
+            if let Some(token) = &j.token {
+                if let Err(e) = plugin.cancel(id, token).await? {
+                    eprintln!("warning: the provider did not confirm the cancellation: {}", atelier::jobs::runner::explain(&j.plugin, &e, 1));
+                }
+            }
+            db.set_final(id, JobState::Cancelled, "cancelled by the user")?;
+            if *json {
+                println!("{}", serde_json::json!({"id": id, "state": "cancelled"}));
+            } else {
+                println!("{id}: cancelled");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Resume { id, all, force, json, state_dir } => resume(cli, id.as_deref(), *all, *force, *json, state_dir).await,
+    }
+}
+
+fn get(db: &JobDb, id: &str) -> Result<JobRecord> {
+    db.get(id)?.ok_or_else(|| anyhow::anyhow!("no job `{id}` in this state dir; `atelier jobs list` shows the jobs (is --state-dir / ATELIER_STATE_DIR the same as when it ran?)"))
+}
+
+async fn resume(cli: &Cli, id: Option<&str>, all: bool, force: bool, as_json: bool, state: &StateArgs) -> Result<ExitCode> {
+    let db = JobDb::open(&state.dir())?;
+    let jobs: Vec<JobRecord> = match (id, all) {
+        (Some(id), false) => vec![get(&db, id)?],
+        (None, true) => db
+            .list(&[JobState::Pending, JobState::Submitting, JobState::Done])?
+            .into_iter()
+            .filter(|j| j.state != JobState::Done || j.outputs.is_none())
+            .collect(),
+        _ => bail!("give a job id or --all"),
+    };
+    let rt = cli.runtime()?;
+    let (runner, bar) = progress::runner(state, as_json, "resume")?;
+    let mut report = vec![];
+    let mut failed = 0;
+    for j in jobs {
+        let r = resume_one(&rt, &runner, &db, &j, force).await;
+        match r {
+            Ok(files) => report.push(serde_json::json!({"id": j.id, "state": "done", "outputs": files})),
+            Err(e) => {
+                failed += 1;
+                report.push(serde_json::json!({"id": j.id, "state": db.get(&j.id)?.map(|x| x.state), "error": format!("{e:#}")}));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"jobs": report}))?);
+    } else {
+        for r in &report {
+            match r["error"].as_str() {
+                Some(e) => println!("{}: {e}", r["id"].as_str().unwrap_or("")),
+                None => {
+                    for o in r["outputs"].as_array().into_iter().flatten() {
+                        println!("{}: {}", r["id"].as_str().unwrap_or(""), o["path"].as_str().unwrap_or(""));
+                    }
+                }
+            }
+        }
+        if report.is_empty() {
+            println!("nothing to resume");
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn resume_one(rt: &atelier::Runtime, runner: &atelier::jobs::Runner, db: &JobDb, j: &JobRecord, force: bool) -> Result<serde_json::Value> {
+    let plugin = rt.model(&j.plugin)?;
+    let outcome: JobOutcome = match j.state {
+        JobState::Pending => {
+            let token = j.token.clone().ok_or_else(|| anyhow::anyhow!("job {} is pending but has no token", j.id))?;
+            runner.wait(&plugin, &j.id, &token, Duration::ZERO, Instant::now()).await?
+        }
+        JobState::Done => serde_json::from_value(j.outcome.clone().unwrap_or_default())?,
+        JobState::Submitting => {
+            let msg = "the process stopped while submitting, so whether the provider accepted the job is unknown; it is not submitted again automatically (that could bill twice). Check the provider's dashboard, then run the command again if needed";
+            db.set_final(&j.id, JobState::Unknown, msg)?;
+            bail!(msg);
+        }
+        s => bail!("job {} is {s}; nothing to resume", j.id),
+    };
+    let files = atelier::pipeline::finish_job(rt, &j.plan, &outcome, force).await?;
+    let v = serde_json::to_value(&files)?;
+    db.set_outputs(&j.id, &v)?;
+    Ok(v)
+}

@@ -1,0 +1,333 @@
+//! Drive one job: submit (retrying only where the provider did not take the call), persist the
+//! token, poll at the plugin's pace with jitter, fetch artifacts, and record the outcome.
+
+use super::db::{JobDb, JobState, now_ms};
+use crate::caps::http::Outbound;
+use crate::plugin::Plugin;
+use crate::wit_backend as wb;
+use crate::wit_types as wt;
+use anyhow::{Result, bail};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Progress reports for displays.
+#[derive(Clone, Debug)]
+pub enum RunnerEvent {
+    /// The provider accepted the job; polling starts.
+    Pending { job: String },
+    /// A poll answered "still running".
+    Progress { job: String, fraction: Option<f32>, state: String },
+    /// A retry is scheduled.
+    Retrying { job: String, after: Duration, reason: String },
+    /// Artifacts are being fetched.
+    Fetching { job: String },
+}
+
+/// One artifact stored in the job's folder.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoredArtifact {
+    /// Position in the job's outputs.
+    pub index: u32,
+    /// The file in the job folder.
+    pub path: PathBuf,
+    /// The media type the bytes really are.
+    pub mime: String,
+    /// The seed that made it, if known.
+    pub seed: Option<u64>,
+    /// Provider facts.
+    pub notes: Vec<(String, String)>,
+}
+
+/// What a finished job produced.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct JobOutcome {
+    /// The job.
+    pub job: String,
+    /// Stored artifacts.
+    pub artifacts: Vec<StoredArtifact>,
+    /// Outputs of the batch that failed, with why.
+    pub failures: Vec<(u32, String)>,
+    /// Usage as reported, JSON.
+    pub usage: serde_json::Value,
+    /// Wall time from submit to done, ms.
+    pub millis: u64,
+}
+
+/// Retry and timing policy.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Most submit attempts after rate limits / unavailability.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub base: Duration,
+    /// Largest backoff.
+    pub max_backoff: Duration,
+    /// How long a job may take from submit to done.
+    pub job_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Runs jobs; one per process, shared by all of them.
+pub struct Runner {
+    /// The database.
+    pub db: Arc<JobDb>,
+    /// Retry policy.
+    pub policy: RetryPolicy,
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    events: Option<Arc<dyn Fn(RunnerEvent) + Send + Sync>>,
+    cancel: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Runner {
+    /// A runner; `cancel` turning true cancels every job it is driving.
+    pub fn new(db: Arc<JobDb>, cancel: tokio::sync::watch::Receiver<bool>) -> Runner {
+        Runner { db, policy: RetryPolicy::default(), in_flight: Mutex::default(), events: None, cancel }
+    }
+
+    /// Report progress to `f`.
+    pub fn with_events(mut self, f: Arc<dyn Fn(RunnerEvent) + Send + Sync>) -> Runner {
+        self.events = Some(f);
+        self
+    }
+
+    fn emit(&self, e: RunnerEvent) {
+        if let Some(f) = &self.events {
+            f(e)
+        }
+    }
+
+    fn slots(&self, plugin: &Plugin) -> Option<Arc<tokio::sync::Semaphore>> {
+        let n = plugin.limits.max_in_flight?;
+        let mut m = self.in_flight.lock().unwrap();
+        Some(m.entry(plugin.id().to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(n as usize))).clone())
+    }
+
+    /// Submit a new job and wait for it. The job is recorded before anything is sent.
+    pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &wb::Request) -> Result<JobOutcome> {
+        self.db.create(job, plugin.id(), model, plan)?;
+        let slots = self.slots(plugin);
+        let _permit = match &slots {
+            Some(s) => Some(s.clone().acquire_owned().await?),
+            None => None,
+        };
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.check_cancelled(plugin, job, None).await?;
+            self.db.count_submit(job)?;
+            let called = match plugin.submit(job, req).await {
+                Ok(c) => c,
+                Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
+            };
+            let retry_after = match called.value {
+                Ok(wb::Submission::Done(o)) => return self.finish(plugin, job, o, started).await,
+                Ok(wb::Submission::Pending(p)) => {
+                    self.db.set_pending(job, &p.token)?;
+                    self.emit(RunnerEvent::Pending { job: job.into() });
+                    return self.wait(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started).await;
+                }
+                Err(e) if called.ambiguous => {
+                    return self.fail(
+                        job,
+                        JobState::Unknown,
+                        format!(
+                            "{}; the request may have reached the provider before the connection failed, so it is not sent again automatically (it could be billed twice). Check the provider's dashboard; `atelier jobs show {job}` has the details",
+                            explain(plugin.id(), &e, attempt)
+                        ),
+                    );
+                }
+                Err(wt::Error::RateLimited(r)) if attempt < self.policy.max_attempts => {
+                    r.retry_after_ms.map(Duration::from_millis).unwrap_or_else(|| self.backoff(attempt))
+                }
+                Err(wt::Error::Unavailable(_)) if attempt < self.policy.max_attempts => self.backoff(attempt),
+                Err(e) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)),
+            };
+            let delay = jitter(retry_after);
+            self.emit(RunnerEvent::Retrying { job: job.into(), after: delay, reason: format!("attempt {attempt} refused") });
+            self.sleep_or_cancel(plugin, job, None, delay).await?;
+        }
+    }
+
+    /// Poll a pending job until it ends (also used by `jobs resume`, without submitting again).
+    pub async fn wait(&self, plugin: &Plugin, job: &str, token: &str, first: Duration, started: Instant) -> Result<JobOutcome> {
+        let mut delay = first;
+        let mut transient = 0;
+        loop {
+            if started.elapsed() > self.policy.job_timeout {
+                let _ = plugin.cancel(job, token).await;
+                return self.fail(job, JobState::Failed, format!(
+                    "{}: the job did not finish within {} s; it was cancelled at the provider where possible",
+                    plugin.id(), self.policy.job_timeout.as_secs()
+                ));
+            }
+            self.sleep_or_cancel(plugin, job, Some(token), jitter(delay.clamp(Duration::from_millis(50), Duration::from_secs(60)))).await?;
+            self.db.count_poll(job)?;
+            let status = match plugin.poll(job, token).await {
+                Ok(s) => s,
+                Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
+            };
+            match status {
+                Ok(wb::Status::Running(p)) => {
+                    transient = 0;
+                    self.emit(RunnerEvent::Progress { job: job.into(), fraction: p.fraction, state: p.state });
+                    delay = Duration::from_millis(p.retry_after_ms);
+                }
+                Ok(wb::Status::Done(o)) => return self.finish(plugin, job, o, started).await,
+                // Polling is safe to repeat: rate limits and outages only slow it down.
+                Err(wt::Error::RateLimited(r)) if transient < self.policy.max_attempts * 2 => {
+                    transient += 1;
+                    delay = r.retry_after_ms.map(Duration::from_millis).unwrap_or_else(|| self.backoff(transient));
+                }
+                Err(wt::Error::Unavailable(_)) if transient < self.policy.max_attempts * 2 => {
+                    transient += 1;
+                    delay = self.backoff(transient);
+                }
+                Err(e) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, 1)),
+            }
+        }
+    }
+
+    async fn check_cancelled(&self, plugin: &Plugin, job: &str, token: Option<&str>) -> Result<()> {
+        if *self.cancel.borrow() {
+            if let Some(t) = token {
+                let _ = plugin.cancel(job, t).await;
+            }
+            self.fail(job, JobState::Cancelled, "cancelled by the user".into())?;
+        }
+        Ok(())
+    }
+
+    async fn sleep_or_cancel(&self, plugin: &Plugin, job: &str, token: Option<&str>, d: Duration) -> Result<()> {
+        let mut rx = self.cancel.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = rx.wait_for(|c| *c) => {}
+        }
+        self.check_cancelled(plugin, job, token).await
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        (self.policy.base * 2u32.saturating_pow(attempt.saturating_sub(1))).min(self.policy.max_backoff)
+    }
+
+    fn fail<T>(&self, job: &str, state: JobState, message: String) -> Result<T> {
+        self.db.set_final(job, state, &message)?;
+        bail!(message)
+    }
+
+    /// Store every artifact in the job folder (downloading where needed) and record the outcome.
+    async fn finish(&self, plugin: &Plugin, job: &str, o: wb::Outcome, started: Instant) -> Result<JobOutcome> {
+        self.emit(RunnerEvent::Fetching { job: job.into() });
+        let dir = self.db.job_dir(job);
+        tokio::fs::create_dir_all(&dir).await?;
+        let mut artifacts = vec![];
+        let mut failures: Vec<(u32, String)> = o.failures.iter().map(|f| (f.index, explain(plugin.id(), &f.error, 1))).collect();
+        for (i, a) in o.artifacts.into_iter().enumerate() {
+            let i = i as u32;
+            let tmp = dir.join(format!("raw-{i}.part"));
+            let fetched = match a.body {
+                wb::Body::Inline(bytes) => tokio::fs::write(&tmp, &bytes).await.map_err(|e| e.to_string()),
+                wb::Body::Download(d) => self.download(plugin, &d, &tmp).await,
+            };
+            if let Err(m) = fetched {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                failures.push((i, m));
+                continue;
+            }
+            let head = read_head(&tmp).await;
+            let mime = crate::imageio::sniff_mime(&head).map(str::to_string).unwrap_or(a.mime);
+            let path = dir.join(format!("raw-{i}.{}", crate::imageio::extension(&mime)));
+            tokio::fs::rename(&tmp, &path).await?;
+            artifacts.push(StoredArtifact { index: i, path, mime, seed: a.seed, notes: a.notes });
+        }
+        let out = JobOutcome {
+            job: job.into(),
+            artifacts,
+            failures,
+            usage: usage_json(&o.usage),
+            millis: started.elapsed().as_millis() as u64,
+        };
+        if out.artifacts.is_empty() {
+            let why = out.failures.iter().map(|(i, m)| format!("output {i}: {m}")).collect::<Vec<_>>().join("; ");
+            return self.fail(job, JobState::Failed, format!("{}: no output could be fetched: {why}", plugin.id()));
+        }
+        self.db.set_done(job, &serde_json::to_value(&out)?)?;
+        Ok(out)
+    }
+
+    async fn download(&self, plugin: &Plugin, d: &wb::Download, dest: &std::path::Path) -> Result<(), String> {
+        let http = plugin.http().ok_or("plugin has no network access")?;
+        let req = Outbound { method: "GET".into(), url: d.url.clone(), headers: d.headers.clone(), body: vec![], timeout: None };
+        let (status, _headers, _n) = http.download(req, dest).await.map_err(|f| format!("download failed: {f}"))?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let body = tokio::fs::read(dest).await.unwrap_or_default();
+        let excerpt: String = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        let expired = d.expires_at_ms.is_some_and(|t| now_ms() >= t);
+        if expired || (d.expires_at_ms.is_some() && matches!(status, 403 | 404 | 410)) {
+            return Err(format!(
+                "the delivery URL has expired (HTTP {status}{}); the provider keeps results only briefly — the result is lost, submit the job again",
+                d.expires_at_ms.map(|t| format!(", valid until {}", fmt_time(t))).unwrap_or_default()
+            ));
+        }
+        Err(format!("download failed with HTTP {status}: {excerpt}"))
+    }
+}
+
+async fn read_head(p: &std::path::Path) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64];
+    match tokio::fs::File::open(p).await {
+        Ok(mut f) => {
+            let n = f.read(&mut buf).await.unwrap_or(0);
+            buf.truncate(n);
+            buf
+        }
+        Err(_) => vec![],
+    }
+}
+
+/// Up to +25 % random delay, so many clients do not poll in lockstep.
+fn jitter(d: Duration) -> Duration {
+    d + d.mul_f64(rand::random::<f64>() * 0.25)
+}
+
+fn fmt_time(ms: u64) -> String {
+    format!("{} s after the Unix epoch", ms / 1000)
+}
+
+/// Usage as JSON.
+pub fn usage_json(u: &wt::Usage) -> serde_json::Value {
+    json!({
+        "images": u.images.iter().map(|i| json!({"width": i.width, "height": i.height, "count": i.count})).collect::<Vec<_>>(),
+        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "video_seconds": u.video_seconds,
+    })
+}
+
+/// A plugin's error as a user reads it: which engine, what the provider said, what to do.
+pub fn explain(engine: &str, e: &wt::Error, attempts: u32) -> String {
+    match e {
+        wt::Error::InvalidInput(m) => format!("{engine}: invalid request: {m}"),
+        wt::Error::Unauthorized(m) => format!("{engine}: the provider refused the credentials: {m}; check the API key (`atelier plugins inspect {engine}` shows where it is read from)"),
+        wt::Error::RateLimited(r) => format!("{engine}: rate limited by the provider (gave up after {attempts} attempts): {}; wait, lower -n, or raise your quota", r.message),
+        wt::Error::Moderated(m) => format!("{engine}: blocked by the provider's safety system: {m}; change the prompt or the image"),
+        wt::Error::Unavailable(m) => format!("{engine}: the provider is unavailable (gave up after {attempts} attempts): {m}; try again later"),
+        wt::Error::Provider(p) => format!("{engine}: the provider answered {}: {}", p.code, p.message),
+        wt::Error::Internal(m) => format!("{engine}: plugin error: {m}"),
+    }
+}

@@ -1,0 +1,430 @@
+//! One stage: inputs → pre-filters → model jobs (fanned out when n exceeds one call) →
+//! post-filters → outputs, contact sheet and provenance.
+
+use super::outputs::{self, OutputFile};
+use super::sheet;
+use super::steps::{self, Catalog, Step};
+use crate::imageio::{self, DecodeLimits};
+use crate::jobs::runner::{JobOutcome, Runner};
+use crate::jobs::db::new_job_id;
+use crate::params;
+use crate::plugin::Plugin;
+use crate::runtime::Runtime;
+use crate::wit_backend as wb;
+use crate::wit_types::{Image, Media, Param, Value};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct EditRequest {
+    /// Source images; the first is edited, the rest are references.
+    pub inputs: Vec<PathBuf>,
+    /// The instruction.
+    pub prompt: String,
+    /// Model plugin id.
+    pub model: String,
+    /// Outputs wanted.
+    pub n: u32,
+    /// Base seed (output i gets seed + i).
+    pub seed: Option<u64>,
+    /// `--param k=v`.
+    pub params: Vec<(String, String)>,
+    /// White = edit.
+    pub mask: Option<PathBuf>,
+    /// Steps before the model.
+    pub pre: Vec<String>,
+    /// Steps after the model.
+    pub post: Vec<String>,
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// Exact output file (animate); overrides the naming in `out_dir`.
+    pub out_file: Option<PathBuf>,
+    /// Overwrite earlier results.
+    pub force: bool,
+    /// Ask a model that can do both for video (`atelier animate`).
+    pub video: bool,
+}
+
+/// What came out.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EditResult {
+    /// Files written.
+    pub outputs: Vec<OutputFile>,
+    /// The contact sheet, when n > 1.
+    pub contact_sheet: Option<PathBuf>,
+    /// Outputs that failed while others succeeded.
+    pub failures: Vec<String>,
+    /// Engine and provider model id.
+    pub engine: String,
+    /// Provider model id.
+    pub model: String,
+    /// Jobs run.
+    pub jobs: Vec<String>,
+    /// Usage per job.
+    pub usage: Vec<serde_json::Value>,
+    /// Wall time, ms.
+    pub millis: u64,
+}
+
+/// Everything a job's finishing needs, stored with the job so `jobs resume` can finish it in
+/// another process.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct FinishPlan {
+    /// Output paths for this job's artifacts, in order.
+    pub paths: Vec<PathBuf>,
+    /// 1-based index of the first output.
+    pub first_index: u32,
+    /// Post-filter steps as the user wrote them.
+    pub post: Vec<String>,
+    /// Provenance common to all outputs.
+    pub provenance: serde_json::Value,
+    /// Decode limits.
+    pub max_pixels: u64,
+    /// Decode limits.
+    pub max_dimension: u32,
+}
+
+/// Run one edit stage end to end.
+pub async fn edit(rt: &Runtime, runner: &Runner, req: &EditRequest) -> Result<EditResult> {
+    let started = Instant::now();
+    let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
+    if req.inputs.is_empty() {
+        bail!("give at least one input image");
+    }
+    // 1. Everything that can be checked without touching pixels or the network.
+    let catalog = if req.pre.is_empty() && req.post.is_empty() { None } else { Some(Catalog::load(rt).await?) };
+    let (pre, post) = match &catalog {
+        Some(c) => (c.parse_all(&req.pre)?, c.parse_all(&req.post)?),
+        None => (vec![], vec![]),
+    };
+    let plugin = rt.model(&req.model)?;
+    let info = plugin.describe_model().await?;
+    let params = check_request(&plugin, &info, req)?;
+    let n = req.n.max(1);
+    let stem = outputs::safe_stem(&req.inputs[0]);
+    let video = info.task == wb::Task::ImageToVideo || req.video;
+    let planned: Vec<PathBuf> = match &req.out_file {
+        Some(f) => vec![f.clone()],
+        None => (1..=n).map(|i| req.out_dir.join(format!("{stem}-{}-{i:02}.{}", plugin.id(), if video { "out" } else { "png" }))).collect(),
+    };
+    if !video {
+        outputs::check_free(&planned, req.force)?;
+    } else {
+        outputs::check_free(&planned.iter().map(|p| p.with_extension("json")).collect::<Vec<_>>(), req.force)?;
+    }
+    if let Some(name) = plugin.grants.missing_secrets().first() {
+        bail!("{}", plugin.grants.missing_secret_message(name));
+    }
+
+    // 2. Decode once, with limits, then pre-filters on RGBA.
+    let t = Instant::now();
+    let mut refs = vec![];
+    let mut sources = vec![];
+    for p in &req.inputs {
+        let (img, bytes) = imageio::read(p, limits)?;
+        sources.push(json!({"path": p.display().to_string(), "sha256": sha256(&bytes), "width": img.width, "height": img.height}));
+        refs.push(img);
+    }
+    let mut mask = match &req.mask {
+        None => None,
+        Some(m) => {
+            let (img, bytes) = imageio::read(m, limits)?;
+            if (img.width, img.height) != (refs[0].width, refs[0].height) {
+                bail!(
+                    "the mask {} is {}x{} but the image {} is {}x{}; they must be the same size (white = edit, black = keep)",
+                    m.display(), img.width, img.height, req.inputs[0].display(), refs[0].width, refs[0].height
+                );
+            }
+            Some((img, sha256(&bytes)))
+        }
+    };
+    let decode_ms = t.elapsed().as_millis() as u64;
+    let t = Instant::now();
+    let job_prefix = new_job_id();
+    if !pre.is_empty() {
+        for r in refs.iter_mut() {
+            *r = steps::run(&job_prefix, std::mem::replace(r, empty()), &pre).await?;
+        }
+        if let Some((m, _)) = &mut mask {
+            if (m.width, m.height) != (refs[0].width, refs[0].height) {
+                *m = resize_exact(m, refs[0].width, refs[0].height, image::imageops::FilterType::Nearest);
+            }
+        }
+    }
+
+    // 3. The model says how it wants its inputs shaped, before anything is sent.
+    let dims: Vec<(u32, u32)> = refs.iter().map(|r| (r.width, r.height)).collect();
+    let plan = match plugin.prepare(&job_prefix, &req.prompt, &dims, mask.is_some(), n, &params).await? {
+        Ok(p) => p,
+        Err(e) => bail!(crate::jobs::runner::explain(plugin.id(), &e, 1)),
+    };
+    if let Some((w, h)) = plan.exact_size {
+        let c = match &catalog {
+            Some(c) => c,
+            None => &Catalog::load(rt).await?,
+        };
+        if !c.has("fit") {
+            bail!("model `{}` needs its input at exactly {w}x{h}, which takes the `fit` filter; install the filters plugin", plugin.id());
+        }
+        let fit = c.parse(&format!("fit:width={w},height={h},mode=crop"))?;
+        for r in refs.iter_mut() {
+            *r = steps::run(&job_prefix, std::mem::replace(r, empty()), std::slice::from_ref(&fit)).await?;
+        }
+        if let Some((m, _)) = &mut mask {
+            *m = resize_exact(m, w, h, image::imageops::FilterType::Nearest);
+        }
+    } else if let Some(max) = plan.max_side {
+        for r in refs.iter_mut() {
+            if r.width.max(r.height) > max {
+                let s = max as f64 / r.width.max(r.height) as f64;
+                let (w, h) = (((r.width as f64 * s).round() as u32).max(1), ((r.height as f64 * s).round() as u32).max(1));
+                *r = resize_exact(r, w, h, image::imageops::FilterType::Lanczos3);
+            }
+        }
+    }
+    let pre_ms = t.elapsed().as_millis() as u64;
+    let references: Vec<Media> = refs
+        .iter()
+        .map(|r| Ok(Media { mime: info.input_mime.clone(), bytes: imageio::encode(r, &info.input_mime)? }))
+        .collect::<Result<_>>()?;
+    let mask_media = match &mask {
+        Some((m, _)) => Some(Media { mime: "image/png".into(), bytes: imageio::encode_png(m, None)? }),
+        None => None,
+    };
+
+    // 4. Jobs: as many submits as `max_outputs` requires, concurrently.
+    let base_seed = req.seed.unwrap_or_else(|| rand::random::<u32>() as u64);
+    let per_call = info.max_outputs.max(1);
+    let provenance = json!({
+        "atelier_version": env!("CARGO_PKG_VERSION"),
+        "engine": plugin.id(), "plugin_version": plugin.manifest.version, "model": info.model,
+        "prompt": req.prompt, "params": params_json(&params), "user_params": req.params.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "n": n, "seed": base_seed, "inputs": sources,
+        "mask": req.mask.as_ref().map(|m| json!({"path": m.display().to_string(), "sha256": mask.as_ref().map(|x| x.1.clone())})),
+        "pre": req.pre, "post": req.post, "source_hash": sources[0]["sha256"], "video": req.video,
+        "timings": {"decode_ms": decode_ms, "pre_ms": pre_ms},
+    });
+    let mut futures = vec![];
+    let mut first = 0u32;
+    while first < n {
+        let count = per_call.min(n - first);
+        let job = new_job_id();
+        let request = wb::Request {
+            prompt: req.prompt.clone(),
+            references: references.clone(),
+            mask: mask_media.clone(),
+            n: count,
+            seed: Some(base_seed + first as u64),
+            params: params.clone(),
+        };
+        let finish = FinishPlan {
+            paths: planned[first as usize..(first + count) as usize].iter().map(|p| absolute(p)).collect(),
+            first_index: first + 1,
+            post: req.post.clone(),
+            provenance: provenance.clone(),
+            max_pixels: limits.max_pixels,
+            max_dimension: limits.max_dimension,
+        };
+        let plugin = plugin.clone();
+        let model = info.model.clone();
+        let post = post.clone();
+        futures.push(async move {
+            let plan_json = serde_json::to_value(&finish).expect("plan serializes");
+            let outcome = runner.run(&plugin, &job, &model, &plan_json, &request).await?;
+            let files = finish_outputs(&finish, &outcome, &post, req.force)?;
+            runner.db.set_outputs(&job, &serde_json::to_value(&files)?)?;
+            Ok::<_, anyhow::Error>((outcome, files))
+        });
+        first += count;
+    }
+    let results = futures_util::future::join_all(futures).await;
+
+    // 5. Gather: keep what succeeded, report what failed.
+    let mut out = EditResult {
+        outputs: vec![],
+        contact_sheet: None,
+        failures: vec![],
+        engine: plugin.id().to_string(),
+        model: info.model.clone(),
+        jobs: vec![],
+        usage: vec![],
+        millis: 0,
+    };
+    for r in results {
+        match r {
+            Ok((o, files)) => {
+                out.jobs.push(o.job.clone());
+                out.usage.push(o.usage.clone());
+                out.failures.extend(o.failures.iter().map(|(i, m)| format!("output {}: {m}", i + 1)));
+                out.outputs.extend(files);
+            }
+            Err(e) => out.failures.push(format!("{e:#}")),
+        }
+    }
+    if out.outputs.is_empty() {
+        bail!("{}", out.failures.join("\n"));
+    }
+    if out.outputs.len() > 1 && !video {
+        out.contact_sheet = Some(write_sheet(&req.out_dir, &stem, plugin.id(), &out.outputs, req.force)?);
+    }
+    out.millis = started.elapsed().as_millis() as u64;
+    Ok(out)
+}
+
+/// Turn a finished job's stored artifacts into output files: decode (images), post-filters,
+/// encode with provenance. Used right after the job and by `jobs resume`.
+pub fn finish_outputs(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], force: bool) -> Result<Vec<OutputFile>> {
+    let limits = DecodeLimits { max_pixels: plan.max_pixels, max_dimension: plan.max_dimension };
+    let mut files = vec![];
+    for a in &outcome.artifacts {
+        let Some(dest) = plan.paths.get(a.index as usize) else { continue };
+        let index = plan.first_index + a.index;
+        let mut prov = plan.provenance.clone();
+        prov["index"] = json!(index);
+        prov["seed"] = json!(a.seed);
+        prov["job"] = json!(outcome.job);
+        prov["usage"] = outcome.usage.clone();
+        prov["notes"] = json!(a.notes);
+        prov["timings"]["model_ms"] = json!(outcome.millis);
+        let bytes = std::fs::read(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()))?;
+        if a.mime.starts_with("image/") && a.mime != "image/gif" {
+            let t = Instant::now();
+            let mut img = imageio::decode(&bytes, limits, &a.path.display().to_string())?;
+            if !post.is_empty() {
+                img = block_on(steps::run(&outcome.job, img, post))?;
+            }
+            prov["timings"]["post_ms"] = json!(t.elapsed().as_millis() as u64);
+            prov["output"] = json!({"width": img.width, "height": img.height, "mime": "image/png"});
+            let dest = dest.with_extension("png");
+            if !force && dest.exists() {
+                bail!("{} already exists; pass --force to overwrite", dest.display());
+            }
+            let text = serde_json::to_string(&prov)?;
+            outputs::write_atomic(&dest, &imageio::encode_png(&img, Some(&text))?)?;
+            let sidecar = outputs::write_sidecar(&dest, &prov)?;
+            files.push(OutputFile { path: dest, sidecar, width: Some(img.width), height: Some(img.height), mime: "image/png".into(), index, seed: a.seed, job: outcome.job.clone() });
+        } else {
+            // Videos (and animated GIFs) are written as they came; post-filters do not apply.
+            let dest = dest.with_extension(imageio::extension(&a.mime));
+            if !force && dest.exists() {
+                bail!("{} already exists; pass --force to overwrite", dest.display());
+            }
+            let (w, h) = match image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok()) {
+                Some((w, h)) => (Some(w), Some(h)),
+                None => (None, None),
+            };
+            prov["output"] = json!({"mime": a.mime, "bytes": bytes.len(), "width": w, "height": h});
+            outputs::copy_atomic(&a.path, &dest)?;
+            let sidecar = outputs::write_sidecar(&dest, &prov)?;
+            files.push(OutputFile { path: dest, sidecar, width: w, height: h, mime: a.mime.clone(), index, seed: a.seed, job: outcome.job.clone() });
+        }
+    }
+    Ok(files)
+}
+
+/// Finish a stored job in this process (`jobs resume`): the same code path as a fresh run.
+pub async fn finish_job(rt: &Runtime, plan: &serde_json::Value, outcome: &JobOutcome, force: bool) -> Result<Vec<OutputFile>> {
+    let plan: FinishPlan = serde_json::from_value(plan.clone()).context("the job's stored plan is unreadable")?;
+    let post = if plan.post.is_empty() { vec![] } else { Catalog::load(rt).await?.parse_all(&plan.post)? };
+    let (plan2, outcome2) = (plan.clone(), outcome.clone());
+    tokio::task::spawn_blocking(move || finish_outputs(&plan2, &outcome2, &post, force)).await?
+}
+
+/// Check everything about the request against the model's `describe()`, before any call.
+fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -> Result<Vec<Param>> {
+    let id = plugin.id();
+    let mut problems = vec![];
+    let nrefs = req.inputs.len() as u32;
+    if nrefs > info.max_references {
+        problems.push(format!("{id} takes at most {} reference image(s); {} given", info.max_references, nrefs));
+    }
+    if req.mask.is_some() && !info.supports_mask {
+        problems.push(format!("{id} does not support masks; drop --mask or pick a model that does (see `atelier models`)"));
+    }
+    if req.n > 64 {
+        problems.push(format!("-n {} is more than 64 outputs; run several times instead", req.n));
+    }
+    let mut given = req.params.clone();
+    let wants_output_param = info.params.iter().any(|p| p.name == "output" && p.choices.iter().any(|c| c == "video"));
+    if req.video && info.task == wb::Task::ImageEdit && !wants_output_param {
+        problems.push(format!("{id} makes images, not videos; pick an image-to-video model (see `atelier models`)"));
+    }
+    if req.video && wants_output_param && !given.iter().any(|(k, _)| k == "output") {
+        given.push(("output".into(), "video".into()));
+    }
+    let params = match params::resolve(&format!("model `{id}`"), &info.params, &given) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            vec![]
+        }
+    };
+    for (name, allowed) in [("aspect", &info.aspect_ratios), ("size", &info.sizes)] {
+        if allowed.is_empty() {
+            continue;
+        }
+        if let Some(Value::Text(v)) = params.iter().find(|p| p.name == name).map(|p| &p.value) {
+            if !allowed.contains(v) {
+                problems.push(format!("{id} (model {}) does not take {name}={v}; allowed: {}", info.model, allowed.join(", ")));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(params)
+}
+
+fn params_json(params: &[Param]) -> serde_json::Value {
+    serde_json::Value::Object(params.iter().map(|p| (p.name.clone(), params::to_json(&p.value))).collect())
+}
+
+fn write_sheet(dir: &Path, stem: &str, engine: &str, files: &[OutputFile], force: bool) -> Result<PathBuf> {
+    let mut imgs = vec![];
+    for f in files.iter().filter(|f| f.mime.starts_with("image/")) {
+        imgs.push((image::open(&f.path)?.into_rgba8(), format!("#{}  seed {}", f.index, f.seed.map(|s| s.to_string()).unwrap_or("-".into()))));
+    }
+    let tiles: Vec<sheet::Tile> = imgs.iter().map(|(i, l)| sheet::Tile { image: i, label: l.clone() }).collect();
+    let sheet = sheet::contact_sheet(&tiles, 256);
+    let path = dir.join(format!("{stem}-{engine}-sheet.png"));
+    if !force && path.exists() {
+        bail!("{} already exists; pass --force to overwrite", path.display());
+    }
+    let img = Image { width: sheet.width(), height: sheet.height(), pixels: sheet.into_raw() };
+    outputs::write_atomic(&path, &imageio::encode_png(&img, None)?)?;
+    Ok(path)
+}
+
+fn resize_exact(img: &Image, w: u32, h: u32, filter: image::imageops::FilterType) -> Image {
+    let buf = image::RgbaImage::from_raw(img.width, img.height, img.pixels.clone()).expect("consistent image");
+    let out = image::imageops::resize(&buf, w, h, filter);
+    Image { width: w, height: h, pixels: out.into_raw() }
+}
+
+fn empty() -> Image {
+    Image { width: 0, height: 0, pixels: vec![] }
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Post-filters run inside the blocking finishing code; this bridges back to async plugin calls.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => tokio::task::block_in_place(|| h.block_on(f)),
+        Err(_) => tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f),
+    }
+}
+
+/// Plugin handle type used by callers.
+pub type PluginRef = Arc<Plugin>;

@@ -1,0 +1,134 @@
+//! Filter steps: `name[:k=v[,k=v...]]`, resolved against the installed filter plugins, and run with
+//! consecutive steps of one component in one call.
+
+use crate::params;
+use crate::plugin::Plugin;
+use crate::runtime::Runtime;
+use crate::wit_filters as wf;
+use crate::wit_types::Image;
+use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A step as the user wrote it, checked and converted.
+#[derive(Clone)]
+pub struct Step {
+    /// What the user wrote.
+    pub text: String,
+    /// Which plugin runs it.
+    pub plugin: Arc<Plugin>,
+    /// The step for the plugin.
+    pub step: wf::Step,
+}
+
+/// Every filter the installed filter plugins provide.
+pub struct Catalog {
+    filters: BTreeMap<String, (Arc<Plugin>, wf::FilterInfo)>,
+}
+
+impl Catalog {
+    /// Ask each filter plugin what it provides.
+    pub async fn load(rt: &Runtime) -> Result<Catalog> {
+        let mut filters = BTreeMap::new();
+        for p in rt.filter_plugins()? {
+            for f in p.describe_filters().await? {
+                filters.entry(f.name.clone()).or_insert((p.clone(), f));
+            }
+        }
+        Ok(Catalog { filters })
+    }
+
+    /// Whether a filter of that name is installed.
+    pub fn has(&self, name: &str) -> bool {
+        self.filters.contains_key(name)
+    }
+
+    /// Parse and check one step.
+    pub fn parse(&self, text: &str) -> Result<Step> {
+        let (name, rest) = text.split_once(':').unwrap_or((text, ""));
+        let name = name.trim();
+        let Some((plugin, info)) = self.filters.get(name) else {
+            let known: Vec<&str> = self.filters.keys().map(String::as_str).collect();
+            bail!(
+                "unknown filter `{name}` in step `{text}`; installed filters: {} (see `atelier filters`)",
+                if known.is_empty() { "none — is the filters plugin installed?".to_string() } else { known.join(", ") }
+            );
+        };
+        let mut given = vec![];
+        for part in split_params(rest) {
+            given.push(params::split_kv(&part).map_err(|e| anyhow::anyhow!("step `{text}`: {e}; write name:key=value,key=value"))?);
+        }
+        let params = params::resolve(&format!("filter `{name}`"), &info.params, &given)?;
+        Ok(Step { text: text.to_string(), plugin: plugin.clone(), step: wf::Step { name: name.to_string(), params } })
+    }
+
+    /// Parse several steps; every problem is reported, not just the first.
+    pub fn parse_all(&self, texts: &[String]) -> Result<Vec<Step>> {
+        let mut steps = vec![];
+        let mut errors = vec![];
+        for t in texts {
+            match self.parse(t) {
+                Ok(s) => steps.push(s),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!(errors.join("\n"));
+        }
+        Ok(steps)
+    }
+}
+
+/// `k=v,k=v` where a value may itself contain commas (a fragment without `=` joins the previous).
+fn split_params(rest: &str) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for frag in rest.split(',') {
+        if frag.trim().is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if !frag.contains('=') => {
+                last.push(',');
+                last.push_str(frag);
+            }
+            _ => out.push(frag.to_string()),
+        }
+    }
+    out
+}
+
+/// Run steps in order; consecutive steps of one component go in one call.
+pub async fn run(job: &str, mut image: Image, steps: &[Step]) -> Result<Image> {
+    let mut i = 0;
+    while i < steps.len() {
+        let plugin = &steps[i].plugin;
+        let mut j = i + 1;
+        while j < steps.len() && Arc::ptr_eq(&steps[j].plugin, plugin) {
+            j += 1;
+        }
+        let batch: Vec<wf::Step> = steps[i..j].iter().map(|s| s.step.clone()).collect();
+        image = match plugin.apply(job, &image, &batch).await? {
+            Ok(img) => img,
+            Err(e) => {
+                let texts: Vec<&str> = steps[i..j].iter().map(|s| s.text.as_str()).collect();
+                bail!("filter step(s) {} failed: {}", texts.join(" → "), crate::jobs::runner::explain(plugin.id(), &e, 1));
+            }
+        };
+        if image.pixels.len() != image.width as usize * image.height as usize * 4 {
+            bail!("filter plugin `{}` returned a malformed image ({}x{} with {} bytes)", plugin.id(), image.width, image.height, image.pixels.len());
+        }
+        i = j;
+    }
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_params;
+
+    #[test]
+    fn values_may_contain_commas() {
+        assert_eq!(split_params("text=hello, world,opacity=0.5"), vec!["text=hello, world", "opacity=0.5"]);
+        assert_eq!(split_params(""), Vec::<String>::new());
+    }
+}
