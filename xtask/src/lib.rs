@@ -53,6 +53,7 @@ pub fn build_and_stage(root: &Path, crates: &[PluginCrate], out: &Path) -> Resul
     if crates.is_empty() {
         return Ok(vec![]);
     }
+    ensure_wasm_target()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = root.join("target/wasm");
     let mut cmd = Command::new(cargo);
@@ -93,4 +94,21 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
         std::fs::write(to, new).with_context(|| format!("writing {}", to.display()))?;
     }
     Ok(())
+}
+
+/// Install the `wasm32-wasip2` target with rustup when it is missing (a fresh machine).
+pub fn ensure_wasm_target() -> Result<()> {
+    let listed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match listed {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => Ok(()),
+        Ok(_) => {
+            let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status()?;
+            if !status.success() {
+                bail!("`rustup target add wasm32-wasip2` failed; plugins cannot be built without it");
+            }
+            Ok(())
+        }
+        // No rustup: trust that the toolchain has the target; cargo will say if not.
+        Err(_) => Ok(()),
+    }
 }
