@@ -193,3 +193,26 @@ fn prepare_checks_refuse_what_cannot_work() {
     assert_eq!(max_side(false), Some(2048));
     assert_eq!(max_side(true), None);
 }
+
+#[test]
+fn tiny_and_thin_images_do_not_break_any_operator() {
+    let all = "remove oil painting watercolor cartoon sketch pop art posterize pixel art noir sepia vintage warmer brighter contrast vignette grain";
+    for (w, h) in [(1usize, 1usize), (2, 3), (9, 1), (1, 7)] {
+        let img = png(&Raster::from_fn(w, h, |x, y| [(x * 40) as u8, (y * 30) as u8, 99, 255]));
+        let mask = png(&Raster::from_fn(w, h, |x, _| if x == 0 { [255; 4] } else { [0, 0, 0, 255] }));
+        let singles = ["oil painting", "watercolor", "cartoon", "sketch", "pop art", "posterize", "pixel art", "noir", "sepia", "vintage", "warmer", "brighter", "contrast", "vignette", "grain"];
+        for prompt in singles.into_iter().chain([all]) {
+            let has_remove = prompt.contains("remove");
+            if has_remove && w == 1 {
+                // The whole image is masked: refused with a message, not a crash.
+                assert!(run(&job(prompt, &img, Some(&mask), 1, 1, &[])).is_err());
+                continue;
+            }
+            let m = if has_remove { Some(mask.as_slice()) } else { None };
+            let out = run(&job(prompt, &img, m, 2, 1, &[])).unwrap_or_else(|e| panic!("{w}x{h} {prompt}: {e}"));
+            assert_eq!(decode(&out.outputs[1].bytes, "o").unwrap().len(), w * h);
+        }
+        let params = [Param::new("output", "video"), Param::new("seconds", 1.0), Param::new("fps", 5i64)];
+        run(&job("zoom out pan up", &img, None, 1, 1, &params)).unwrap_or_else(|e| panic!("{w}x{h} video: {e}"));
+    }
+}
