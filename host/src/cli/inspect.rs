@@ -123,10 +123,10 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     let ids: Vec<String> = rt.manifests().filter(|m| m.kind == Kind::Model).map(|m| m.id.clone()).collect();
     for id in ids {
         match rt.plugin(&id) {
-            Ok(p) => {
-                let info = p.describe_model().await?;
-                out.push((p, info));
-            }
+            Ok(p) => match p.describe_model().await {
+                Ok(info) => out.push((p, info)),
+                Err(e) => eprintln!("problem: {e:#}"),
+            },
             Err(e) => eprintln!("problem: {e:#}"),
         }
     }
@@ -184,8 +184,9 @@ pub async fn filters(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     let rt = cli.runtime()?;
     let mut all = vec![];
     for p in rt.filter_plugins()? {
-        for f in p.describe_filters().await? {
-            all.push((p.id().to_string(), f));
+        match p.describe_filters().await {
+            Ok(fs) => all.extend(fs.into_iter().map(|f| (p.id().to_string(), f))),
+            Err(e) => eprintln!("problem: {e:#}"),
         }
     }
     if a.json {

@@ -1,0 +1,108 @@
+//! Running the real `atelier` binary against the components built for this test run.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `target/test-plugins/<id>` for each id.
+pub fn plugin_dirs(ids: &[&str]) -> Vec<PathBuf> {
+    ids.iter().map(|id| Path::new(env!("ATELIER_TEST_PLUGINS")).join(id)).collect()
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `target/debug/atelier`, built by `cargo test --workspace` (the host package has an integration test).
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("atelier");
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace` (or `cargo build -p atelier`) first", bin.display());
+    bin
+}
+
+/// A sandbox for one test: its own state dir and output dir, shared compile cache.
+pub struct Env {
+    /// Temp dir.
+    pub dir: tempfile::TempDir,
+    /// Plugin dirs passed with --plugins.
+    pub plugins: Vec<PathBuf>,
+    /// Extra env vars.
+    pub envs: Vec<(String, String)>,
+    /// Config file, if any.
+    pub config: Option<PathBuf>,
+}
+
+impl Env {
+    /// A fresh environment with these plugins.
+    pub fn new(ids: &[&str]) -> Env {
+        Env { dir: tempfile::tempdir().unwrap(), plugins: plugin_dirs(ids), envs: vec![], config: None }
+    }
+
+    /// Write `atelier.toml` into the sandbox and use it.
+    pub fn config(&mut self, text: &str) -> &mut Self {
+        let p = self.dir.path().join("atelier.toml");
+        std::fs::write(&p, text).unwrap();
+        self.config = Some(p);
+        self
+    }
+
+    /// A path inside the sandbox.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The command, ready for args.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        let dirs: Vec<String> = self.plugins.iter().map(|p| p.display().to_string()).collect();
+        c.env("ATELIER_PLUGINS", dirs.join(":"))
+            .env("ATELIER_CACHE_DIR", root().join("target/test-cache"))
+            .env("ATELIER_STATE_DIR", self.path("state"))
+            .env_remove("ATELIER_CONFIG")
+            .env_remove("GEMINI_API_KEY");
+        if let Some(cfg) = &self.config {
+            c.env("ATELIER_CONFIG", cfg);
+        }
+        for (k, v) in &self.envs {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run with args and wait.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Run, expect success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "atelier {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Run, expect failure, return stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(!o.status.success(), "atelier {args:?} should have failed:\n{}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8(o.stderr).unwrap()
+    }
+}
+
+/// An example photo, shrunk for debug-speed tests.
+pub fn small_photo(dir: &Path, name: &str, max: u32) -> PathBuf {
+    let img = image::open(root().join("examples/photos").join(name)).unwrap();
+    let small = img.thumbnail(max, max);
+    let p = dir.join(name).with_extension("png");
+    small.save(&p).unwrap();
+    p
+}
+
+/// Parse JSON from stdout.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

