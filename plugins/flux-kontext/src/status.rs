@@ -120,8 +120,34 @@ fn ready(token: &Value, v: &Value, now_ms: u64) -> Result<Outcome, Error> {
     if let Some(cost) = token.get("cost").and_then(Value::as_f64) {
         notes.push(("cost_credits".into(), cost.to_string()));
     }
-    let body = Body::Download(Download { url: url.into(), headers: vec![], expires_at_ms: Some(now_ms + DELIVERY_LIFETIME_MS) });
+    // BFL documents 10 minutes; a signed URL's own `se=` expiry wins when it says sooner.
+    let expires = sas_expiry_ms(url).map_or(now_ms + DELIVERY_LIFETIME_MS, |se| se.min(now_ms + DELIVERY_LIFETIME_MS));
+    let body = Body::Download(Download { url: url.into(), headers: vec![], expires_at_ms: Some(expires) });
     Ok(Outcome { artifacts: vec![Artifact { mime: mime.into(), body, seed, notes }], failures: vec![], usage: Usage::none() })
+}
+
+/// The `se=` (signed expiry, ISO 8601 UTC such as `2026-11-26T22%3A10%3A00Z`) of an Azure
+/// SAS-style delivery URL, in ms since the epoch.
+pub fn sas_expiry_ms(url: &str) -> Option<u64> {
+    let query = url.split_once('?')?.1;
+    let se = query.split('&').find_map(|kv| kv.strip_prefix("se="))?;
+    let se = se.replace("%3A", ":").replace("%3a", ":");
+    let (date, time) = se.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<u64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next().flatten().unwrap_or(0));
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days >= 0).then(|| (days as u64 * 86_400 + hh * 3600 + mm * 60 + ss) * 1000)
 }
 
 #[cfg(test)]
@@ -160,6 +186,19 @@ mod tests {
                     b => panic!("{b:?}"),
                 }
             }
+            s => panic!("{s:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_sas_expiry() {
+        assert_eq!(sas_expiry_ms("https://d.bfl.ai/s.png?se=2026-11-26T22%3A00%3A00Z&sig=x"), Some(1_795_730_400_000));
+        assert_eq!(sas_expiry_ms("https://d.bfl.ai/s.png?se=1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(sas_expiry_ms("https://d.bfl.ai/s.png?sig=x"), None);
+        assert_eq!(sas_expiry_ms("https://d.bfl.ai/s.png?se=garbage"), None);
+        let body = br#"{"id":"t1","status":"Ready","result":{"sample":"https://d.bfl.ai/s.png?se=1970-01-01T00%3A00%3A05Z"}}"#;
+        match read_poll(&token(), 200, None, body, 1_000, 500).unwrap() {
+            Status::Done(o) => assert!(matches!(&o.artifacts[0].body, Body::Download(d) if d.expires_at_ms == Some(5_000))),
             s => panic!("{s:?}"),
         }
     }
