@@ -29,6 +29,8 @@
 //! - `[fault:429]` / `[fault:429:0.2s]` — once per distinct prompt, `429 RESOURCE_EXHAUSTED` with
 //!   QuotaFailure + `RetryInfo.retryDelay` (default `"1s"`), then success.
 //! - `[fault:429-always]` / `[fault:429-always:0.2s]` — always 429.
+//! - `[fault:429-daily]` — always 429 for a per-day quota: QuotaFailure `...PerDay...`, no
+//!   `RetryInfo` (retrying before midnight Pacific is futile).
 //! - `[fault:503]` (once per prompt) / `[fault:503-always]` — `503 UNAVAILABLE` "The model is overloaded".
 //! - `[fault:malformed]` — `200` with a body that is not JSON.
 //! - `[fault:hang]` — never answers (sleeps 600 s).
@@ -39,8 +41,9 @@
 //! - `[fault:jpeg-as-png]` — the image is JPEG bytes declared `image/png`.
 //! - Veo: `[fault:rai]` (done, `raiMediaFilteredCount`/`Reasons`, no sample),
 //!   `[fault:op-error]` / `[fault:op-error:3]` (done with `error{code: 13|3, message}`),
-//!   `[fault:slow-op:N]` (done on poll N), `[size:50MB]` (video size; `KB`/`MB`/`GB` are
-//!   powers of 1000, `KiB`/`MiB`/`GiB` of 1024).
+//!   `[fault:slow-op:N]` (done on poll N), `[fault:expired]` (the download answers 404, as after
+//!   Google's 2-day retention), `[size:50MB]` (video size; `KB`/`MB`/`GB` are powers of 1000,
+//!   `KiB`/`MiB`/`GiB` of 1024).
 //!
 //! "Once" faults are counted per fault kind and prompt text in [`State`] (`put_job`), so the
 //! retry of the same request succeeds.
@@ -259,6 +262,9 @@ pub(crate) async fn transport_fault(state: &State, markers: &Markers, model: &st
             return Some(rate_limited(model, arg.unwrap_or("1s")));
         }
     }
+    if markers.has("429-daily") {
+        return Some(daily_quota_exhausted(model));
+    }
     for (kind, always) in [("503-always", true), ("503", false)] {
         if markers.has(kind) && (always || markers.first_time(state, kind)) {
             return Some(google_error(StatusCode::SERVICE_UNAVAILABLE, "The model is overloaded. Please try again later.", vec![]));
@@ -286,6 +292,23 @@ fn rate_limited(model: &str, delay: &str) -> Response {
             json!({"@type": "type.googleapis.com/google.rpc.Help", "links": [{
                 "description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}),
             json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}),
+        ],
+    )
+}
+
+/// The 429 of a used-up per-day quota: no `RetryInfo`, only the quota and a help link.
+fn daily_quota_exhausted(model: &str) -> Response {
+    google_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+        vec![
+            json!({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                "quotaId": "GenerateRequestsPerDayPerProjectPerModel",
+                "quotaDimensions": {"location": "global", "model": model},
+                "quotaValue": "250"}]}),
+            json!({"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+                "description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}),
         ],
     )
 }

@@ -174,6 +174,13 @@ async fn once_faults_fail_then_succeed_and_always_faults_stay() {
     assert_error(status, &answer, 503, "UNAVAILABLE", "overloaded");
     assert_eq!(generate(&emu, FLASH, &body).await.0, 200);
 
+    let body = edit_body("cat [fault:429-daily]", &img, json!({}));
+    let (status, answer) = generate(&emu, FLASH, &body).await;
+    assert_error(status, &answer, 429, "RESOURCE_EXHAUSTED", "exceeded your current quota");
+    let details = answer["error"]["details"].as_array().unwrap();
+    assert!(details.iter().all(|d| !d["@type"].as_str().unwrap().ends_with("RetryInfo")));
+    assert!(details[0]["violations"][0]["quotaId"].as_str().unwrap().contains("PerDay"));
+
     for marker in ["[fault:429-always]", "[fault:503-always]"] {
         let body = edit_body(&format!("cat {marker}"), &img, json!({}));
         let first = generate(&emu, FLASH, &body).await.0;
@@ -337,6 +344,12 @@ async fn veo_faults() {
     let video = follow.get(&uri).header("x-goog-api-key", &emu.state.keys.gemini).send().await.unwrap();
     assert_eq!(video.status(), 200);
     assert_eq!(video.bytes().await.unwrap().len(), 3_000_000);
+
+    let name = run("[fault:expired]").await;
+    poll(&emu, &name).await;
+    let uri = poll(&emu, &name).await["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"].as_str().unwrap().to_string();
+    let gone = client().get(&uri).header("x-goog-api-key", &emu.state.keys.gemini).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
 
     let (status, answer) = start_video(&emu, model, &veo_body("[fault:429:0.2s]", json!({}))).await;
     assert_error(status, &answer, 429, "RESOURCE_EXHAUSTED", "retry in 0.2s");

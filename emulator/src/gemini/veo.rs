@@ -53,7 +53,9 @@ pub(super) async fn predict_long_running(state: &State, model_id: &str, model: V
                "error_code": error_code, "file": file, "params": params}),
     );
     let size = markers.size_bytes().unwrap_or(DEFAULT_VIDEO_BYTES).max(64);
-    state.put_job(&format!("gemini-file:{file}"), json!({"size": size, "sig": signature(&file)}));
+    if !markers.has("expired") {
+        state.put_job(&format!("gemini-file:{file}"), json!({"size": size, "sig": signature(&file)}));
+    }
     ok_json(&json!({"name": name}))
 }
 
