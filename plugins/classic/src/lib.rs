@@ -7,6 +7,8 @@
 //! over [`raster::Raster`] buffers so they are tested natively.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+// Pixel code walks several parallel planes by channel index; iterator chains would hide that.
+#![allow(clippy::needless_range_loop)]
 
 pub mod edit;
 pub mod inpaint;

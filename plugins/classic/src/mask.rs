@@ -159,8 +159,8 @@ mod tests {
         let out = m.composite(&original, &edited);
         for y in 0..h {
             for x in 0..w {
-                let dx = if x < 20 { 20 - x } else if x > 29 { x - 29 } else { 0 };
-                let dy = if y < 10 { 10 - y } else if y > 19 { y - 19 } else { 0 };
+                let dx = if x < 20 { 20 - x } else { x.saturating_sub(29) };
+                let dy = if y < 10 { 10 - y } else { y.saturating_sub(19) };
                 let d = ((dx * dx + dy * dy) as f32).sqrt();
                 if d == 0.0 {
                     assert_eq!(out.get(x, y), edited.get(x, y));
