@@ -56,7 +56,7 @@ impl Model for FluxKontext {
 
     fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, _n: u32, params: &[Param]) -> Result<InputPlan, Error> {
         request::check(prompt, references.len(), has_mask, params)?;
-        Ok(InputPlan { exact_size: None, max_side: Some(request::MAX_INPUT_SIDE) })
+        Ok(request::input_plan(has_mask))
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {

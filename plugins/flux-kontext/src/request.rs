@@ -1,10 +1,16 @@
 //! Request bodies for FLUX.1 Kontext and FLUX.1 Fill, and the checks made before sending them.
 
-use atelier_sdk::{encoding, Error, Param, Params, Request};
+use atelier_sdk::{encoding, Error, InputPlan, Param, Params, Request};
 use serde_json::{json, Map, Value};
 
 /// Longest reference side we send; Kontext works at about one megapixel.
 pub const MAX_INPUT_SIDE: u32 = 2048;
+
+/// How the host shapes inputs: large references shrunk to [`MAX_INPUT_SIDE`], except for masked
+/// edits, whose mask the host does not resize (FLUX Fill needs image and mask the same size).
+pub fn input_plan(has_mask: bool) -> InputPlan {
+    InputPlan { exact_size: None, max_side: (!has_mask).then_some(MAX_INPUT_SIDE) }
+}
 
 /// Checks shared by `prepare` and `submit`.
 pub fn check(prompt: &str, references: usize, has_mask: bool, params: &[Param]) -> Result<(), Error> {
@@ -120,6 +126,12 @@ mod tests {
             json!({"prompt":"make the car red","seed":42,"output_format":"png","safety_tolerance":2,"prompt_upsampling":false,
                    "image":"AAAA","mask":"CQkJ","steps":30,"guidance":12.5})
         );
+    }
+
+    #[test]
+    fn masked_edits_are_not_shrunk() {
+        assert_eq!(input_plan(true).max_side, None);
+        assert_eq!(input_plan(false).max_side, Some(MAX_INPUT_SIDE));
     }
 
     #[test]
