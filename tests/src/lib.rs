@@ -105,8 +105,8 @@ pub struct Seen {
 
 /// A local HTTP server on 127.0.0.1 (a random port) that records every request.
 ///
-/// Routes: `/bytes/N` answers N bytes of `x`; `/redirect?to=URL` answers 302 to URL; anything else
-/// answers 200 `ok <path>`.
+/// Routes: `/bytes/N` answers N bytes of `x`; `/sleep/MS` answers after MS milliseconds;
+/// `/redirect?to=URL` answers 302 to URL; anything else answers 200 `ok <path>`.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -134,6 +134,10 @@ impl TestServer {
                 if let Some(n) = req.uri().path().strip_prefix("/bytes/") {
                     let n: usize = n.parse().unwrap_or(0);
                     return vec![b'x'; n].into_response();
+                }
+                if let Some(ms) = req.uri().path().strip_prefix("/sleep/") {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0))).await;
+                    return "slept".into_response();
                 }
                 if req.uri().path() == "/redirect" {
                     let to = req.uri().query().and_then(|q| q.strip_prefix("to=")).unwrap_or("/").to_string();

@@ -1,5 +1,6 @@
 //! Hostile test plugin: every export panics (`describe`, `prepare`, `poll`, `cancel`) or hits
-//! `unreachable` (`submit`). The host must report a crash and keep working.
+//! `unreachable` (`submit`); `poll("recurse")` overflows the stack instead. The host must report a
+//! crash and keep working.
 
 use atelier_sdk::*;
 
@@ -23,13 +24,23 @@ impl Model for Trap {
         unreachable!()
     }
 
-    fn poll(&self, _token: &str) -> Result<Status, Error> {
+    fn poll(&self, token: &str) -> Result<Status, Error> {
+        if token == "recurse" {
+            // Unbounded recursion: the wasm stack overflows (a trap, not a host crash).
+            return Err(Error::Internal(format!("depth {}", recurse(std::hint::black_box(1)))));
+        }
         panic!("trap plugin: poll always panics")
     }
 
     fn cancel(&self, _token: &str) -> Result<(), Error> {
         panic!("trap plugin: cancel always panics")
     }
+}
+
+/// Recurses forever; the array and black_box keep each frame alive and unoptimised.
+fn recurse(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 32]);
+    recurse(frame[7] + 1) + frame[3]
 }
 
 register_model!(Trap);
