@@ -38,6 +38,17 @@ impl<'a> Editor<'a> {
 
     /// Render the variation for `seed`. The same seed always gives the same bytes.
     pub fn render(&self, seed: u64) -> Raster {
+        self.render_with(seed, true)
+    }
+
+    /// Whether the plan adds film grain (film grain or vintage), which a video animates per frame.
+    pub fn wants_grain(&self) -> bool {
+        self.styles.contains(&Style::FilmGrain) || self.styles.contains(&Style::Vintage)
+    }
+
+    /// Render the variation for `seed`, leaving film grain out when `grain` is false (a video adds
+    /// fresh grain to every frame instead, as real film does).
+    pub fn render_with(&self, seed: u64, grain: bool) -> Raster {
         let s = self.settings;
         let work = match (&self.inpainted, self.mask) {
             (Some(filled), Some(m)) => inpaint::match_grain(self.original, filled, &m.inside, s.inpaint_radius, &mut SeededRng::new(seed, purpose::INPAINT)),
@@ -73,7 +84,9 @@ impl<'a> Editor<'a> {
                     tone::sepia(&mut img, 0.55 * k);
                     tone::fade(&mut img, 0.07);
                     film::vignette(&mut img, 0.35 * k);
-                    film::film_grain(&mut img, s.grain, 0.6 + 0.5 * scale, &mut SeededRng::new(seed, purpose::GRAIN));
+                    if grain {
+                        film::film_grain(&mut img, s.grain, 0.6 + 0.5 * scale, &mut SeededRng::new(seed, purpose::GRAIN));
+                    }
                 }
                 Style::Warmer => tone::white_balance(&mut img, strength * k),
                 Style::Cooler => tone::white_balance(&mut img, -strength * k),
@@ -83,7 +96,7 @@ impl<'a> Editor<'a> {
                 Style::Vignette => film::vignette(&mut img, (0.3 + 0.5 * strength) * k),
                 Style::FilmGrain => {
                     // Vintage already added grain with the same stream; do not double it.
-                    if !self.styles.contains(&Style::Vintage) {
+                    if grain && !self.styles.contains(&Style::Vintage) {
                         film::film_grain(&mut img, s.grain, 0.6 + 0.5 * scale, &mut SeededRng::new(seed, purpose::GRAIN));
                     }
                 }

@@ -193,10 +193,12 @@ pub fn run(job: &Job) -> Result<Done, String> {
             let mut outputs = vec![];
             let mut camera_names = String::new();
             for seed in seeds {
-                let still = if work.styles.is_empty() { original.clone() } else { editor.render(seed) };
+                // Grain belongs to each frame, not to the still, or it would sit on the picture like dust.
+                let grain = editor.wants_grain().then_some(video::FrameGrain { amount: settings.grain, seed });
+                let still = if work.styles.is_empty() { original.clone() } else { editor.render_with(seed, grain.is_none()) };
                 let camera = video::Camera::new(&work.motions, settings.zoom, seed);
                 camera_names = [camera.zoom, camera.pan].iter().flatten().map(|m| m.name()).collect::<Vec<_>>().join("+");
-                let bytes = video::render_gif(&still, &camera, settings.max_side, settings.seconds, settings.fps)?;
+                let bytes = video::render_gif(&still, &camera, settings.max_side, settings.seconds, settings.fps, grain)?;
                 outputs.push(Rendered { bytes, seed });
             }
             operators.push(&camera_names);

@@ -6,6 +6,7 @@
 use image::imageops::{self, FilterType};
 use image::RgbaImage;
 
+use crate::ops::film::film_grain;
 use crate::ops::noise::{purpose, SeededRng};
 use crate::ops::quantize::{nearest, palette_for};
 use crate::prompt::Motion;
@@ -69,8 +70,20 @@ pub fn frame_count(seconds: f32, fps: u32) -> usize {
     ((seconds * fps as f32).round() as usize).max(2)
 }
 
+/// Film grain added afresh to every frame: amount (0..1) and the variation's seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameGrain {
+    /// Grain strength, as the `grain` parameter.
+    pub amount: f32,
+    /// The variation's seed; frame i uses its own stream of it.
+    pub seed: u64,
+}
+
+/// Random-stream purposes at and above this are per-frame grain (`+ frame index`).
+const FRAME_GRAIN_PURPOSE: u64 = 1 << 32;
+
 /// Render and encode the clip as an animated GIF.
-pub fn render_gif(still: &Raster, camera: &Camera, max_side: u32, seconds: f32, fps: u32) -> Result<Vec<u8>, String> {
+pub fn render_gif(still: &Raster, camera: &Camera, max_side: u32, seconds: f32, fps: u32, grain: Option<FrameGrain>) -> Result<Vec<u8>, String> {
     let (fw, fh) = frame_size(still.width, still.height, max_side);
     // Pre-shrink with a proper low-pass so the widest crop is sampled at about one source px per
     // output px; the per-frame bicubic then never aliases.
@@ -84,7 +97,11 @@ pub fn render_gif(still: &Raster, camera: &Camera, max_side: u32, seconds: f32, 
     } else {
         still.clone()
     };
-    let palette = GifPalette::new(&source);
+    // The palette must cover the grain's spread too, or quantisation would erase it.
+    let palette = match grain {
+        Some(g) => GifPalette::new(&with_grain(&source, g, FRAME_GRAIN_PURPOSE - 1)),
+        None => GifPalette::new(&source),
+    };
     let mut out = Vec::new();
     {
         let mut encoder = gif::Encoder::new(&mut out, fw as u16, fh as u16, &palette.rgb_bytes()).map_err(|e| e.to_string())?;
@@ -92,7 +109,10 @@ pub fn render_gif(still: &Raster, camera: &Camera, max_side: u32, seconds: f32, 
         let frames = frame_count(seconds, fps);
         for i in 0..frames {
             let t = i as f32 / (frames - 1) as f32;
-            let frame = render_frame(&source, camera.crop(t), fw, fh);
+            let mut frame = render_frame(&source, camera.crop(t), fw, fh);
+            if let Some(g) = grain {
+                frame = with_grain(&frame, g, FRAME_GRAIN_PURPOSE + i as u64);
+            }
             let indices = palette.index(&frame);
             // Delays are in 1/100 s; accumulate so the total length is exact.
             let delay = (((i + 1) * 100) as f32 / fps as f32).round() as u16 - ((i * 100) as f32 / fps as f32).round() as u16;
@@ -101,6 +121,14 @@ pub fn render_gif(still: &Raster, camera: &Camera, max_side: u32, seconds: f32, 
         }
     }
     Ok(out)
+}
+
+/// `r` with film grain from random stream `stream` of the variation's seed.
+fn with_grain(r: &Raster, g: FrameGrain, stream: u64) -> Raster {
+    let mut f = FloatImage::from_raster(r);
+    let size = 0.6 + 0.5 * crate::ops::detail_scale(&f);
+    film_grain(&mut f, g.amount, size, &mut SeededRng::new(g.seed, stream));
+    f.to_raster()
 }
 
 /// One frame: the crop `(cx, cy, size)` of `src`, resampled to `fw x fh` with Catmull-Rom, separably.
@@ -232,7 +260,7 @@ mod tests {
     #[test]
     fn gif_has_the_right_frame_count_size_and_timing() {
         let cam = Camera::new(&[], 1.3, 1);
-        let gif_bytes = render_gif(&still(), &cam, 64, 2.0, 12).unwrap();
+        let gif_bytes = render_gif(&still(), &cam, 64, 2.0, 12, None).unwrap();
         assert!(gif_bytes.starts_with(b"GIF89a"));
         let decoder = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&gif_bytes)).unwrap();
         let frames = decoder.into_frames().collect_frames().unwrap();
@@ -242,6 +270,19 @@ mod tests {
         assert!((1990..=2010).contains(&total), "total {total} ms");
         // The camera really moves: first and last frames differ.
         assert_ne!(frames[0].buffer().as_raw(), frames[23].buffer().as_raw());
+    }
+
+    #[test]
+    fn grain_changes_from_frame_to_frame() {
+        use image::AnimationDecoder;
+        let flat = Raster::filled(64, 48, [128, 128, 128, 255]);
+        let cam = Camera::new(&[Motion::ZoomIn], 1.05, 0);
+        let bytes = render_gif(&flat, &cam, 64, 1.0, 5, Some(FrameGrain { amount: 0.8, seed: 3 })).unwrap();
+        let frames = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(&bytes)).unwrap().into_frames().collect_frames().unwrap();
+        assert_eq!(frames.len(), 5);
+        let (a, b) = (frames[1].buffer().as_raw(), frames[2].buffer().as_raw());
+        let differing = a.iter().zip(b).filter(|(p, q)| p != q).count();
+        assert!(differing > a.len() / 4, "grain should be new each frame: {differing}");
     }
 
     #[test]
