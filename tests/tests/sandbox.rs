@@ -323,3 +323,22 @@ async fn plugin_sees_no_env_no_files_no_sockets_and_no_clock_but_the_import() {
     let wall: i64 = n["clock_wall_ms"].parse().unwrap();
     assert!((wall - now_ms).abs() < 60_000, "clock import {wall} vs host {now_ms}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host bug: HostPattern::parse keeps the brackets of an IPv6 host while matches() strips them, so no IPv6 grant ever matches"]
+async fn ipv6_literal_grant_from_the_denial_message_is_honoured() {
+    // The denial for http://[::1]:PORT suggests `allow_hosts = ["http://[::1]:PORT"]`; that line must then work.
+    let pattern = atelier::caps::hosts::HostPattern::parse("http://[::1]:8700").unwrap();
+    let url = atelier::caps::hosts::HostPattern::origin_of(&"http://[::1]:8700/x".parse().unwrap());
+    assert_eq!(url, "http://[::1]:8700");
+    assert!(pattern.matches(&"http://[::1]:8700/x".parse().unwrap()), "{pattern:?} must match http://[::1]:8700");
+
+    let rt = test_runtime("");
+    let n = notes(&rt.model("fetcher").unwrap().submit("job", &request("http://[::1]:8700/x")).await.unwrap().value.unwrap());
+    let err = n.get("error").cloned().unwrap_or_default();
+    assert!(err.contains("allow_hosts = [\"http://[::1]:8700\"]"), "{err}");
+    let n = fetch_with_grant("http://[::1]:8700", "http://[::1]:8700/x").await;
+    // Nothing listens there, so a connection error is fine; a denial is not.
+    let err = n.get("error").cloned().unwrap_or_default();
+    assert!(!err.starts_with("denied:"), "the suggested grant was not honoured: {err}");
+}
