@@ -238,6 +238,7 @@ async fn submit(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes,
     // Render now (unless the task is doomed) so polls are quick.
     let doomed = faults.has("failed") || (faults.has("moderated") && faults.arg("moderated") != Some("content"));
     let format = output_format.clone();
+    let in_mp = source.as_ref().map_or(0.0, |i| ((i.width() as f64 * i.height() as f64) / 1e6 * 100.0).round() / 100.0);
     let picture = if doomed {
         None
     } else {
@@ -263,7 +264,6 @@ async fn submit(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes,
         .expect("rendering does not panic"))
     };
     let id = state.next_id("bfl-task-");
-    let in_mp = 0.0;
     let out_mp = ((size.0 as f64 * size.1 as f64) / 1e6 * 100.0).round() / 100.0;
     state.put_job(&format!("bfl:{id}"), json!({
         "endpoint": endpoint,
