@@ -273,3 +273,32 @@ fn models_lists_engines_under_their_manifest_id() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["id"], "my-engine", "the listed id must be the one --model accepts: {v}");
 }
+
+#[test]
+fn duplicate_ids_keep_the_first_and_name_both_files() {
+    let tree = plugin_tree(&[
+        ("a-first", &[("plugin.toml", &manifest("dup")), ("plugin.wasm", &hello_wasm())]),
+        ("b-second", &[("plugin.toml", &manifest("dup")), ("plugin.wasm", &hello_wasm())]),
+    ]);
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    let msg = problem_for(&rt, "b-second");
+    assert_one_line(&msg, &tree.path().join("b-second/plugin.toml"), &["plugin id `dup` is already provided by", "the first one in the search path wins"]);
+    assert!(msg.contains(&tree.path().join("a-first/plugin.toml").display().to_string()), "{msg}");
+    let m = rt.manifests().find(|m| m.id == "dup").unwrap();
+    assert_eq!(m.path, tree.path().join("a-first/plugin.toml"));
+}
+
+#[test]
+fn disabled_plugin_is_not_offered_and_bad_limits_are_refused() {
+    let rt = test_runtime("[plugins.hello]\nenabled = false\n");
+    let msg = format!("{:#}", rt.model("hello").err().expect("a disabled plugin is not offered"));
+    assert!(msg.contains("unknown model `hello`"), "{msg}");
+
+    let rt = test_runtime("[plugins.spin.limits]\ncall_timeout = 1\n");
+    let msg = format!("{:#}", rt.plugin("spin").err().expect("a misspelt limit must not be ignored"));
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(msg.contains("[plugins.spin.limits] call_timeout: unknown limit; known: memory_mb, call_timeout_s, max_in_flight"), "{msg}");
+    let rt = test_runtime("[plugins.spin.limits]\nmemory_mb = -5\n");
+    let msg = format!("{:#}", rt.plugin("spin").err().expect("a negative limit must be refused"));
+    assert!(msg.contains("memory_mb: expected a positive number"), "{msg}");
+}
