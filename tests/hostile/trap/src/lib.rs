@@ -38,6 +38,7 @@ impl Model for Trap {
 }
 
 /// Recurses forever; the array and black_box keep each frame alive and unoptimised.
+#[allow(unconditional_recursion, clippy::only_used_in_recursion)]
 fn recurse(n: u64) -> u64 {
     let frame = std::hint::black_box([n; 32]);
     recurse(frame[7] + 1) + frame[3]
