@@ -106,3 +106,25 @@ pub fn small_photo(dir: &Path, name: &str, max: u32) -> PathBuf {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// A PNG whose header claims `w`x`h` (with a valid CRC) and whose data is a tiny real image's:
+/// a decompression bomb as far as any header check can tell.
+pub fn png_claiming(real: &[u8], w: u32, h: u32) -> Vec<u8> {
+    let mut b = real.to_vec();
+    b[16..20].copy_from_slice(&w.to_be_bytes());
+    b[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32(&b[12..29]);
+    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
