@@ -79,14 +79,17 @@ impl WasmEngine {
         let key = self.cache_key(&bytes);
         let artifact = self.cache_dir.join(format!("{key}.cwasm"));
         let digest_file = self.cache_dir.join(format!("{key}.sha256"));
-        if let (Ok(art), Ok(recorded)) = (std::fs::read(&artifact), std::fs::read_to_string(&digest_file)) {
-            // Only artifacts whose digest this host recorded when writing them are deserialized.
-            if hex::encode(Sha256::digest(&art)) == recorded.trim() {
-                // SAFETY: the bytes are an artifact this host serialized (digest checked above) for
-                // this wasmtime version and engine configuration (both part of the key).
-                if let Ok(c) = unsafe { Component::deserialize(&self.engine, &art) } {
-                    return Ok(c);
-                }
+        // Only artifacts whose digest this host recorded when writing them are deserialized.
+        if let Some(c) = self.read_artifact(&artifact, &digest_file) {
+            return Ok(c);
+        }
+        // Another process may be compiling the same component: wait for it rather than compile
+        // twice on a small machine.
+        let lock = self.cache_dir.join(format!("{key}.lock"));
+        let _guard = CompileLock::acquire(&lock);
+        if _guard.waited {
+            if let Some(c) = self.read_artifact(&artifact, &digest_file) {
+                return Ok(c);
             }
         }
         let component = Component::new(&self.engine, &bytes)
@@ -95,6 +98,17 @@ impl WasmEngine {
             let _ = self.write_artifact(&artifact, &digest_file, &art);
         }
         Ok(component)
+    }
+
+    fn read_artifact(&self, artifact: &Path, digest_file: &Path) -> Option<Component> {
+        let art = std::fs::read(artifact).ok()?;
+        let recorded = std::fs::read_to_string(digest_file).ok()?;
+        if hex::encode(Sha256::digest(&art)) != recorded.trim() {
+            return None;
+        }
+        // SAFETY: the bytes are an artifact this host serialized (digest checked above) for
+        // this wasmtime version and engine configuration (both part of the key).
+        unsafe { Component::deserialize(&self.engine, &art) }.ok()
     }
 
     fn write_artifact(&self, artifact: &Path, digest_file: &Path, art: &[u8]) -> Result<()> {
@@ -139,4 +153,45 @@ fn check_is_component(bytes: &[u8], path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A lock file held while compiling one component; stale after five minutes (a crashed process).
+struct CompileLock {
+    path: Option<PathBuf>,
+    waited: bool,
+}
+
+impl CompileLock {
+    fn acquire(path: &Path) -> CompileLock {
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+        let mut waited = false;
+        let start = std::time::Instant::now();
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(_) => return CompileLock { path: Some(path.to_path_buf()), waited },
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(300))
+                        .unwrap_or(true);
+                    if stale || start.elapsed() > Duration::from_secs(300) {
+                        let _ = std::fs::remove_file(path);
+                        continue;
+                    }
+                    waited = true;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                // A read-only cache dir: compile without the lock.
+                Err(_) => return CompileLock { path: None, waited },
+            }
+        }
+    }
+}
+
+impl Drop for CompileLock {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
