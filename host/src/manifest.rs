@@ -194,7 +194,8 @@ pub(crate) fn toml_scalar(v: &toml::Value) -> String {
 /// ` line N` and the message of a TOML error.
 pub(crate) fn toml_error_line(text: &str, e: &toml::de::Error) -> (String, String) {
     let line = e.span().map(|s| format!(":{}", text[..s.start.min(text.len())].lines().count().max(1))).unwrap_or_default();
-    (line, e.message().to_string())
+    // toml's messages may span lines; errors here are one line each.
+    (line, e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "))
 }
 
 #[cfg(test)]

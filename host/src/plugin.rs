@@ -353,7 +353,10 @@ fn check_exports(engine: &wasmtime::Engine, component: &wasmtime::component::Com
 fn trap_text(e: &wasmtime::Error) -> String {
     let mut s = format!("{e}");
     if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
-        s = format!("wasm trap: {t}");
+        s = t.to_string();
+        if !s.starts_with("wasm trap") {
+            s = format!("wasm trap: {s}");
+        }
     }
     for cause in e.chain().skip(1) {
         let c = cause.to_string();

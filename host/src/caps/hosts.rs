@@ -35,7 +35,8 @@ impl HostPattern {
             Some("*") => None,
             Some(p) => Some(p.parse::<u16>().map_err(|_| anyhow::anyhow!("`{text}`: bad port `{p}`"))?),
         };
-        let host = host.to_ascii_lowercase();
+        // IPv6 literals are kept without brackets, as `url` reports them.
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         if host.is_empty() || host[host.starts_with("*.") as usize * 2..].contains('*') {
             bail!("`{text}`: the only wildcard allowed is a leading `*.`");
         }
@@ -66,7 +67,7 @@ impl HostPattern {
         if self.host == "localhost" {
             return addr.is_loopback();
         }
-        self.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok() == Some(addr)
+        self.host.parse::<IpAddr>().ok() == Some(addr)
     }
 
     /// The origin of a URL, written as a pattern (for "add this line" messages).
@@ -82,10 +83,11 @@ impl HostPattern {
 impl std::fmt::Display for HostPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let default = if self.scheme == "https" { 443 } else { 80 };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         match self.port {
-            Some(p) if p == default => write!(f, "{}://{}", self.scheme, self.host),
-            Some(p) => write!(f, "{}://{}:{p}", self.scheme, self.host),
-            None => write!(f, "{}://{}:*", self.scheme, self.host),
+            Some(p) if p == default => write!(f, "{}://{host}", self.scheme),
+            Some(p) => write!(f, "{}://{host}:{p}", self.scheme),
+            None => write!(f, "{}://{host}:*", self.scheme),
         }
     }
 }

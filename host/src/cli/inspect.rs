@@ -133,8 +133,8 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     if a.json {
         let v: Vec<_> = out
             .iter()
-            .map(|(_, i)| {
-                json!({"id": i.id, "display_name": i.display_name, "description": i.description, "model": i.model,
+            .map(|(p, i)| {
+                json!({"id": p.id(), "display_name": i.display_name, "description": i.description, "model": i.model,
                        "task": match i.task { Task::ImageEdit => "image-edit", Task::ImageToVideo => "image-to-video" },
                        "max_references": i.max_references, "max_outputs": i.max_outputs, "aspect_ratios": i.aspect_ratios,
                        "sizes": i.sizes, "supports_mask": i.supports_mask, "supports_seed": i.supports_seed,
@@ -147,12 +147,12 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for (_, i) in &out {
+    for (p, i) in &out {
         let task = match i.task {
             Task::ImageEdit => "image edit",
             Task::ImageToVideo => "image to video",
         };
-        println!("{} — {} [{task}, model id {}]", i.id, i.display_name, i.model);
+        println!("{} — {} [{task}, model id {}]", p.id(), i.display_name, i.model);
         if !i.description.is_empty() {
             println!("  {}", i.description);
         }

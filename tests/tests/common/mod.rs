@@ -128,3 +128,39 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !c
 }
+
+/// The provider emulator on a runtime of its own, for tests that drive the CLI as a subprocess.
+pub struct Emu {
+    /// The running emulator.
+    pub emu: atelier_emulator::Emulator,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Emu {
+    /// Start it on free loopback ports.
+    pub fn start() -> Emu {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let emu = rt.block_on(atelier_emulator::Emulator::start()).unwrap();
+        Emu { emu, _rt: rt }
+    }
+    /// Requests with this method whose path contains `needle`.
+    pub fn count(&self, method: &str, needle: &str) -> usize {
+        self.emu.state.requests().iter().filter(|r| r.method == method && r.path.contains(needle)).count()
+    }
+    /// The operator config that points `ids` at the emulator (both listeners granted).
+    pub fn config_for(&self, ids: &[&str], extra: &str) -> String {
+        let (b, a) = (&self.emu.base_url, &self.emu.alt_url);
+        let mut s = String::new();
+        for id in ids {
+            s.push_str(&format!("[plugins.{id}]\nbase_url = \"{b}\"\nallow_hosts = [\"{b}\", \"{a}\"]\n"));
+            if let Some(section) = extra.split("\n---\n").find(|x| x.starts_with(&format!("#{id}\n"))) {
+                s.push_str(section.split_once('\n').unwrap().1);
+                s.push('\n');
+            }
+        }
+        if let Some(global) = extra.split("\n---\n").find(|x| x.starts_with("#global\n")) {
+            s = format!("{}\n{s}", global.split_once('\n').unwrap().1);
+        }
+        s
+    }
+}
