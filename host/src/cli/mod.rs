@@ -5,6 +5,7 @@ mod edit;
 mod inspect;
 mod jobs;
 mod progress;
+mod run;
 
 use anyhow::Result;
 use atelier::runtime::{Runtime, RuntimeOptions};
@@ -53,6 +54,10 @@ enum Command {
     Animate(edit::AnimateArgs),
     /// Run a filter chain with no model.
     Filter(edit::FilterArgs),
+    /// Run a multi-stage recipe on source images.
+    Run(run::RunArgs),
+    /// Repeat the exact call that made an output, optionally changed.
+    Rerun(run::RerunArgs),
     /// Jobs: list, show, cancel, resume.
     Jobs {
         #[command(subcommand)]
@@ -105,6 +110,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Animate(a) => edit::animate(&cli, a).await,
         Command::Filter(a) => edit::filter(&cli, a).await,
         Command::Jobs { command } => jobs::run(&cli, command).await,
+        Command::Run(a) => run::run(&cli, a).await,
+        Command::Rerun(a) => run::rerun(&cli, a).await,
     }
 }
 
