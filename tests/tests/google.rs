@@ -165,3 +165,46 @@ fn a_killed_veo_job_is_resumed_without_submitting_again() {
     assert_eq!(job["submits"], 1);
     assert_eq!(job["state"], "done");
 }
+
+#[test]
+fn ctrl_c_cancels_a_polling_job_cleanly() {
+    let emu = Emu::start();
+    let env = env_for(&emu, FAST_VEO);
+    let a = small_photo(env.dir.path(), "coffee.png", 96);
+    let mut child = env
+        .cmd()
+        .args(["animate", a.to_str().unwrap(), "--prompt", "waves [fault:slow-op:400]", "--model", "veo-3", "-o", env.path("c.mp4").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while emu.count("GET", "/operations/") < 2 {
+        assert!(t.elapsed().as_secs() < 120, "the job never started polling");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled"), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs = json(&env.ok(&["jobs", "list", "--state", "cancelled", "--json"]));
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    assert!(!env.path("c.mp4").exists());
+}
+
+#[test]
+fn doctor_finds_each_problem_with_its_fix() {
+    let emu = Emu::start();
+    // A base_url on a host nobody granted, and no key.
+    let mut env = Env::new(&["nano-banana"]);
+    env.config("[plugins.nano-banana]\nbase_url = \"https://gemini-proxy.example\"\n");
+    let o = env.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success());
+    assert!(text.lines().any(|l| l.starts_with("problem:") && l.contains("export GEMINI_API_KEY=")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("problem:") && l.contains("allow_hosts = [\"https://gemini-proxy.example\"]")), "{text}");
+    // Fixed: clean bill of health.
+    let env = env_for(&emu, "");
+    let text = env.ok(&["doctor"]);
+    assert!(text.starts_with("ok:"), "{text}");
+}
