@@ -14,20 +14,15 @@ pub struct DecodeLimits {
     pub max_dimension: u32,
 }
 
-/// The media type of encoded bytes, by magic number.
+/// The media type of encoded bytes, by magic number (images via the `image` crate, plus MP4).
 pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
-        Some("video/mp4")
-    } else {
-        None
+    match image::guess_format(bytes) {
+        Ok(image::ImageFormat::Png) => Some("image/png"),
+        Ok(image::ImageFormat::Jpeg) => Some("image/jpeg"),
+        Ok(image::ImageFormat::WebP) => Some("image/webp"),
+        Ok(image::ImageFormat::Gif) => Some("image/gif"),
+        _ if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" => Some("video/mp4"),
+        _ => None,
     }
 }
 
@@ -149,13 +144,12 @@ mod tests {
 
     #[test]
     fn bomb_header_is_refused_before_decoding() {
-        // A PNG header claiming 100000x100000 with no data behind it.
-        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
-        png.extend_from_slice(&100_000u32.to_be_bytes());
-        png.extend_from_slice(&100_000u32.to_be_bytes());
-        png.extend_from_slice(&[8, 6, 0, 0, 0]);
+        // A real 1x1 PNG whose header (with a valid CRC) claims 100000x100000.
+        let mut png = encode_png(&Image { width: 1, height: 1, pixels: vec![0; 4] }, None).unwrap();
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         let crc = crc32(&png[12..29]);
-        png.extend_from_slice(&crc.to_be_bytes());
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
         let e = decode(&png, DecodeLimits { max_pixels: 100_000_000, max_dimension: 32768 }, "bomb.png").unwrap_err();
         assert!(e.to_string().contains("refused before decoding"), "{e}");
     }
