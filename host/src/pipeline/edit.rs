@@ -16,7 +16,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// What to run.
@@ -91,6 +90,12 @@ pub struct FinishPlan {
 
 /// Run one edit stage end to end.
 pub async fn edit(rt: &Runtime, runner: &Runner, req: &EditRequest) -> Result<EditResult> {
+    edit_named(rt, runner, req, None).await
+}
+
+/// [`edit`], with output names starting `stem` instead of the first input's name (workflows name
+/// a stage's outputs after the run's source picture, not after the previous stage's file).
+pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: Option<&str>) -> Result<EditResult> {
     let started = Instant::now();
     let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
     if req.inputs.is_empty() {
@@ -106,7 +111,7 @@ pub async fn edit(rt: &Runtime, runner: &Runner, req: &EditRequest) -> Result<Ed
     let info = plugin.describe_model().await?;
     let params = check_request(&plugin, &info, req)?;
     let n = req.n.max(1);
-    let stem = outputs::safe_stem(&req.inputs[0]);
+    let stem = stem.map(str::to_string).unwrap_or_else(|| outputs::safe_stem(&req.inputs[0]));
     let video = info.task == wb::Task::ImageToVideo || req.video;
     let planned: Vec<PathBuf> = match &req.out_file {
         Some(f) => vec![f.clone()],
@@ -335,8 +340,9 @@ pub async fn finish_job(rt: &Runtime, plan: &serde_json::Value, outcome: &JobOut
     tokio::task::spawn_blocking(move || finish_outputs(&plan2, &outcome2, &post, force)).await?
 }
 
-/// Check everything about the request against the model's `describe()`, before any call.
-fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -> Result<Vec<Param>> {
+/// Check everything about the request against the model's `describe()`, before any call; every
+/// problem is reported, one per line.
+pub fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -> Result<Vec<Param>> {
     let id = plugin.id();
     let mut problems = vec![];
     let nrefs = req.inputs.len() as u32;
@@ -425,6 +431,3 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         Err(_) => tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f),
     }
 }
-
-/// Plugin handle type used by callers.
-pub type PluginRef = Arc<Plugin>;
