@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::inpaint;
+use crate::{inpaint, patchmatch};
 use crate::mask::FeatheredMask;
 use crate::ops::noise::{purpose, SeededRng};
 use crate::ops::{cartoon, detail_scale, film, paint, pixel, quantize, sketch, tone};
 use crate::prompt::Style;
 use crate::raster::{FloatImage, Raster};
-use crate::settings::Settings;
+use crate::settings::{InpaintMethod, Settings};
 
 /// Palette size of the cartoon look (flat enough to read as cel shading, rich enough for faces).
 const CARTOON_COLORS: usize = 12;
@@ -29,6 +29,7 @@ impl<'a> Editor<'a> {
     pub fn new(original: &'a Raster, mask: Option<&'a FeatheredMask>, styles: &'a BTreeSet<Style>, settings: &'a Settings) -> Result<Self, String> {
         let inpainted = if styles.contains(&Style::Remove) {
             let m = mask.ok_or("\"remove\"/\"erase\" needs a mask: give one (white = what to remove, black = keep)")?;
+            // Checked once here even for PatchMatch (which redoes it per seed), so errors come early.
             Some(inpaint::telea(original, &m.inside, settings.inpaint_radius)?)
         } else {
             None
@@ -50,8 +51,14 @@ impl<'a> Editor<'a> {
     /// fresh grain to every frame instead, as real film does).
     pub fn render_with(&self, seed: u64, grain: bool) -> Raster {
         let s = self.settings;
-        let work = match (&self.inpainted, self.mask) {
-            (Some(filled), Some(m)) => inpaint::match_grain(self.original, filled, &m.inside, s.inpaint_radius, &mut SeededRng::new(seed, purpose::INPAINT)),
+        let work = match (&self.inpainted, self.mask, s.inpaint) {
+            (Some(filled), Some(m), InpaintMethod::PatchMatch) => {
+                // Its only failure (nothing known) was ruled out by Editor::new; Telea's fill is the fallback.
+                patchmatch::inpaint(self.original, &m.inside, &mut SeededRng::new(seed, purpose::INPAINT)).unwrap_or_else(|_| filled.clone())
+            }
+            (Some(filled), Some(m), InpaintMethod::Telea) => {
+                inpaint::match_grain(self.original, filled, &m.inside, s.inpaint_radius, &mut SeededRng::new(seed, purpose::INPAINT))
+            }
             _ => self.original.clone(),
         };
         let mut img = FloatImage::from_raster(&work);

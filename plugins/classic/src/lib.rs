@@ -14,6 +14,7 @@ pub mod edit;
 pub mod inpaint;
 pub mod mask;
 pub mod ops;
+pub mod patchmatch;
 pub mod prompt;
 pub mod raster;
 pub mod request;

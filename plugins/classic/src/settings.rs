@@ -14,6 +14,15 @@ pub enum Output {
     Video,
 }
 
+/// How "remove" fills the mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InpaintMethod {
+    /// Exemplar patches from the rest of the image (multi-scale PatchMatch); seed-dependent.
+    PatchMatch,
+    /// Telea's fast marching plus matched grain; smooth, best on smooth backgrounds.
+    Telea,
+}
+
 /// Every parameter, typed, with defaults applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -35,6 +44,8 @@ pub struct Settings {
     pub feather: usize,
     /// `inpaint_radius`: neighbourhood used by the inpainting, px.
     pub inpaint_radius: usize,
+    /// `inpaint`: which inpainting method "remove" uses.
+    pub inpaint: InpaintMethod,
     /// `seconds`: video length.
     pub seconds: f32,
     /// `fps`: video frame rate.
@@ -65,7 +76,8 @@ pub fn specs() -> Vec<ParamSpec> {
         ParamSpec::integer("pixel_colors", "Palette size for pixel art", 2, 64).default(16i64),
         ParamSpec::number("grain", "Film grain amount for film grain / vintage", 0.0, 1.0).default(0.35),
         ParamSpec::integer("feather", "With a mask: the edit fades out over this many px outside the mask", 0, 64).default(8i64),
-        ParamSpec::integer("inpaint_radius", "Remove/erase: neighbourhood radius in px the fill draws from", 2, 15).default(5i64),
+        ParamSpec::choice("inpaint", "Remove/erase method: patchmatch copies texture from the image, telea diffuses smoothly inward", &["patchmatch", "telea"]).default("patchmatch"),
+        ParamSpec::integer("inpaint_radius", "Remove/erase with telea: neighbourhood radius in px the fill draws from", 2, 15).default(5i64),
         ParamSpec::number("seconds", "Video length in seconds", 1.0, 10.0).default(3.0),
         ParamSpec::integer("fps", "Video frames per second", 5, 30).default(20i64),
         ParamSpec::integer("max_side", "Video frame size: longest side in px (never larger than the source)", 64, 1024).default(512i64),
@@ -100,6 +112,7 @@ impl Settings {
             grain: number("grain") as f32,
             feather: number("feather") as usize,
             inpaint_radius: number("inpaint_radius") as usize,
+            inpaint: if text("inpaint") == "telea" { InpaintMethod::Telea } else { InpaintMethod::PatchMatch },
             seconds: number("seconds") as f32,
             fps: number("fps") as u32,
             max_side: number("max_side") as u32,

@@ -174,8 +174,14 @@ fn preview() {
         }
     }
     let mask = png(&square_mask(w, h, w * 5 / 16, h / 4, w / 5));
-    let done = run(&job("remove", &source, Some(&mask), 1, 1, &[])).unwrap();
-    std::fs::write(format!("{dir}/remove.png"), &done.outputs[0].bytes).unwrap();
+    for method in ["patchmatch", "telea"] {
+        let t = std::time::Instant::now();
+        let done = run(&job("remove", &source, Some(&mask), 2, 1, &[Param::new("inpaint", method)])).unwrap();
+        eprintln!("remove with {method}: {:?} for 2", t.elapsed());
+        for (i, out) in done.outputs.iter().enumerate() {
+            std::fs::write(format!("{dir}/remove-{method}-{i}.png"), &out.bytes).unwrap();
+        }
+    }
     let params = [Param::new("output", "video")];
     let done = render("zoom in", 1, 1, &params);
     std::fs::write(format!("{dir}/zoom-in.gif"), &done.outputs[0].bytes).unwrap();
