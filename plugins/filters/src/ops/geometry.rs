@@ -169,6 +169,7 @@ fn rotate_any(image: &Image, degrees: f64, expand: bool, fill: Rgba) -> Result<I
             image.width, image.height
         )));
     }
+    super::check_output_size("rotate", out_w as u32, out_h as u32)?;
     let (ow, oh) = (out_w as usize, out_h as usize);
     let src = image.pixels.as_chunks::<4>().0;
     let (iw, ih) = (image.width as i64, image.height as i64);

@@ -41,6 +41,23 @@ pub fn check_image(image: &Image) -> Result<(), Error> {
     Ok(())
 }
 
+/// The most pixels a step may create (256 MiB of RGBA): beyond this a guest under the manifest's
+/// memory limit would abort mid-step instead of explaining.
+pub const MAX_OUTPUT_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// Refuse an output size that would not fit in memory, naming the size and the limit.
+pub fn check_output_size(filter: &str, width: u32, height: u32) -> Result<(), Error> {
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_OUTPUT_PIXELS {
+        return Err(Error::invalid(format!(
+            "`{filter}` would make a {width}x{height} image ({:.0} MP); the limit is {} MP, so ask for a smaller size",
+            pixels as f64 / 1e6,
+            MAX_OUTPUT_PIXELS / 1_000_000
+        )));
+    }
+    Ok(())
+}
+
 /// An image of one colour.
 pub fn solid(width: u32, height: u32, color: Rgba) -> Image {
     let pixels = color.0.repeat(width as usize * height as usize);
@@ -153,6 +170,13 @@ mod tests {
         unpremultiply(&mut p);
         assert_eq!(&p[..4], &[200, 100, 50, 255]);
         assert!((p[4] as i32 - 200).abs() <= 2 && p[7] == 128);
+    }
+
+    #[test]
+    fn oversized_outputs_are_refused() {
+        assert!(check_output_size("resize", 8192, 8192).is_ok());
+        let err = check_output_size("resize", 20000, 20000).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("20000x20000") && m.contains("limit")), "{err:?}");
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl ResizeOptions {
 /// Run `resize`.
 pub fn resize(image: Image, opts: &ResizeOptions) -> Result<Image, Error> {
     let (w, h) = opts.target(image.width, image.height);
+    super::check_output_size("resize", w, h)?;
     scale(image, w, h, opts.filter)
 }
 
@@ -278,6 +279,7 @@ pub fn fit_size(opts: &FitOptions, width: u32, height: u32) -> Result<(u32, u32)
 pub fn fit(image: Image, opts: &FitOptions) -> Result<Image, Error> {
     check_image(&image)?;
     let (w, h) = fit_size(opts, image.width, image.height)?;
+    super::check_output_size("fit", w, h)?;
     if (w, h) == (image.width, image.height) {
         return Ok(image);
     }
@@ -362,6 +364,8 @@ mod tests {
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("needs a target")), "{err:?}");
         let err = resize_with(pattern(10, 10), &[Param::new("max", 5i64), Param::new("width", 5i64)]).unwrap_err();
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("not both")), "{err:?}");
+        let err = resize_with(pattern(10, 10), &[Param::new("width", 65535i64)]).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("65535x65535") && m.contains("limit")), "{err:?}");
     }
 
     #[test]
