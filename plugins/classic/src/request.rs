@@ -29,7 +29,8 @@ pub fn description() -> String {
          named by words in the prompt, in a fixed order: {}. Explicit parameters win over words (`style` \
          replaces the look words). With a mask (white = edit, same size as the first reference) edits stay \
          inside it with a `feather`-px soft edge and everything else is left byte-identical; \"remove\"/\"erase\" \
-         needs a mask and fills it by Telea fast-marching inpainting. Only the first reference is used; up \
+         needs a mask and fills it with texture from the rest of the image (multi-scale PatchMatch; \
+         `inpaint=telea` for Telea's fast-marching diffusion). Only the first reference is used; up \
          to {} more are accepted and ignored. References are shrunk to {} px on the longest side (masked edits take images up to that size). \
          With `output=video` it animates the first reference with a Ken Burns move ({}; default a slow \
          zoom in) as an animated GIF.",

@@ -113,14 +113,17 @@ fn remove_fills_the_hole_like_its_surroundings() {
     });
     let mask = png(&square_mask(128, 96, 48, 28, 34));
     let scene_png = png(&scene);
-    let done = run(&job("remove the box", &scene_png, Some(&mask), 1, 1, &[])).unwrap();
-    let out = decode(&done.outputs[0].bytes, "out").unwrap();
-    for y in 28..62 {
-        for x in 48..82 {
-            let p = out.get(x, y);
-            let expect = [(90 + y) as i32, (140 + y / 2) as i32, (220 - x / 4) as i32];
-            for c in 0..3 {
-                assert!((p[c] as i32 - expect[c]).abs() <= 12, "({x},{y}) {p:?} vs {expect:?}");
+    for method in ["patchmatch", "telea"] {
+        let params = [Param::new("inpaint", method)];
+        let done = run(&job("remove the box", &scene_png, Some(&mask), 1, 1, &params)).unwrap();
+        let out = decode(&done.outputs[0].bytes, "out").unwrap();
+        for y in 28..62 {
+            for x in 48..82 {
+                let p = out.get(x, y);
+                let expect = [(90 + y) as i32, (140 + y / 2) as i32, (220 - x / 4) as i32];
+                for c in 0..3 {
+                    assert!((p[c] as i32 - expect[c]).abs() <= 12, "{method} ({x},{y}) {p:?} vs {expect:?}");
+                }
             }
         }
     }
