@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod settings;
 pub mod wasm;
+pub mod workflow;
 
 pub use runtime::{Runtime, RuntimeOptions};
 pub use settings::Settings;
