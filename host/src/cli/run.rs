@@ -69,10 +69,10 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
     let b = bar.clone();
     let on: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(move |e| {
         let line = match e {
-            Event::StageStart { index, total, name, engine, runs, estimate } => {
+            Event::StageStart { index, total, name, engine, runs, estimate, currency } => {
                 b.set_prefix(format!("[{}/{total}] {name}", index + 1));
                 b.set_message("submitting");
-                format!("[{}/{total}] {name}: {engine}, {runs} run(s), estimated {}", index + 1, cost_text(&estimate, ""))
+                format!("[{}/{total}] {name}: {engine}, {runs} run(s), estimated {}", index + 1, cost_text(&estimate, &currency))
             }
             Event::StageKept { index, total, name } => format!("[{}/{total}] {name}: already done, kept", index + 1),
             Event::StageEnd { index, total, name, status, millis, outputs } => {
@@ -135,7 +135,15 @@ async fn check(rt: &atelier::Runtime, a: &RunArgs) -> Result<ExitCode> {
     let Some(path) = &a.recipe else { anyhow::bail!("--check needs the recipe: atelier run RECIPE INPUT... --check") };
     let prices = PriceTable::from_config(&rt.settings.raw, &rt.settings.shown_path())?;
     let result = match workflow::recipe::load(path, &a.sets) {
-        Ok((r, _)) => workflow::validate::validate(rt, &r, &a.inputs, &prices).await.map(|p| (r, p)),
+        Ok((r, mut problems)) => match workflow::validate::validate(rt, &r, &a.inputs, &prices).await {
+            Ok(p) if problems.is_empty() => Ok((r, p)),
+            Ok(_) => Err(problems),
+            Err(more) => {
+                problems.extend(more);
+                workflow::recipe::sort_problems(&mut problems);
+                Err(problems)
+            }
+        },
         Err(p) => Err(p),
     };
     match result {

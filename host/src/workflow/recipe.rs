@@ -200,15 +200,25 @@ impl Recipe {
 }
 
 /// Read and parse a recipe file, applying `--set` overrides.
-pub fn load(path: &Path, sets: &[String]) -> Result<(Recipe, String), Vec<Problem>> {
+pub fn load(path: &Path, sets: &[String]) -> Result<(Recipe, Vec<Problem>), Vec<Problem>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![Problem { at: path.display().to_string(), message: format!("cannot read the recipe: {e}") }]
     })?;
-    parse(&text, path, sets).map(|r| (r, text))
+    parse_lenient(&text, path, sets)
 }
 
 /// Parse recipe text (`path` is for messages and relative paths); every problem is returned.
 pub fn parse(text: &str, path: &Path, sets: &[String]) -> Result<Recipe, Vec<Problem>> {
+    match parse_lenient(text, path, sets) {
+        Ok((r, problems)) if problems.is_empty() => Ok(r),
+        Ok((_, problems)) | Err(problems) => Err(problems),
+    }
+}
+
+/// Parse as much as can be parsed: the recipe (with defaults where a setting is bad) and its
+/// problems, so validation against the engines can report its own problems alongside. `Err`
+/// only when the text is not TOML at all.
+pub fn parse_lenient(text: &str, path: &Path, sets: &[String]) -> Result<(Recipe, Vec<Problem>), Vec<Problem>> {
     let file = path.display().to_string();
     let mut doc: toml::Table = text.parse::<toml::Table>().map_err(|e| {
         let (line, msg) = toml_error_line(text, &e);
@@ -304,7 +314,13 @@ pub fn parse(text: &str, path: &Path, sets: &[String]) -> Result<Recipe, Vec<Pro
             }
         }
     }
-    if problems.is_empty() { Ok(r) } else { Err(problems) }
+    Ok((r, problems))
+}
+
+/// Order problems by line (those without a line keep their place at the end).
+pub fn sort_problems(problems: &mut [Problem]) {
+    let line = |p: &Problem| p.at.rsplit(':').next().and_then(|l| l.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    problems.sort_by_key(line);
 }
 
 fn parse_stage(r: &Recipe, i: usize, t: &toml::Table, problems: &mut Vec<Problem>) -> Stage {

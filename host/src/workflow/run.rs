@@ -41,7 +41,7 @@ pub struct RunOptions {
 #[derive(Clone, Debug)]
 pub enum Event {
     /// A stage starts (`runs` calls to make).
-    StageStart { index: usize, total: usize, name: String, engine: String, runs: usize, estimate: Cost },
+    StageStart { index: usize, total: usize, name: String, engine: String, runs: usize, estimate: Cost, currency: String },
     /// A finished stage of an earlier attempt is kept.
     StageKept { index: usize, total: usize, name: String },
     /// A stage ended (whatever the outcome).
@@ -148,8 +148,16 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
         return Err(anyhow::anyhow!("--pick answers a stage that is waiting in an earlier run: use it with --resume DIR").into());
     }
     let shown = opts.recipe.clone().unwrap_or_else(|| recipe_path.clone());
-    let r = recipe::parse(&recipe_text, &shown, &sets).map_err(RunError::Invalid)?;
-    let plans = validate::validate(rt, &r, &inputs, &prices).await.map_err(RunError::Invalid)?;
+    let (r, mut problems) = recipe::parse_lenient(&recipe_text, &shown, &sets).map_err(RunError::Invalid)?;
+    let plans = match validate::validate(rt, &r, &inputs, &prices).await {
+        Ok(p) if problems.is_empty() => p,
+        Ok(_) => return Err(RunError::Invalid(problems)),
+        Err(more) => {
+            problems.extend(more);
+            recipe::sort_problems(&mut problems);
+            return Err(RunError::Invalid(problems));
+        }
+    };
 
     // 2. The run folder and its state.
     let mut state = match state.take() {
@@ -323,7 +331,7 @@ impl Ctx<'_> {
             ss.status = StageStatus::Running;
             ss.error = None;
             state.save(self.dir)?;
-            (self.on)(Event::StageStart { index: i, total, name: s.name.clone(), engine: s.engine.clone(), runs: todo.len(), estimate });
+            (self.on)(Event::StageStart { index: i, total, name: s.name.clone(), engine: s.engine.clone(), runs: todo.len(), estimate, currency: self.prices.currency.clone() });
             let t = Instant::now();
 
             let mut failed: Option<String> = None;
