@@ -9,6 +9,7 @@
 //!    directly with reqwest, to the same local server. Goal: ≤ 1.1×.
 
 use atelier::{Runtime, RuntimeOptions, Settings};
+use sha2::Digest;
 use atelier_tests::{TestServer, notes, plugins_dir, request, root};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -146,13 +147,106 @@ async fn bench_http(cache: &PathBuf) {
     println!();
 }
 
+/// Where the time of a cached load goes, for the largest component: the two SHA-256 passes
+/// (cache key over the .wasm, integrity over the .cwasm) against the whole `load_component`.
+fn bench_load_breakdown(cache: &PathBuf) {
+    use atelier::wasm::engine::{EngineOptions, WasmEngine};
+    println!("== where a cached load goes (largest component) ==");
+    let biggest = std::fs::read_dir(plugins_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("plugin.wasm"))
+        .filter(|p| p.exists())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let t0 = Instant::now();
+    let engine = WasmEngine::new(&EngineOptions::default(), cache.clone()).unwrap();
+    let engine_new = t0.elapsed();
+    engine.load_component(&biggest).unwrap(); // warm
+    let artifact = std::fs::read_dir(cache)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let (mut load, mut key, mut integrity) = (vec![], vec![], vec![]);
+    for _ in 0..15 {
+        let t = Instant::now();
+        engine.load_component(&biggest).unwrap();
+        load.push(t.elapsed());
+        let t = Instant::now();
+        let wasm = std::fs::read(&biggest).unwrap();
+        std::hint::black_box(sha2::Sha256::digest(&wasm));
+        key.push(t.elapsed());
+        let t = Instant::now();
+        let art = std::fs::read(&artifact).unwrap();
+        std::hint::black_box(sha2::Sha256::digest(&art));
+        integrity.push(t.elapsed());
+    }
+    println!("component {} ({} KiB), artifact {} KiB", biggest.display(), std::fs::metadata(&biggest).unwrap().len() / 1024, std::fs::metadata(&artifact).unwrap().len() / 1024);
+    println!("WasmEngine::new (pooling engine + epoch thread): {:>8.3} ms", us(engine_new) / 1e3);
+    println!("load_component from the cache:                  {:>8.3} ms", us(median(load)) / 1e3);
+    println!("  of which read + SHA-256 of the .wasm (key):    {:>8.3} ms", us(median(key)) / 1e3);
+    println!("  of which read + SHA-256 of the .cwasm (check): {:>8.3} ms", us(median(integrity)) / 1e3);
+    println!();
+}
+
+/// The per-job path of `Plugin::call`, stage by stage, through the host's public pieces.
+async fn bench_call_breakdown(cache: &PathBuf) {
+    use atelier::plugin::Linkers;
+    use atelier::wasm::bindings::model::ModelPre;
+    use atelier::wasm::engine::{EngineOptions, WasmEngine};
+    use atelier::wasm::store::{PluginCtx, new_store};
+    use std::sync::Arc;
+    println!("== per-job call, stage by stage (hello, cancel) ==");
+    let engine = WasmEngine::new(&EngineOptions::default(), cache.clone()).unwrap();
+    let linkers = Linkers::new(&engine.engine).unwrap();
+    let component = engine.load_component(&plugins_dir().join("hello/plugin.wasm")).unwrap();
+    let pre = ModelPre::new(linkers.model.instantiate_pre(&component).unwrap()).unwrap();
+    let ctx = Arc::new(PluginCtx {
+        id: "hello".into(),
+        config: Default::default(),
+        http: None,
+        memory_limit: 256 << 20,
+        call_timeout: Duration::from_secs(60),
+    });
+    const N: u32 = 3000;
+    let (mut store_t, mut inst_t, mut call_t, mut drop_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for i in 0..N + 200 {
+        let t0 = Instant::now();
+        let mut store = new_store(&engine.engine, ctx.clone(), "job");
+        let t1 = Instant::now();
+        let inst = pre.instantiate_async(&mut store).await.unwrap();
+        let t2 = Instant::now();
+        inst.atelier_plugin_backend().call_cancel(&mut store, "").await.unwrap().unwrap();
+        let t3 = Instant::now();
+        drop(store);
+        let t4 = Instant::now();
+        if i >= 200 {
+            store_t += t1 - t0;
+            inst_t += t2 - t1;
+            call_t += t3 - t2;
+            drop_t += t4 - t3;
+        }
+    }
+    let total = store_t + inst_t + call_t + drop_t;
+    println!("new_store (WasiCtx, limiter, epoch deadline): {:>6.1} us", us(store_t / N));
+    println!("instantiate_async from the pool:              {:>6.1} us", us(inst_t / N));
+    println!("call_cancel (enter, no work, return):         {:>6.1} us", us(call_t / N));
+    println!("drop the store (return the pool slot):        {:>6.1} us", us(drop_t / N));
+    println!("sum:                                          {:>6.1} us\n", us(total / N));
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported, everything runs.
     let cache = root().join("target/bench-cache");
     std::fs::create_dir_all(&cache).expect("creating the bench cache dir");
     println!("atelier host benchmarks (cache {})\n", cache.display());
     bench_cached_load(&cache);
+    bench_load_breakdown(&cache);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(bench_instantiation(&cache));
+    rt.block_on(bench_call_breakdown(&cache));
     rt.block_on(bench_http(&cache));
 }
