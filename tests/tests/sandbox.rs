@@ -101,7 +101,6 @@ async fn plugin_that_traps_on_every_call_is_reported_as_crashed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn crash_message_names_the_trap_once() {
     let rt = test_runtime("");
     let msg = err_text(rt.model("trap").unwrap().submit("job", &request("p")).await.err().unwrap());
@@ -325,7 +324,6 @@ async fn plugin_sees_no_env_no_files_no_sockets_and_no_clock_but_the_import() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn ipv6_literal_grant_from_the_denial_message_is_honoured() {
     // The denial for http://[::1]:PORT suggests `allow_hosts = ["http://[::1]:PORT"]`; that line must then work.
     let pattern = atelier::caps::hosts::HostPattern::parse("http://[::1]:8700").unwrap();
