@@ -54,7 +54,7 @@ impl<'a> Editor<'a> {
         let work = match (&self.inpainted, self.mask, s.inpaint) {
             (Some(filled), Some(m), InpaintMethod::PatchMatch) => {
                 // Its only failure (nothing known) was ruled out by Editor::new; Telea's fill is the fallback.
-                patchmatch::inpaint(self.original, &m.inside, &mut SeededRng::new(seed, purpose::INPAINT)).unwrap_or_else(|_| filled.clone())
+                patchmatch::inpaint(self.original, &m.inside, filled, &mut SeededRng::new(seed, purpose::INPAINT)).unwrap_or_else(|_| filled.clone())
             }
             (Some(filled), Some(m), InpaintMethod::Telea) => {
                 inpaint::match_grain(self.original, filled, &m.inside, s.inpaint_radius, &mut SeededRng::new(seed, purpose::INPAINT))

@@ -58,9 +58,9 @@ impl Level {
     }
 }
 
-/// Fill the `hole` pixels of `img` (colour by PatchMatch, alpha by Telea).
-pub fn inpaint(img: &Raster, hole: &[bool], rng: &mut SeededRng) -> Result<Raster, String> {
-    let base = telea(img, hole, 5)?;
+/// Fill the `hole` pixels of `img`: colour by PatchMatch, alpha (and any level PatchMatch cannot
+/// work on) from `base`, Telea's fill of the same hole, which the caller computes once for all seeds.
+pub fn inpaint(img: &Raster, hole: &[bool], base: &Raster, rng: &mut SeededRng) -> Result<Raster, String> {
     let finest = Level {
         w: img.width,
         h: img.height,
@@ -112,11 +112,15 @@ pub fn inpaint(img: &Raster, hole: &[bool], rng: &mut SeededRng) -> Result<Raste
             }
             current = start;
         }
-        let iterations = if li + 1 == pyramid.len() { 6 } else { 3 };
+        // The coarsest level decides the layout and is cheap: more iterations, both scan orders each.
+        // Finer levels refine: fewer iterations, one scan order each, alternating.
+        let coarsest_level = li + 1 == pyramid.len();
+        let iterations = if coarsest_level { 6 } else if li == 0 { 2 } else { 3 };
+        let passes = if coarsest_level { 2 } else { 1 };
         // With no whole known patch at this scale, the level keeps what it has (Telea's fill at worst).
-        complete_level(level, &mut current, iterations, rng);
+        complete_level(level, &mut current, iterations, passes, rng);
     }
-    let mut out = base;
+    let mut out = base.clone();
     for (i, &b) in hole.iter().enumerate() {
         if b {
             for c in 0..3 {
@@ -129,7 +133,7 @@ pub fn inpaint(img: &Raster, hole: &[bool], rng: &mut SeededRng) -> Result<Raste
 
 /// EM iterations at one level: match every patch touching the hole, then vote. Returns false when
 /// no patch lies wholly in the known area, leaving `img` as it was.
-fn complete_level(level: &Level, img: &mut [[f32; 3]], iterations: usize, rng: &mut SeededRng) -> bool {
+fn complete_level(level: &Level, img: &mut [[f32; 3]], iterations: usize, passes: usize, rng: &mut SeededRng) -> bool {
     let (w, h) = (level.w as isize, level.h as isize);
     // Valid sources: patch centres whose whole patch is inside the image and outside the hole.
     let hole_near = dilate(&level.hole, level.w, level.h);
@@ -173,9 +177,9 @@ fn complete_level(level: &Level, img: &mut [[f32; 3]], iterations: usize, rng: &
         }
         d
     };
-    for _ in 0..iterations {
+    for iteration in 0..iterations {
         let mut cost: Vec<f32> = targets.iter().zip(&nnf).map(|(&t, &s)| distance(img, t, s, f32::MAX)).collect();
-        for pass in 0..2 {
+        for pass in iteration * passes..(iteration + 1) * passes {
             let order: Box<dyn Iterator<Item = usize>> = if pass % 2 == 0 { Box::new(0..targets.len()) } else { Box::new((0..targets.len()).rev()) };
             let step: isize = if pass % 2 == 0 { 1 } else { -1 };
             for k in order {
@@ -283,7 +287,8 @@ mod tests {
             }
         }
         let hole: Vec<bool> = (0..w * h).map(|i| in_hole(i % w, i / w)).collect();
-        let out = inpaint(&damaged, &hole, &mut SeededRng::new(1, purpose::INPAINT)).unwrap();
+        let base = telea(&damaged, &hole, 5).unwrap();
+        let out = inpaint(&damaged, &hole, &base, &mut SeededRng::new(1, purpose::INPAINT)).unwrap();
         let mut close = 0;
         let mut total = 0;
         for y in 22..42 {
