@@ -340,3 +340,35 @@ async fn ipv6_literal_grant_from_the_denial_message_is_honoured() {
     let err = n.get("error").cloned().unwrap_or_default();
     assert!(!err.starts_with("denied:"), "the suggested grant was not honoured: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host limitation: one plugin can hold every pool slot (WasmEngine::slots is engine-wide), so a spinning plugin delays all others until its deadline"]
+async fn spinning_plugin_cannot_take_every_instance_slot() {
+    use atelier::wasm::engine::EngineOptions;
+    // A small pool makes the starvation cheap to show: 4 slots, 4 spinning jobs.
+    let settings = atelier::Settings::parse("[plugins.spin.limits]\ncall_timeout_s = 3\n", None).unwrap();
+    let opts = atelier::RuntimeOptions {
+        plugin_dirs: vec![plugins_dir()],
+        cache_dir: Some(cache_dir()),
+        engine: EngineOptions { max_instances: 4, ..Default::default() },
+    };
+    let rt = atelier::Runtime::new(settings, opts).unwrap();
+    let spin = rt.model("spin").unwrap();
+    let hello = rt.model("hello").unwrap();
+    let spinning: Vec<_> = (0..4)
+        .map(|i| {
+            let spin = spin.clone();
+            tokio::spawn(async move { spin.submit(&format!("job-spin-{i}"), &request("loop")).await.map(|c| c.value) })
+        })
+        .collect();
+    // Let all four take their slots (the machine may be busy).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let sub = hello.submit("job-hello", &request("hi")).await.unwrap().value;
+    let waited = started.elapsed();
+    assert!(matches!(sub, Ok(Submission::Done(_))));
+    for s in spinning {
+        assert!(s.await.unwrap().is_err(), "spin never returns");
+    }
+    assert!(waited < Duration::from_millis(1000), "hello waited {waited:?} for a slot held by spinning jobs");
+}
