@@ -191,6 +191,12 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
                 *r = resize_exact(r, w, h, image::imageops::FilterType::Lanczos3);
             }
         }
+        // The mask follows the image it belongs to.
+        if let Some((m, _)) = &mut mask {
+            if (m.width, m.height) != (refs[0].width, refs[0].height) {
+                *m = resize_exact(m, refs[0].width, refs[0].height, image::imageops::FilterType::Nearest);
+            }
+        }
     }
     let pre_ms = t.elapsed().as_millis() as u64;
     let references: Vec<Media> = refs
