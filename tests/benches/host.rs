@@ -11,7 +11,7 @@
 use atelier::{Runtime, RuntimeOptions, Settings};
 use sha2::Digest;
 use atelier_tests::{TestServer, notes, plugins_dir, request, root};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -23,20 +23,20 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn runtime(dirs: Vec<PathBuf>, config: &str, cache: &PathBuf) -> Runtime {
+fn runtime(dirs: Vec<PathBuf>, config: &str, cache: &Path) -> Runtime {
     let settings = Settings::parse(config, None).expect("bench config parses");
-    Runtime::new(settings, RuntimeOptions { plugin_dirs: dirs, cache_dir: Some(cache.clone()), ..Default::default() })
+    Runtime::new(settings, RuntimeOptions { plugin_dirs: dirs, cache_dir: Some(cache.to_path_buf()), ..Default::default() })
         .expect("runtime starts")
 }
 
 /// The ids of every staged plugin that loads (the hostile contract-version ones do not).
-fn loadable_ids(cache: &PathBuf) -> Vec<String> {
+fn loadable_ids(cache: &Path) -> Vec<String> {
     let rt = runtime(vec![plugins_dir()], "", cache);
     let failed: Vec<String> = rt.load_all().iter().map(|p| p.dir.file_name().unwrap().to_string_lossy().into_owned()).collect();
     rt.manifests().map(|m| m.id.clone()).filter(|id| !failed.contains(id)).collect()
 }
 
-fn bench_cached_load(cache: &PathBuf) {
+fn bench_cached_load(cache: &Path) {
     println!("== plugin load from a warm compile cache (goal <= 1 ms per plugin) ==");
     let ids = loadable_ids(cache); // also warms the cache
     const N: usize = 15;
@@ -72,7 +72,7 @@ fn bench_cached_load(cache: &PathBuf) {
     println!("worst plugin: {:.3} ms (median of {N} runs each)\n", us(worst) / 1e3);
 }
 
-async fn bench_instantiation(cache: &PathBuf) {
+async fn bench_instantiation(cache: &Path) {
     println!("== per-job call cost on a loaded plugin (goal <= 15 us) ==");
     let rt = runtime(vec![plugins_dir().join("hello")], "", cache);
     let hello = rt.model("hello").expect("hello loads");
@@ -102,7 +102,7 @@ async fn bench_instantiation(cache: &PathBuf) {
     println!("hello describe(): {:>8.1} us per call (the same plus building and lifting a model-info record)\n", us(describe));
 }
 
-async fn bench_http(cache: &PathBuf) {
+async fn bench_http(cache: &Path) {
     println!("== HTTP round trip through a plugin vs reqwest directly (goal <= 1.1x) ==");
     let server = TestServer::start().await;
     let config = format!("[plugins.bench-http]\nallow_hosts = [\"{}\"]\n", server.origin());
@@ -149,7 +149,7 @@ async fn bench_http(cache: &PathBuf) {
 
 /// Where the time of a cached load goes, for the largest component: the two SHA-256 passes
 /// (cache key over the .wasm, integrity over the .cwasm) against the whole `load_component`.
-fn bench_load_breakdown(cache: &PathBuf) {
+fn bench_load_breakdown(cache: &Path) {
     use atelier::wasm::engine::{EngineOptions, WasmEngine};
     println!("== where a cached load goes (largest component) ==");
     let biggest = std::fs::read_dir(plugins_dir())
@@ -160,7 +160,7 @@ fn bench_load_breakdown(cache: &PathBuf) {
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
     let t0 = Instant::now();
-    let engine = WasmEngine::new(&EngineOptions::default(), cache.clone()).unwrap();
+    let engine = WasmEngine::new(&EngineOptions::default(), cache.to_path_buf()).unwrap();
     let engine_new = t0.elapsed();
     engine.load_component(&biggest).unwrap(); // warm
     let artifact = std::fs::read_dir(cache)
@@ -193,14 +193,14 @@ fn bench_load_breakdown(cache: &PathBuf) {
 }
 
 /// The per-job path of `Plugin::call`, stage by stage, through the host's public pieces.
-async fn bench_call_breakdown(cache: &PathBuf) {
+async fn bench_call_breakdown(cache: &Path) {
     use atelier::plugin::Linkers;
     use atelier::wasm::bindings::model::ModelPre;
     use atelier::wasm::engine::{EngineOptions, WasmEngine};
     use atelier::wasm::store::{PluginCtx, new_store};
     use std::sync::Arc;
     println!("== per-job call, stage by stage (hello, cancel) ==");
-    let engine = WasmEngine::new(&EngineOptions::default(), cache.clone()).unwrap();
+    let engine = WasmEngine::new(&EngineOptions::default(), cache.to_path_buf()).unwrap();
     let linkers = Linkers::new(&engine.engine).unwrap();
     let component = engine.load_component(&plugins_dir().join("hello/plugin.wasm")).unwrap();
     let pre = ModelPre::new(linkers.model.instantiate_pre(&component).unwrap()).unwrap();

@@ -6,8 +6,11 @@ use atelier_tests::*;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 
+/// A plugin directory's name and its files (name, bytes).
+type PluginFiles<'a> = (&'a str, &'a [(&'a str, &'a [u8])]);
+
 /// A search directory holding one plugin directory `<id>/` per entry, each with the given files.
-fn plugin_tree(dirs: &[(&str, &[(&str, &[u8])])]) -> tempfile::TempDir {
+fn plugin_tree(dirs: &[PluginFiles]) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     for (id, files) in dirs {
         let d = tmp.path().join(id);

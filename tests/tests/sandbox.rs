@@ -32,7 +32,7 @@ async fn infinite_loop_is_stopped_at_the_deadline_while_other_jobs_run() {
     let hello_done = started.elapsed();
 
     let (spin_result, spin_elapsed) = spinning.await.unwrap();
-    let msg = err_text(spin_result.err().expect("an infinite loop cannot return"));
+    let msg = err_text(spin_result.expect_err("an infinite loop cannot return"));
     assert!(hello_done < spin_elapsed, "hello ({hello_done:?}) must finish while spin ({spin_elapsed:?}) still runs");
     assert!(msg.contains("plugin `spin` did not finish `submit` within 1 s"), "{msg}");
     assert!(msg.contains("[plugins.spin.limits]") && msg.contains("call_timeout_s = 2"), "{msg}");
@@ -80,17 +80,17 @@ async fn memory_bomb_hits_the_cap_and_the_error_names_memory_mb() {
 async fn plugin_that_traps_on_every_call_is_reported_as_crashed() {
     let rt = test_runtime("");
     let trap = rt.model("trap").expect("trap loads (it is a well-formed component)");
-    let msg = err_text(trap.describe_model().await.err().expect("describe panics"));
+    let msg = err_text(trap.describe_model().await.expect_err("describe panics"));
     assert!(msg.contains("plugin `trap` crashed in `describe`") && msg.contains("report it to its author"), "{msg}");
-    let msg = err_text(trap.prepare("job", "p", &[(8, 8)], false, 1, &[]).await.err().expect("prepare panics"));
+    let msg = err_text(trap.prepare("job", "p", &[(8, 8)], false, 1, &[]).await.expect_err("prepare panics"));
     assert!(msg.contains("crashed in `prepare`"), "{msg}");
     let msg = err_text(trap.submit("job", &request("p")).await.err().expect("submit traps"));
     assert!(msg.contains("crashed in `submit`") && msg.contains("unreachable"), "{msg}");
-    let msg = err_text(trap.poll("job", "token").await.err().expect("poll panics"));
+    let msg = err_text(trap.poll("job", "token").await.expect_err("poll panics"));
     assert!(msg.contains("crashed in `poll`"), "{msg}");
-    let msg = err_text(trap.cancel("job", "token").await.err().expect("cancel panics"));
+    let msg = err_text(trap.cancel("job", "token").await.expect_err("cancel panics"));
     assert!(msg.contains("crashed in `cancel`"), "{msg}");
-    let msg = err_text(trap.poll("job", "recurse").await.err().expect("unbounded recursion must trap"));
+    let msg = err_text(trap.poll("job", "recurse").await.expect_err("unbounded recursion must trap"));
     // Rust keeps its stack in linear memory, stack-first: overflowing it faults below address 0.
     let overflowed = msg.contains("out of bounds memory access") || msg.contains("call stack exhausted");
     assert!(msg.contains("crashed in `poll`") && overflowed, "{msg}");
