@@ -281,3 +281,34 @@ fn a_failed_stage_resumes_without_resubmitting_finished_stages_and_a_budget_stop
     assert_eq!(v["status"], "done", "{v}");
     assert_eq!(submits(&emu), [2, 2, 2, 3, 2]);
 }
+
+#[test]
+fn a_run_killed_while_a_job_is_pending_resumes_by_polling_not_resubmitting() {
+    let emu = Emu::start();
+    let env = cloud_env(&emu);
+    let photo = small_photo(env.dir.path(), "coffee.png", 96);
+    let recipe = example("explore-refine-edit-animate.toml");
+    let dir = env.path("run");
+    let d = dir.to_str().unwrap();
+    // The example recipes are valid as shipped.
+    for r in ["explore-refine-edit-animate.toml", "product-shot.toml"] {
+        let out = env.ok(&["run", &example(r), photo.to_str().unwrap(), "--check"]);
+        assert!(out.contains("the recipe is valid"), "{r}: {out}");
+    }
+    let mut args = vec!["run", recipe.as_str(), photo.to_str().unwrap(), "-o", d, "--set", "explore.pick=1", "--set", "animate.prompt=waves [fault:slow-op:40]"];
+    args.extend(FAST);
+    let mut child = env.cmd().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while emu.count("GET", "/operations/") < 3 {
+        assert!(t.elapsed().as_secs() < 300, "the Veo job never started polling");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to record anything more
+    child.wait().unwrap();
+    let state = json(&std::fs::read_to_string(dir.join("run.json")).unwrap());
+    assert_eq!(state["stages"][4]["status"], "running");
+    let v = json(&env.ok(&["run", "--resume", d, "--json"]));
+    assert_eq!(v["status"], "done", "{v}");
+    assert!(v["stages"][4]["candidates"][0]["path"].as_str().unwrap().ends_with(".mp4"));
+    assert_eq!(submits(&emu), [1, 1, 1, 1, 1], "the pending Veo job was polled to the end, not submitted again");
+}

@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// With --resume: the candidate(s) for the stage waiting on pick = "ask" (3, 1,3 or all).
     #[arg(long, value_name = "N")]
     pick: Option<String>,
+    /// With --resume: send again a run whose job was cut off during its submit (check the
+    /// provider first: it may have been accepted and billed).
+    #[arg(long)]
+    resubmit_unknown: bool,
     /// Only check the recipe and show each stage's estimated cost; run nothing.
     #[arg(long)]
     check: bool,
@@ -93,6 +97,7 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
         sets: a.sets.clone(),
         resume: a.resume.clone(),
         pick: a.pick.clone(),
+        resubmit_unknown: a.resubmit_unknown,
     };
     let result = workflow::run(&rt, &runner, &opts, on.as_ref()).await;
     bar.finish_and_clear();

@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// The pick for a stage waiting on `pick = "ask"`.
     pub pick: Option<String>,
+    /// Submit again a run whose job was cut off in the middle of its submit (it may have been
+    /// billed: the user has checked the provider).
+    pub resubmit_unknown: bool,
 }
 
 /// Progress, for displays.
@@ -217,7 +220,7 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
     };
     state.save(&dir)?;
 
-    let mut ctx = Ctx { rt, runner, r: &r, plans: &plans, prices: &prices, dir: &dir, inputs: &inputs, on };
+    let mut ctx = Ctx { rt, runner, r: &r, plans: &plans, prices: &prices, dir: &dir, inputs: &inputs, on, resubmit_unknown: opts.resubmit_unknown };
     let mut pick = opts.pick.clone();
     let (status, message) = ctx.stages(&mut state, &mut pick).await?;
     if let Some(p) = pick {
@@ -236,6 +239,7 @@ struct Ctx<'a> {
     dir: &'a Path,
     inputs: &'a [PathBuf],
     on: &'a (dyn Fn(Event) + Send + Sync),
+    resubmit_unknown: bool,
 }
 
 impl Ctx<'_> {
@@ -469,7 +473,7 @@ impl Ctx<'_> {
                     ss.picked = (1..=ss.candidates.len() as u32).collect();
                     ss.status = StageStatus::Done;
                 }
-                (Pick::Ask, false) if ss.candidates.len() > 1 => {
+                (Pick::Ask, false) => {
                     ss.status = StageStatus::WaitingForPick;
                     state.save(self.dir)?;
                     if let Some(p) = pick_arg.take() {
@@ -540,10 +544,11 @@ impl Ctx<'_> {
                     self.runner.db.set_outputs(&j.id, &serde_json::to_value(&f)?)?;
                     files.extend(f);
                 }
-                JobState::Submitting | JobState::Unknown => bail!(
-                    "job {} was being submitted when the run stopped: the provider may have accepted (and billed) it. Check `atelier jobs show {}`; if nothing was made, mark the run's stage as failed by editing its run status in run.json to \"failed\" and resume",
+                JobState::Submitting | JobState::Unknown if !self.resubmit_unknown => bail!(
+                    "job {} was being submitted when the run stopped: the provider may have accepted (and billed) it, so it is not sent again automatically. Check `atelier jobs show {}` and the provider's dashboard; to send it again anyway, resume with --resubmit-unknown",
                     j.id, j.id
                 ),
+                JobState::Submitting | JobState::Unknown => {}
                 JobState::Failed | JobState::Cancelled => {}
             }
         }
