@@ -260,6 +260,20 @@ async fn response_over_the_cap_is_refused_as_too_large() {
     assert_hello_works(&rt).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bigger_than_the_plugins_memory_is_a_memory_error_not_a_crash() {
+    // Under the host's response cap (64 MiB default) but over the plugin's own memory cap.
+    let server = TestServer::start().await;
+    let rt = test_runtime(&format!(
+        "[plugins.fetcher]\nallow_hosts = [\"{}\"]\n[plugins.fetcher.limits]\nmemory_mb = 16\n",
+        server.origin()
+    ));
+    let fetcher = rt.model("fetcher").unwrap();
+    let msg = err_text(fetcher.submit("job", &request(&server.url("/bytes/33554432"))).await.err().expect("32 MiB cannot fit in 16 MiB"));
+    assert!(msg.contains("plugin `fetcher` ran out of memory in `submit`") && msg.contains("memory_mb"), "{msg}");
+    assert_hello_works(&rt).await;
+}
+
 async fn fetch_with_grant(grant: &str, url: &str) -> std::collections::BTreeMap<String, String> {
     let rt = test_runtime(&format!("[plugins.fetcher]\nallow_hosts = [\"{grant}\"]\n"));
     notes(&rt.model("fetcher").unwrap().submit("job", &request(url)).await.unwrap().value.unwrap())
