@@ -568,9 +568,9 @@ pub fn expand(template: &str, vars: &BTreeMap<String, String>, prev: Option<&str
             rest = &tail[2..];
             continue;
         }
-        if tail.starts_with('}') {
+        if let Some(after) = tail.strip_prefix('}') {
             out.push('}');
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         match tail[1..].find('}') {

@@ -118,22 +118,22 @@ pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
         let path = PathBuf::from(i["path"].as_str().unwrap_or_default());
         let bytes = std::fs::read(&path).with_context(|| format!("{}: the input that made this output is gone", path.display()))?;
         let now = hex::encode(Sha256::digest(&bytes));
-        if let Some(was) = i["sha256"].as_str() {
-            if was != now {
-                warnings.push(format!("{} CHANGED since the output was made (sha256 was {}…, now {}…): the result will differ", path.display(), &was[..12.min(was.len())], &now[..12]));
-            }
+        if let Some(was) = i["sha256"].as_str()
+            && was != now
+        {
+            warnings.push(format!("{} CHANGED since the output was made (sha256 was {}…, now {}…): the result will differ", path.display(), &was[..12.min(was.len())], &now[..12]));
         }
         inputs.push(path);
     }
     if inputs.is_empty() {
         bail!("{}: the provenance lists no inputs", src.display());
     }
-    if let (Some(m), Some(was)) = (&mask, prov["mask"]["sha256"].as_str()) {
-        if prov["mask"]["path"].as_str() == Some(&m.display().to_string()) {
-            let bytes = std::fs::read(m).with_context(|| format!("{}: the mask that made this output is gone", m.display()))?;
-            if hex::encode(Sha256::digest(&bytes)) != was {
-                warnings.push(format!("the mask {} CHANGED since the output was made: the result will differ", m.display()));
-            }
+    if let (Some(m), Some(was)) = (&mask, prov["mask"]["sha256"].as_str())
+        && prov["mask"]["path"].as_str() == Some(&m.display().to_string())
+    {
+        let bytes = std::fs::read(m).with_context(|| format!("{}: the mask that made this output is gone", m.display()))?;
+        if hex::encode(Sha256::digest(&bytes)) != was {
+            warnings.push(format!("the mask {} CHANGED since the output was made: the result will differ", m.display()));
         }
     }
     let video = prov["video"].as_bool().unwrap_or(false) || prov["output"]["mime"].as_str().is_some_and(|m| !m.starts_with("image/") || m == "image/gif");

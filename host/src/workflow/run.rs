@@ -110,10 +110,10 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
     let (dir, mut state, recipe_path, recipe_text, inputs, sets) = match &opts.resume {
         Some(d) => {
             let st = RunState::load(d)?;
-            if let Some(r) = &opts.recipe {
-                if absolute(r) != st.recipe {
-                    return Err(anyhow::anyhow!("{} was started with the recipe {}; drop the recipe argument to resume it, or start a new run in another folder", d.display(), st.recipe.display()).into());
-                }
+            if let Some(r) = &opts.recipe
+                && absolute(r) != st.recipe
+            {
+                return Err(anyhow::anyhow!("{} was started with the recipe {}; drop the recipe argument to resume it, or start a new run in another folder", d.display(), st.recipe.display()).into());
             }
             if !opts.inputs.is_empty() && opts.inputs.iter().map(|p| absolute(p)).collect::<Vec<_>>() != st.inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>() {
                 return Err(anyhow::anyhow!("{} was started with other inputs ({}); drop the inputs to resume it", d.display(),
@@ -312,7 +312,7 @@ impl Ctx<'_> {
             let folder = self.dir.join(&ss.folder);
 
             // Budget: what is spent plus this stage's estimate must stay within it.
-            let todo: Vec<usize> = (0..sources.len()).filter(|&k| !ss.runs.get(k).is_some_and(|x| x.status == "done")).collect();
+            let todo: Vec<usize> = (0..sources.len()).filter(|&k| ss.runs.get(k).is_none_or(|x| x.status != "done")).collect();
             let price = self.prices.price(&s.engine, &plan.info.model);
             let estimate = cost::estimate(price.as_ref(), plan.offline, plan.video, s.n * todo.len() as u32, &plan.params);
             ss.estimate = Some(estimate.clone());

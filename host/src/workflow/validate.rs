@@ -70,17 +70,17 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
     };
     for (i, s) in r.stages.iter().enumerate() {
         // Sources: only earlier stages, never itself (that would be a cycle).
-        if let Some(f) = &s.from {
-            if f != "input" {
-                match r.stage_index(f) {
-                    None => p(r.at(Some(i), "from"), format!("from = \"{f}\": no stage has that name; stages: {} (or \"input\" for the command-line pictures)", names(r))),
-                    Some(j) if j == i => p(r.at(Some(i), "from"), format!("stage `{}` takes its pictures from itself: a cycle", s.name)),
-                    Some(j) if j > i => p(
-                        r.at(Some(i), "from"),
-                        format!("stage `{}` takes its pictures from `{f}`, which runs after it (stage {}): stages run in order, so this is a cycle; move `{f}` before it", s.name, j + 1),
-                    ),
-                    _ => {}
-                }
+        if let Some(f) = &s.from
+            && f != "input"
+        {
+            match r.stage_index(f) {
+                None => p(r.at(Some(i), "from"), format!("from = \"{f}\": no stage has that name; stages: {} (or \"input\" for the command-line pictures)", names(r))),
+                Some(j) if j == i => p(r.at(Some(i), "from"), format!("stage `{}` takes its pictures from itself: a cycle", s.name)),
+                Some(j) if j > i => p(
+                    r.at(Some(i), "from"),
+                    format!("stage `{}` takes its pictures from `{f}`, which runs after it (stage {}): stages run in order, so this is a cycle; move `{f}` before it", s.name, j + 1),
+                ),
+                _ => {}
             }
         }
         for rf in &s.references {
@@ -99,10 +99,10 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
                 _ => {}
             }
         }
-        if let Some(m) = &s.mask {
-            if !m.is_file() {
-                p(r.at(Some(i), "mask"), format!("mask {} not found (paths are relative to the recipe's folder)", m.display()));
-            }
+        if let Some(m) = &s.mask
+            && !m.is_file()
+        {
+            p(r.at(Some(i), "mask"), format!("mask {} not found (paths are relative to the recipe's folder)", m.display()));
         }
         let n_runs = match r.source(i) {
             Source::Input => 1,
@@ -182,18 +182,22 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
             Ok(params) => params,
             Err(e) => {
                 for line in format!("{e:#}").lines() {
-                    let key = if line.contains("reference") {
-                        "references"
+                    let key: String = if line.contains("reference") {
+                        "references".into()
                     } else if line.contains("mask") {
-                        "mask"
+                        "mask".into()
                     } else if line.contains("outputs") {
-                        "n"
+                        "n".into()
                     } else if line.contains("videos") {
-                        "animate"
+                        "animate".into()
                     } else {
-                        "params"
+                        // Point at the parameter the message names (its own line, or its --set).
+                        match s.params.iter().find(|(k, _)| line.contains(&format!("{k}=")) || line.contains(&format!("`{k}`"))) {
+                            Some((k, _)) => format!("params.{k}"),
+                            None => "params".into(),
+                        }
                     };
-                    p(r.at(Some(i), key), format!("stage `{}`: {line}", s.name));
+                    p(r.at(Some(i), &key), format!("stage `{}`: {line}", s.name));
                 }
                 vec![]
             }
@@ -227,17 +231,18 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
     }
     // Videos cannot feed a later stage.
     for (i, _) in r.stages.iter().enumerate() {
-        if let Source::Stage(j) = r.source(i) {
-            if j < i && is_video[j] {
-                p(r.at(Some(i), if r.stages[i].from.is_some() { "from" } else { "engine" }),
-                    format!("stage `{}` would take the video made by `{}`; engines take pictures: make the video the last stage, or use from = \"...\" to take an earlier stage's pictures", r.stages[i].name, r.stages[j].name));
-            }
+        if let Source::Stage(j) = r.source(i)
+            && j < i
+            && is_video[j]
+        {
+            p(r.at(Some(i), if r.stages[i].from.is_some() { "from" } else { "engine" }),
+                format!("stage `{}` would take the video made by `{}`; engines take pictures: make the video the last stage, or use from = \"...\" to take an earlier stage's pictures", r.stages[i].name, r.stages[j].name));
         }
         for rf in &r.stages[i].references {
-            if let Reference::Stage(name) = rf {
-                if let Some(j) = r.stage_index(name).filter(|&j| j < i && is_video[j]) {
-                    p(r.at(Some(i), "references"), format!("references: @{name} makes videos; a reference must be a picture (stage {})", j + 1));
-                }
+            if let Reference::Stage(name) = rf
+                && let Some(j) = r.stage_index(name).filter(|&j| j < i && is_video[j])
+            {
+                p(r.at(Some(i), "references"), format!("references: @{name} makes videos; a reference must be a picture (stage {})", j + 1));
             }
         }
     }
