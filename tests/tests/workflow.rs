@@ -312,3 +312,23 @@ fn a_run_killed_while_a_job_is_pending_resumes_by_polling_not_resubmitting() {
     assert!(v["stages"][4]["candidates"][0]["path"].as_str().unwrap().ends_with(".mp4"));
     assert_eq!(submits(&emu), [1, 1, 1, 1, 1], "the pending Veo job was polled to the end, not submitted again");
 }
+
+#[test]
+fn picks_fan_out_the_next_stage_over_several_candidates() {
+    let env = Env::new(&["classic", "filters"]);
+    let photo = small_photo(env.dir.path(), "chelsea.png", 64);
+    let d = env.path("fan");
+    let v = json(&env.ok(&["run", &example("offline.toml"), photo.to_str().unwrap(), "-o", d.to_str().unwrap(), "--json",
+        "--set", "looks.pre=resize:width=64", "--set", "looks.pick=[1,3]", "--set", "finish.pick=all", "--set", "animate.params.seconds=1"]));
+    assert_eq!(v["status"], "done", "{v}");
+    let st = v["stages"].as_array().unwrap();
+    // finish runs once per picked candidate, named after it; animate once per finish output.
+    let runs = st[1]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["inputs"][0], st[0]["candidates"][0]["path"]);
+    assert_eq!(runs[1]["inputs"][0], st[0]["candidates"][2]["path"]);
+    assert!(st[1]["candidates"][1]["path"].as_str().unwrap().ends_with("02-finish/chelsea-c3-classic-01.png"), "{}", st[1]["candidates"][1]["path"]);
+    assert_eq!(st[2]["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(st[2]["candidates"].as_array().unwrap().len(), 2);
+    assert!(d.join("02-finish/candidates.png").exists(), "a numbered sheet over both runs");
+}
