@@ -34,6 +34,8 @@ pub struct Plugin {
     pub limits: Limits,
     ctx: Arc<PluginCtx>,
     engine: Arc<WasmEngine>,
+    /// This plugin's share of the engine's instance slots, so no plugin can take them all.
+    share: Arc<tokio::sync::Semaphore>,
     pre: Pre,
 }
 
@@ -91,7 +93,8 @@ impl Plugin {
             Kind::Model => Pre::Model(model::ModelPre::new(linkers.model.instantiate_pre(&component)?)?),
             Kind::Filter => Pre::Filter(filter::FilterPre::new(linkers.filter.instantiate_pre(&component)?)?),
         };
-        Ok(Plugin { manifest, settings: ops, grants, limits, ctx, engine, pre })
+        let share = Arc::new(tokio::sync::Semaphore::new(engine.plugin_share()));
+        Ok(Plugin { manifest, settings: ops, grants, limits, ctx, engine, share, pre })
     }
 
     /// Its id.
@@ -111,7 +114,8 @@ impl Plugin {
 
     async fn call(&self, job: &str, op: Op<'_>) -> Result<Called<Ret>> {
         let what = op.name();
-        let _slot = self.engine.slots.clone().acquire_owned().await?;
+        let _share = self.share.acquire().await?;
+        let _slot = self.engine.slots.acquire().await?;
         let mut store = new_store(&self.engine.engine, self.ctx.clone(), job);
         let grace = Duration::from_millis(500);
         let outcome = tokio::time::timeout(self.ctx.call_timeout + grace, run(&mut store, &self.pre, op)).await;

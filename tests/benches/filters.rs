@@ -62,11 +62,22 @@ async fn main() {
         std::hint::black_box(out);
     }
 
+    // The boundary alone: a fresh instance, the 48 MB image copied in and out, no step run.
+    let mut boundary = vec![];
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let out = filters.apply("bench", &img, &[]).await.unwrap().unwrap();
+        boundary.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(out);
+    }
+
     let (nm, nmin) = stats(native);
+    let (bm, _) = stats(boundary);
     let (wm, wmin) = stats(wasm);
     println!("5-step chain on {w}x{h} (resize 2000w → crop 1600x1200 → adjust → sharpen → watermark), median of {RUNS}:");
     println!("  native Rust          {nm:8.1} ms (best {nmin:.1})");
     println!("  wasm via the host    {wm:8.1} ms (best {wmin:.1})   ratio wasm/native = {:.2}x", wm / nm);
+    println!("    of which the boundary (fresh instance + 48 MB in + result out, no steps): {bm:.1} ms");
 
     // ImageMagick, if the real one is installed: same chain on the command line (decode/encode of
     // an uncompressed PPM pair is included, the host's timings above exclude codecs).

@@ -3,7 +3,6 @@
 //! away (no rebuild of the host).
 
 use atelier_tests::*;
-use sha2::Digest;
 use std::path::{Path, PathBuf};
 
 /// A plugin directory's name and its files (name, bytes).
@@ -135,12 +134,12 @@ fn unknown_ids_list_what_is_installed_and_where_it_looked() {
     assert!(msg.contains("`filters` is a filter, not a model") && msg.contains("--step filters:"), "{msg}");
 }
 
-/// The `.cwasm` and `.sha256` files of a cache directory.
+/// The `.cwasm` and `.blake3` files of a cache directory.
 fn cache_files(dir: &Path) -> (PathBuf, PathBuf) {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let cwasm: Vec<&PathBuf> = names.iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect();
-    let digest: Vec<&PathBuf> = names.iter().filter(|p| p.extension().is_some_and(|e| e == "sha256")).collect();
+    let digest: Vec<&PathBuf> = names.iter().filter(|p| p.extension().is_some_and(|e| e == "blake3")).collect();
     assert_eq!((cwasm.len(), digest.len()), (1, 1), "one artifact and one digest for one component: {names:?}");
     assert_eq!(cwasm[0].file_stem(), digest[0].file_stem(), "artifact and digest share the key");
     (cwasm[0].clone(), digest[0].clone())
@@ -162,7 +161,7 @@ async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
     rt.plugin("hello").unwrap();
     let (cwasm, digest) = cache_files(cache.path());
     let art = std::fs::read(&cwasm).unwrap();
-    assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), hex::encode(sha2::Sha256::digest(&art)));
+    assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), blake3::hash(&art).to_hex().to_string());
     let first = inode(&cwasm);
 
     // A second runtime (a new engine) reads the artifact: a hit rewrites nothing.
@@ -180,13 +179,13 @@ async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
     assert_hello_works(&rt).await;
     assert_ne!(inode(&cwasm), first, "a digest mismatch must lead to a recompile that replaces the artifact");
     let rewritten = std::fs::read(&cwasm).unwrap();
-    assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), hex::encode(sha2::Sha256::digest(&rewritten)));
+    assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), blake3::hash(&rewritten).to_hex().to_string());
     assert!(rewritten != bad);
 
     // Garbage with a matching digest: deserialization fails cleanly and the host recompiles.
     let garbage = vec![0x5Au8; 4096];
     std::fs::write(&cwasm, &garbage).unwrap();
-    std::fs::write(&digest, hex::encode(sha2::Sha256::digest(&garbage))).unwrap();
+    std::fs::write(&digest, blake3::hash(&garbage).to_hex().to_string()).unwrap();
     let rt = load();
     assert_hello_works(&rt).await;
     assert!(std::fs::read(&cwasm).unwrap() != garbage, "the garbage artifact must be replaced");

@@ -356,7 +356,6 @@ async fn ipv6_literal_grant_from_the_denial_message_is_honoured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "host limitation: one plugin can hold every pool slot (WasmEngine::slots is engine-wide), so a spinning plugin delays all others until its deadline"]
 async fn spinning_plugin_cannot_take_every_instance_slot() {
     use atelier::wasm::engine::EngineOptions;
     // A small pool makes the starvation cheap to show: 4 slots, 4 spinning jobs.
