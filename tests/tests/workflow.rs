@@ -136,10 +136,11 @@ references = ["missing.png"]
         assert!(err.lines().any(|l| l.contains(&format!("{f}:{line}:")) && l.contains(what)), "missing line {line} `{what}` in:\n{err}");
     }
     assert!(!env.path("out").exists(), "nothing ran, no folder was made");
-    // The unknown parameter is reported too (resolve stops at the first bad one per stage, so alone).
-    std::fs::write(&recipe, "[[stage]]\nengine = \"classic\"\nprompt = \"x\"\nparams = { wobble = 1 }\n").unwrap();
+    assert!(err.lines().any(|l| l.contains(&format!("{f}:10:")) && l.contains("no parameter `wobble`")), "every bad parameter: {err}");
+    // Parameters in a [stage.params] table point at their own lines.
+    std::fs::write(&recipe, "[[stage]]\nengine = \"classic\"\nprompt = \"x\"\n[stage.params]\nlevels = 99\nstyle = \"cubist\"\n").unwrap();
     let err = env.fails(&["run", recipe.to_str().unwrap(), photo.to_str().unwrap()]);
-    assert!(err.contains(&format!("{f}:4:")) && err.contains("no parameter `wobble`"), "{err}");
+    assert!(err.contains(&format!("{f}:5:")) && err.contains(&format!("{f}:6:")) && err.contains("cubist"), "{err}");
     // An empty recipe, and a bad --set.
     std::fs::write(&recipe, "name = \"empty\"\n").unwrap();
     let err = env.fails(&["run", recipe.to_str().unwrap(), photo.to_str().unwrap()]);

@@ -167,13 +167,30 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
                 Reference::Stage(name) => r.stage_index(name).filter(|&j| j < i).map(|j| selected(j, &picks, &candidates) as usize).unwrap_or(1),
             })
             .sum();
+        // Each parameter on its own first, so every bad one is reported (not just the first);
+        // the good ones then go through the host's full request check.
+        let mut good = vec![];
+        for (k, v) in &s.params {
+            let what = format!("model `{}`", s.engine);
+            let problem = match info.params.iter().find(|spec| spec.name == *k) {
+                None => Some(format!(
+                    "{what} has no parameter `{k}`; it takes: {}",
+                    info.params.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+                Some(spec) => crate::params::convert(&what, spec, v).err().map(|e| format!("{e:#}")),
+            };
+            match problem {
+                Some(m) => p(r.at(Some(i), &format!("params.{k}")), format!("stage `{}`: {m}", s.name)),
+                None => good.push((k.clone(), v.clone())),
+            }
+        }
         let req = EditRequest {
             inputs: vec![PathBuf::new(); source_count + ref_count],
             prompt: s.prompt.clone(),
             model: s.engine.clone(),
             n: s.n,
             seed: s.seed,
-            params: s.params.clone(),
+            params: good,
             mask: s.mask.clone(),
             video,
             ..Default::default()
