@@ -332,4 +332,13 @@ fn picks_fan_out_the_next_stage_over_several_candidates() {
     assert_eq!(st[2]["runs"].as_array().unwrap().len(), 2);
     assert_eq!(st[2]["candidates"].as_array().unwrap().len(), 2);
     assert!(d.join("02-finish/candidates.png").exists(), "a numbered sheet over both runs");
+
+    // A stage waiting on "ask" also continues with a pick given by --set on resume.
+    let d = env.path("ask");
+    let v = json(&env.ok(&["run", &example("offline.toml"), photo.to_str().unwrap(), "-o", d.to_str().unwrap(), "--json",
+        "--set", "looks.pre=resize:width=64", "--set", "looks.pick=ask"]));
+    assert_eq!(v["status"], "waiting_for_pick");
+    let v = json(&env.ok(&["run", "--resume", d.to_str().unwrap(), "--set", "looks.pick=3", "--json"]));
+    assert_eq!(v["status"], "done", "{v}");
+    assert_eq!(v["stages"][1]["runs"][0]["inputs"][0], v["stages"][0]["candidates"][2]["path"]);
 }

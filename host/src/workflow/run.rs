@@ -263,11 +263,13 @@ impl Ctx<'_> {
                 }
                 StageStatus::WaitingForPick => {
                     prev_prompt = Some(ss.prompt.clone());
-                    let Some(p) = pick_arg.take() else {
-                        return Ok((RunStatus::WaitingForPick, Some(waiting_message(ss, &dir_shown))));
+                    // `--pick`, else a pick now written in the recipe (or --set STAGE.pick=N).
+                    let (pick, shown) = match pick_arg.take() {
+                        Some(p) => (Pick::parse(&p).map_err(|e| anyhow::anyhow!("--pick: {e}"))?, format!("--pick {p}")),
+                        None if plan.pick != Pick::Ask => (plan.pick.clone(), format!("pick = {}", plan.pick)),
+                        None => return Ok((RunStatus::WaitingForPick, Some(waiting_message(ss, &dir_shown)))),
                     };
-                    let pick = Pick::parse(&p).map_err(|e| anyhow::anyhow!("--pick: {e}"))?;
-                    ss.picked = resolve_pick(&pick, ss.candidates.len()).map_err(|e| anyhow::anyhow!("--pick {p}: {e}"))?;
+                    ss.picked = resolve_pick(&pick, ss.candidates.len()).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
                     ss.status = StageStatus::Done;
                     state.save(self.dir)?;
                     (self.on)(Event::StageKept { index: i, total, name: s.name.clone() });
