@@ -54,6 +54,8 @@ impl WasmEngine {
             // Reuse warm slots' pages instead of faulting them in again on every call: big images
             // cross into fresh stores all the time. Bounded: 8 warm slots × 128 MiB.
             .linear_memory_keep_resident(128 << 20)
+            .table_keep_resident(1 << 20)
+            .async_stack_keep_resident(1 << 20)
             .max_unused_warm_slots(8)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
