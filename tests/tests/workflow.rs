@@ -218,7 +218,7 @@ fn cloud_recipe_asks_for_a_pick_then_resumes_and_a_workflow_output_reruns_with_t
     assert!((total - (0.12 + 0.039 + 0.04 + 0.067 + 3.2)).abs() < 1e-9, "{total}");
     // The human summary names engine, model, usage and cost per stage.
     let text = env.ok(&["run", "--resume", d]);
-    assert!(text.contains("seedream-4-0-250828") && text.contains("3.20 USD") && text.contains("total cost: 3.47 USD"), "{text}");
+    assert!(text.contains("seedream-4-0-250828") && text.contains("3.20 USD") && text.contains("total cost: 3.466 USD"), "{text}");
 
     // `rerun` of the FLUX edit sends the very same request again.
     let edit = st[2]["candidates"][0]["path"].as_str().unwrap();

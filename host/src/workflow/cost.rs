@@ -146,9 +146,14 @@ impl PriceTable {
     }
 }
 
-/// An amount with enough decimals for cents and sub-cent prices.
+/// An amount with enough decimals for cents and the tenths of a cent prices are often quoted in
+/// (`0.039`, `3.20`, `0.0004`).
 pub fn fmt_amount(a: f64) -> String {
-    if a != 0.0 && a.abs() < 0.01 { format!("{a:.4}") } else { format!("{a:.2}") }
+    if a != 0.0 && a.abs() < 0.01 {
+        return format!("{a:.4}");
+    }
+    let s = format!("{a:.3}");
+    s.strip_suffix('0').map(str::to_string).unwrap_or(s)
 }
 
 fn price(t: &toml::Table, section: &str, where_: &str, allow_engine_keys: bool) -> Result<Price> {
@@ -340,6 +345,7 @@ mod tests {
         assert!((c.amount.unwrap() - 2.4).abs() < 1e-9, "reported seconds win: {c:?}");
         assert_eq!(estimate(None, false, false, 1, &[]).basis, "no price set");
         assert_eq!(estimate(None, true, false, 1, &[]).amount, Some(0.0));
+        assert_eq!([fmt_amount(0.039), fmt_amount(3.2), fmt_amount(0.0004), fmt_amount(0.0)], ["0.039", "3.20", "0.0004", "0.00"]);
     }
 
     #[test]
