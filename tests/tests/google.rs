@@ -41,7 +41,7 @@ fn nano_banana_edits_with_references_and_fans_out_n() {
 #[test]
 fn transient_faults_are_retried_and_fatal_ones_explained() {
     let emu = Emu::start();
-    let env = env_for(&emu, "#global\n[limits]\nhttp_timeout_s = 2");
+    let env = env_for(&emu, "#global\n[limits]\nhttp_timeout_s = 8");
     let a = small_photo(env.dir.path(), "coffee.png", 64);
     let run = |prompt: &str, out: &str| env.run(&["edit", a.to_str().unwrap(), "--prompt", prompt, "--model", "nano-banana", "-o", env.path(out).to_str().unwrap(), "--json"]);
     // Retried and succeeded.

@@ -46,7 +46,7 @@ fn seedream_batch_gives_n_images_and_keeps_the_good_ones_of_a_partial_batch() {
 #[test]
 fn seedream_faults_retry_or_explain_and_never_repeat_blindly() {
     let emu = Emu::start();
-    let env = env_for(&emu, "#global\n[limits]\nhttp_timeout_s = 2");
+    let env = env_for(&emu, "#global\n[limits]\nhttp_timeout_s = 8");
     let a = small_photo(env.dir.path(), "coffee.png", 64);
     let p = a.to_str().unwrap();
     let run = |prompt: &str, out: &str| env.run(&["edit", p, "--prompt", prompt, "--model", "seedream", "--param", "size=1280x720", "-o", env.path(out).to_str().unwrap()]);
