@@ -369,19 +369,7 @@ impl Ctx<'_> {
                     },
                     None => {
                         let started_ms = now_ms();
-                        let running = RunRecord {
-                            stem: stem.clone(),
-                            inputs: pictures.clone(),
-                            status: "running".into(),
-                            outputs: vec![],
-                            failures: vec![],
-                            jobs: vec![],
-                            usage: vec![],
-                            millis: 0,
-                            cost: None,
-                            started_ms,
-                            error: None,
-                        };
+                        let running = RunRecord::new(stem, &pictures, "running", started_ms);
                         set_run(&mut state.stages[i].runs, k, running);
                         state.save(self.dir)?;
                         let req = EditRequest {
@@ -404,32 +392,15 @@ impl Ctx<'_> {
                             Ok(res) => {
                                 state.stages[i].model = Some(res.model.clone());
                                 RunRecord {
-                                    stem: stem.clone(),
-                                    inputs: pictures.clone(),
-                                    status: "done".into(),
                                     outputs: res.outputs,
                                     failures: res.failures,
                                     jobs: res.jobs,
                                     usage: res.usage,
                                     millis: res.millis,
-                                    cost: None,
-                                    started_ms,
-                                    error: None,
+                                    ..RunRecord::new(stem, &pictures, "done", started_ms)
                                 }
                             }
-                            Err(e) => RunRecord {
-                                stem: stem.clone(),
-                                inputs: pictures.clone(),
-                                status: "failed".into(),
-                                outputs: vec![],
-                                failures: vec![],
-                                jobs: vec![],
-                                usage: vec![],
-                                millis: 0,
-                                cost: None,
-                                started_ms,
-                                error: Some(format!("{e:#}")),
-                            },
+                            Err(e) => RunRecord { error: Some(format!("{e:#}")), ..RunRecord::new(stem, &pictures, "failed", started_ms) },
                         }
                     }
                 };
@@ -625,19 +596,7 @@ fn write_sheet(path: &Path, files: &[&OutputFile]) -> Result<PathBuf> {
 /// `runs/<recipe>-<YYYYMMDD-HHMMSS>` (UTC).
 fn default_dir(recipe: &Path) -> PathBuf {
     let stem = outputs::safe_stem(recipe);
-    let secs = now_ms() / 1000;
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    PathBuf::from("runs").join(format!("{stem}-{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+    PathBuf::from("runs").join(format!("{stem}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
 }
 
 fn sha256(b: &[u8]) -> String {

@@ -118,6 +118,25 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// A run of a stage on `inputs` that started now (or at `started_ms`), with nothing produced yet.
+    pub fn new(stem: &str, inputs: &[PathBuf], status: &str, started_ms: u64) -> RunRecord {
+        RunRecord {
+            stem: stem.to_string(),
+            inputs: inputs.to_vec(),
+            status: status.into(),
+            outputs: vec![],
+            failures: vec![],
+            jobs: vec![],
+            usage: vec![],
+            millis: 0,
+            cost: None,
+            started_ms,
+            error: None,
+        }
+    }
+}
+
 impl RunState {
     /// Read `DIR/run.json`.
     pub fn load(dir: &Path) -> Result<RunState> {
