@@ -171,7 +171,7 @@ fn ctrl_c_cancels_a_polling_job_cleanly() {
     let emu = Emu::start();
     let env = env_for(&emu, FAST_VEO);
     let a = small_photo(env.dir.path(), "coffee.png", 96);
-    let mut child = env
+    let child = env
         .cmd()
         .args(["animate", a.to_str().unwrap(), "--prompt", "waves [fault:slow-op:400]", "--model", "veo-3", "-o", env.path("c.mp4").to_str().unwrap()])
         .stdout(std::process::Stdio::null())
