@@ -11,38 +11,24 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// What `edit` and `animate` share.
 #[derive(Args)]
-pub struct EditArgs {
-    /// Source image, then further reference images in order.
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
+pub struct ModelArgs {
     /// What to do.
     #[arg(long)]
     prompt: String,
     /// Model plugin id (see `atelier models`).
     #[arg(long)]
     model: String,
-    /// How many outputs.
-    #[arg(short, default_value_t = 1)]
-    n: u32,
     /// Base seed; output i gets seed + i - 1.
     #[arg(long)]
     seed: Option<u64>,
     /// A model parameter, key=value (repeatable).
     #[arg(long = "param", value_name = "K=V")]
     params: Vec<String>,
-    /// Mask image, same size as the first input; white = edit.
-    #[arg(long)]
-    mask: Option<PathBuf>,
     /// Filter step before the model: name[:k=v[,k=v...]] (repeatable).
     #[arg(long = "pre", value_name = "STEP")]
     pre: Vec<String>,
-    /// Filter step after the model (repeatable).
-    #[arg(long = "post", value_name = "STEP")]
-    post: Vec<String>,
-    /// Output folder.
-    #[arg(short, long, default_value = "out")]
-    out: PathBuf,
     /// Overwrite earlier results.
     #[arg(long)]
     force: bool,
@@ -53,39 +39,45 @@ pub struct EditArgs {
     state: super::StateArgs,
 }
 
+impl ModelArgs {
+    fn params(&self) -> Result<Vec<(String, String)>> {
+        self.params.iter().map(|p| split_kv(p).map_err(|e| anyhow::anyhow!("--param {e}"))).collect()
+    }
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    /// Source image, then further reference images in order.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    common: ModelArgs,
+    /// How many outputs.
+    #[arg(short, default_value_t = 1)]
+    n: u32,
+    /// Mask image, same size as the first input; white = edit.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Filter step after the model (repeatable).
+    #[arg(long = "post", value_name = "STEP")]
+    post: Vec<String>,
+    /// Output folder.
+    #[arg(short, long, default_value = "out")]
+    out: PathBuf,
+}
+
 #[derive(Args)]
 pub struct AnimateArgs {
     /// The image to animate.
     input: PathBuf,
-    /// What should happen.
-    #[arg(long)]
-    prompt: String,
-    /// Model plugin id (an image-to-video model, or classic).
-    #[arg(long)]
-    model: String,
+    #[command(flatten)]
+    common: ModelArgs,
     /// Length in seconds (the model's `seconds` parameter).
     #[arg(long)]
     seconds: Option<String>,
-    /// A model parameter, key=value (repeatable).
-    #[arg(long = "param", value_name = "K=V")]
-    params: Vec<String>,
-    /// Base seed.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Filter step before the model (repeatable).
-    #[arg(long = "pre", value_name = "STEP")]
-    pre: Vec<String>,
     /// Output file; its extension follows what the model produced.
     #[arg(short, long)]
     out: PathBuf,
-    /// Overwrite an earlier result.
-    #[arg(long)]
-    force: bool,
-    /// Print JSON for scripts.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    state: super::StateArgs,
 }
 
 #[derive(Args)]
@@ -107,48 +99,47 @@ pub struct FilterArgs {
 }
 
 pub async fn edit(cli: &Cli, a: &EditArgs) -> Result<ExitCode> {
-    for p in &a.params {
-        split_kv(p).map_err(|e| anyhow::anyhow!("--param {e}"))?;
-    }
+    let c = &a.common;
     let req = EditRequest {
         inputs: a.inputs.clone(),
-        prompt: a.prompt.clone(),
-        model: a.model.clone(),
+        prompt: c.prompt.clone(),
+        model: c.model.clone(),
         n: a.n,
-        seed: a.seed,
-        params: a.params.iter().map(|p| split_kv(p)).collect::<Result<_>>()?,
+        seed: c.seed,
+        params: c.params()?,
         mask: a.mask.clone(),
-        pre: a.pre.clone(),
+        pre: c.pre.clone(),
         post: a.post.clone(),
         out_dir: a.out.clone(),
         out_file: None,
-        force: a.force,
+        force: c.force,
         video: false,
     };
-    run_stage(cli, &a.state, req, a.json).await
+    run_stage(cli, &c.state, req, c.json).await
 }
 
 pub async fn animate(cli: &Cli, a: &AnimateArgs) -> Result<ExitCode> {
-    let mut params: Vec<(String, String)> = a.params.iter().map(|p| split_kv(p)).collect::<Result<_>>()?;
+    let c = &a.common;
+    let mut params = c.params()?;
     if let Some(s) = &a.seconds {
         params.push(("seconds".into(), s.clone()));
     }
     let req = EditRequest {
         inputs: vec![a.input.clone()],
-        prompt: a.prompt.clone(),
-        model: a.model.clone(),
+        prompt: c.prompt.clone(),
+        model: c.model.clone(),
         n: 1,
-        seed: a.seed,
+        seed: c.seed,
         params,
         mask: None,
-        pre: a.pre.clone(),
+        pre: c.pre.clone(),
         post: vec![],
         out_dir: a.out.parent().map(PathBuf::from).unwrap_or_default(),
         out_file: Some(a.out.clone()),
-        force: a.force,
+        force: c.force,
         video: true,
     };
-    run_stage(cli, &a.state, req, a.json).await
+    run_stage(cli, &c.state, req, c.json).await
 }
 
 async fn run_stage(cli: &Cli, state: &super::StateArgs, req: EditRequest, as_json: bool) -> Result<ExitCode> {
