@@ -197,3 +197,68 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "nothing written");
     assert!(!env.path("c.png").exists());
 }
+
+#[test]
+fn each_named_style_changes_the_image_in_the_expected_direction() {
+    let env = Env::new(&["classic"]);
+    let photo = small_photo(env.dir.path(), "coffee.png", 160);
+    let src = image::open(&photo).unwrap().into_rgba8();
+    let run = |prompt: &str, extra: &[&str]| -> image::RgbaImage {
+        let out = env.path(&format!("s-{}", prompt.replace(' ', "-")));
+        let mut args = vec!["edit", photo.to_str().unwrap(), "--prompt", prompt, "--model", "classic", "--seed", "3", "-o", out.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let v = json(&env.ok(&args));
+        image::open(v["outputs"][0]["path"].as_str().unwrap()).unwrap().into_rgba8()
+    };
+    let n = (src.width() * src.height()) as f64;
+
+    // Pencil sketch: near-grey, mostly paper-white, with dark strokes along edges.
+    let sketch = run("pencil sketch", &[]);
+    let chroma = sketch.pixels().map(|p| (p.0[0] as f64 - p.0[1] as f64).abs() + (p.0[1] as f64 - p.0[2] as f64).abs()).sum::<f64>() / n;
+    assert!(chroma < 8.0, "sketch chroma {chroma}");
+    let dark = sketch.pixels().filter(|p| luma(p) < 110.0).count() as f64 / n;
+    let mean = sketch.pixels().map(luma).sum::<f64>() / n;
+    assert!(mean > 150.0 && dark > 0.01, "sketch mean {mean}, dark fraction {dark}");
+
+    // Posterize: at most `levels` colours.
+    let poster = run("posterize", &["--param", "levels=4"]);
+    let colours: std::collections::HashSet<[u8; 4]> = poster.pixels().map(|p| p.0).collect();
+    assert!(colours.len() <= 4, "{} colours", colours.len());
+
+    // Sepia: warm brown — red over green over blue nearly everywhere.
+    let sepia = run("sepia", &[]);
+    let warm = sepia.pixels().filter(|p| p.0[0] >= p.0[1] && p.0[1] >= p.0[2]).count() as f64 / n;
+    assert!(warm > 0.95, "sepia ordering holds for {warm}");
+
+    // Black and white: R = G = B.
+    let bw = run("black and white", &[]);
+    assert!(bw.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+
+    // Oil painting (Kuwahara) on fur: local variance drops while the image keeps its edges.
+    let cat = small_photo(env.dir.path(), "chelsea.png", 256);
+    let cat_src = image::open(&cat).unwrap().into_rgba8();
+    let out = env.path("s-oil");
+    let v = json(&env.ok(&["edit", cat.to_str().unwrap(), "--prompt", "oil painting", "--model", "classic", "--param", "strength=1", "--seed", "3", "-o", out.to_str().unwrap(), "--json"]));
+    let oil = image::open(v["outputs"][0]["path"].as_str().unwrap()).unwrap().into_rgba8();
+    let (v_src, v_oil) = (local_variance(&cat_src), local_variance(&oil));
+    assert!(v_oil < 0.85 * v_src, "local variance {v_src} -> {v_oil}");
+
+    // Warmer / cooler shift the red-blue balance the right way.
+    let balance = |img: &image::RgbaImage| img.pixels().map(|p| p.0[0] as f64 - p.0[2] as f64).sum::<f64>() / n;
+    assert!(balance(&run("warmer", &[])) > balance(&src) + 3.0);
+    assert!(balance(&run("cooler", &[])) < balance(&src) - 3.0);
+}
+
+/// Mean over pixels of the variance of luma in the 3x3 neighbourhood.
+fn local_variance(img: &image::RgbaImage) -> f64 {
+    let (w, h) = img.dimensions();
+    let mut total = 0.0;
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let v: Vec<f64> = (0..9).map(|i| luma(img.get_pixel(x + i % 3 - 1, y + i / 3 - 1))).collect();
+            let m = v.iter().sum::<f64>() / 9.0;
+            total += v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / 9.0;
+        }
+    }
+    total / ((w - 2) * (h - 2)) as f64
+}
