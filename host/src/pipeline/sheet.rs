@@ -28,7 +28,8 @@ pub fn contact_sheet(tiles: &[Tile<'_>], cell: u32) -> RgbaImage {
         let (x0, y0) = (pad + c * (cell + pad), pad + r * (cell + label_h + pad));
         let (tw, th) = fit(t.image.width(), t.image.height(), cell);
         let thumb = imageops::resize(t.image, tw, th, imageops::FilterType::Triangle);
-        imageops::overlay(&mut sheet, &thumb, (x0 + (cell - tw) / 2) as i64, (y0 + (cell - th) / 2) as i64);
+        // Bottom-aligned, so each label sits right under its picture.
+        imageops::overlay(&mut sheet, &thumb, (x0 + (cell - tw) / 2) as i64, (y0 + cell - th) as i64);
         draw_text(&mut sheet, &font, &t.label, x0 + 2, y0 + cell + 4, 16.0);
     }
     sheet
