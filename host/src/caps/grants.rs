@@ -65,8 +65,8 @@ impl Grants {
 
     /// The grant that lets this URL out, or the denial message with the line that would allow it.
     pub fn check_origin(&self, url: &url::Url) -> Result<&HostPattern, String> {
-        let origin = HostPattern::origin_of(url);
         if let Some(d) = self.denied.iter().find(|d| d.matches(url)) {
+            let origin = HostPattern::origin_of(url);
             return Err(format!(
                 "plugin `{}` may not reach {origin}: the operator denies `{d}` in {} ([plugins.{}] deny_hosts); remove it there to allow",
                 self.plugin, self.config_path, self.plugin
@@ -77,6 +77,7 @@ impl Grants {
             .chain(self.manifest_hosts.iter())
             .find(|p| p.matches(url))
             .ok_or_else(|| {
+                let origin = HostPattern::origin_of(url);
                 format!(
                     "plugin `{}` may not reach {origin}: it is not in the plugin's manifest nor granted by the operator; to allow it add to {}:\n    [plugins.{}]\n    allow_hosts = [\"{origin}\"]",
                     self.plugin, self.config_path, self.plugin

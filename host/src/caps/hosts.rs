@@ -46,7 +46,8 @@ impl HostPattern {
     /// Whether a URL's origin matches.
     pub fn matches(&self, url: &url::Url) -> bool {
         let Some(host) = url.host_str() else { return false };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        // `url` already lowercases host names; this runs on every request, so it allocates nothing.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         if url.scheme() != self.scheme {
             return false;
         }
@@ -56,7 +57,9 @@ impl HostPattern {
             }
         }
         match self.host.strip_prefix("*.") {
-            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+            Some(suffix) => {
+                host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+            }
             None => host == self.host,
         }
     }

@@ -113,7 +113,9 @@ impl HttpCap {
         let mut opened = self.open(req, ambiguous).await?;
         let status = opened.resp.status().as_u16();
         let headers = header_list(opened.resp.headers());
-        let mut body = Vec::new();
+        // Sized once from Content-Length (capped), so large bodies are not copied while growing.
+        let expected = opened.resp.content_length().unwrap_or(0).min(self.limits.max_response);
+        let mut body = Vec::with_capacity(expected as usize);
         loop {
             match opened.resp.chunk().await {
                 Ok(Some(chunk)) => {
