@@ -152,11 +152,13 @@ fn read_usage(answer: &Value) -> TokenUsage {
     TokenUsage { input: count("promptTokenCount"), output }
 }
 
-fn provider(code: &str, message: String) -> Error {
+/// A `provider` error with Google's (or our) code.
+pub fn provider(code: &str, message: String) -> Error {
     Error::Provider(ProviderError { code: code.into(), message })
 }
 
-fn excerpt(v: &Value) -> String {
+/// The first 300 characters of a JSON answer, for messages.
+pub fn excerpt(v: &Value) -> String {
     v.to_string().chars().take(300).collect()
 }
 

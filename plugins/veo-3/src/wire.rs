@@ -3,6 +3,7 @@
 
 use atelier_sdk::encoding::{base64_decode, base64_encode};
 use atelier_sdk::{Error, ProviderError};
+use gemini_protocol::response::{excerpt, provider};
 use serde_json::{Map, Value, json};
 
 /// What one image-to-video call asks for.
@@ -165,14 +166,6 @@ pub fn operation_error(code: i64, message: &str) -> Error {
         return Error::Moderated(format!("Veo refused the video ({name}): {message}"));
     }
     provider(name, format!("the video job failed (gRPC {code} {name}): {message}"))
-}
-
-fn provider(code: &str, message: String) -> Error {
-    Error::Provider(ProviderError { code: code.into(), message })
-}
-
-fn excerpt(v: &Value) -> String {
-    v.to_string().chars().take(300).collect()
 }
 
 #[cfg(test)]
