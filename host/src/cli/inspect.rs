@@ -1,4 +1,4 @@
-//! `atelier plugins list|inspect`, `atelier models`, `atelier filters`.
+//! `atelier plugins list|inspect` (and `new|build`, in `scaffold`), `atelier models`, `atelier filters`.
 
 use super::Cli;
 use anyhow::Result;
@@ -29,11 +29,22 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start a plugin crate from a template: a working model or filter, ready to build.
+    New(super::scaffold::NewArgs),
+    /// Build a plugin crate for wasm32-wasip2 and stage it as PLUGINS_DIR/<id>/ for atelier to load.
+    Build(super::scaffold::BuildArgs),
 }
 
 pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
+    // Scaffolding works on source trees: it needs no loaded plugins (nor a working config).
+    match cmd {
+        PluginsCommand::New(a) => return super::scaffold::new(a),
+        PluginsCommand::Build(a) => return super::scaffold::build(cli, a),
+        PluginsCommand::List(_) | PluginsCommand::Inspect { .. } => {}
+    }
     let rt = cli.runtime()?;
     match cmd {
+        PluginsCommand::New(_) | PluginsCommand::Build(_) => unreachable!("handled before the runtime loads"),
         PluginsCommand::List(a) => {
             if a.json {
                 let plugins: Vec<_> = rt

@@ -6,6 +6,7 @@ mod inspect;
 mod jobs;
 mod progress;
 mod run;
+mod scaffold;
 
 use anyhow::Result;
 use atelier::runtime::{Runtime, RuntimeOptions};
