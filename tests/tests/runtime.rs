@@ -170,11 +170,15 @@ async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
     assert_eq!(inode(&cwasm), first, "a cache hit must not rewrite the artifact");
     assert_eq!(std::fs::read(&cwasm).unwrap(), art);
 
-    // Tampered artifact, digest untouched: not deserialized; recompiled and rewritten.
+    // Tampered artifact, digest untouched, modification time set back: not deserialized (the
+    // change time still moved); recompiled and rewritten.
     let mut bad = art.clone();
     let mid = bad.len() / 2;
     bad[mid..mid + 64].fill(0xCC);
+    let mtime = std::fs::metadata(&cwasm).unwrap().modified().unwrap();
     std::fs::write(&cwasm, &bad).unwrap();
+    std::fs::File::options().write(true).open(&cwasm).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(inode(&cwasm), first);
     let rt = load();
     assert_hello_works(&rt).await;
     assert_ne!(inode(&cwasm), first, "a digest mismatch must lead to a recompile that replaces the artifact");
@@ -189,6 +193,24 @@ async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
     let rt = load();
     assert_hello_works(&rt).await;
     assert!(std::fs::read(&cwasm).unwrap() != garbage, "the garbage artifact must be replaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_component_is_not_served_from_the_cache() {
+    // Warm loads find their artifact without hashing the .wasm (a stamp index); replacing the
+    // component must still load the new one.
+    let cache = tempfile::tempdir().unwrap();
+    let tree = plugin_tree(&[("hello", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", &std::fs::read(plugins_dir().join("hello/plugin.toml")).unwrap())])]);
+    let load = || runtime_over(vec![tree.path().to_path_buf()], "", cache.path().to_path_buf());
+    assert_eq!(load().model("hello").unwrap().describe_model().await.unwrap().display_name, "Hello");
+    assert_eq!(load().model("hello").unwrap().describe_model().await.unwrap().display_name, "Hello", "warm load");
+
+    // Same path, another model's component (a bigger file, so even a same-second rewrite differs).
+    let other = std::fs::read(plugins_dir().join("nano-banana/plugin.wasm")).unwrap();
+    std::fs::write(tree.path().join("hello/plugin.wasm"), &other).unwrap();
+    let name = load().model("hello").unwrap().describe_model().await.unwrap().display_name;
+    assert_ne!(name, "Hello", "the replaced component must be loaded, not the cached artifact of the old one");
+    assert_eq!(name, load().model("hello").unwrap().describe_model().await.unwrap().display_name, "and stays cached");
 }
 
 /// `target/debug/atelier`, next to this test binary's `deps/` directory.

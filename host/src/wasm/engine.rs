@@ -86,14 +86,30 @@ impl WasmEngine {
     }
 
     /// Load a component, from the compile cache when this host already compiled it.
+    ///
+    /// A warm load touches no component bytes: the `.wasm`'s key comes from a stamp index
+    /// (size, mtime, inode → key) and the artifact is memory-mapped once its own stamp shows it is
+    /// the file this host wrote. Anything that does not match falls back to hashing.
     pub fn load_component(&self, path: &Path) -> Result<Component> {
+        let stamp = FileStamp::of(path).with_context(|| format!("{}: cannot read the component", path.display()))?;
+        let index = self.cache_dir.join("index").join(format!("{}.key", &blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex()[..32]));
+        if let Some(key) = read_index(&index, &stamp) {
+            if let Some(c) = self.read_artifact(&key) {
+                return Ok(c);
+            }
+        }
         let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read the component", path.display()))?;
         check_is_component(&bytes, path)?;
         let key = self.cache_key(&bytes);
-        let artifact = self.cache_dir.join(format!("{key}.cwasm"));
-        let digest_file = self.cache_dir.join(format!("{key}.blake3"));
+        let indexed = |key: &str| {
+            // Re-stat: the stamp must describe the bytes that were hashed.
+            if FileStamp::of(path).is_ok_and(|s| s == stamp) {
+                let _ = write_small(&index, &format!("{} {key}", stamp.text()));
+            }
+        };
         // Only artifacts whose digest this host recorded when writing them are deserialized.
-        if let Some(c) = self.read_artifact(&artifact, &digest_file) {
+        if let Some(c) = self.read_artifact(&key) {
+            indexed(&key);
             return Ok(c);
         }
         // Another process may be compiling the same component: wait for it rather than compile
@@ -101,40 +117,65 @@ impl WasmEngine {
         let lock = self.cache_dir.join(format!("{key}.lock"));
         let _guard = CompileLock::acquire(&lock);
         if _guard.waited {
-            if let Some(c) = self.read_artifact(&artifact, &digest_file) {
+            if let Some(c) = self.read_artifact(&key) {
+                indexed(&key);
                 return Ok(c);
             }
         }
         let component = Component::new(&self.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("{}: not a loadable component: {e:#}", path.display()))?;
         if let Ok(art) = component.serialize() {
-            let _ = self.write_artifact(&artifact, &digest_file, &art);
+            if self.write_artifact(&key, &art).is_ok() {
+                indexed(&key);
+            }
         }
         Ok(component)
     }
 
-    fn read_artifact(&self, artifact: &Path, digest_file: &Path) -> Option<Component> {
-        let art = std::fs::read(artifact).ok()?;
-        let recorded = std::fs::read_to_string(digest_file).ok()?;
+    /// The artifact for `key`, if this host wrote it: either its stamp is the one recorded at
+    /// write time (same inode, size and mtime: nobody rewrote it), or its BLAKE3 digest matches
+    /// the recorded one (then the stamp is recorded afresh).
+    fn read_artifact(&self, key: &str) -> Option<Component> {
+        let artifact = self.cache_dir.join(format!("{key}.cwasm"));
+        let digest_file = self.cache_dir.join(format!("{key}.blake3"));
+        let stamp_file = self.cache_dir.join(format!("{key}.stamp"));
+        let stamp = FileStamp::of(&artifact).ok()?;
+        let recorded_stamp = std::fs::read_to_string(&stamp_file).ok();
+        if recorded_stamp.as_deref().map(str::trim) == Some(stamp.text().as_str()) {
+            // SAFETY: the file is the artifact this host serialized (same inode, size and mtime as
+            // recorded right after writing it, in a cache dir only this user can write) for this
+            // wasmtime version and engine configuration (both part of the key).
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &artifact) } {
+                return Some(c);
+            }
+        }
+        let art = std::fs::read(&artifact).ok()?;
+        let recorded = std::fs::read_to_string(&digest_file).ok()?;
         if blake3::hash(&art).to_hex().as_str() != recorded.trim() {
             return None;
         }
         // SAFETY: the bytes are an artifact this host serialized (digest checked above) for
         // this wasmtime version and engine configuration (both part of the key).
-        unsafe { Component::deserialize(&self.engine, &art) }.ok()
+        let component = unsafe { Component::deserialize(&self.engine, &art) }.ok()?;
+        if FileStamp::of(&artifact).is_ok_and(|s| s == stamp) {
+            let _ = write_small(&stamp_file, &stamp.text());
+        }
+        Some(component)
     }
 
-    fn write_artifact(&self, artifact: &Path, digest_file: &Path, art: &[u8]) -> Result<()> {
+    fn write_artifact(&self, key: &str, art: &[u8]) -> Result<()> {
         std::fs::create_dir_all(&self.cache_dir)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&self.cache_dir, std::fs::Permissions::from_mode(0o700));
         }
+        let artifact = self.cache_dir.join(format!("{key}.cwasm"));
         let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, art)?;
-        std::fs::rename(&tmp, artifact)?;
-        std::fs::write(digest_file, blake3::hash(art).to_hex().as_str())?;
+        std::fs::rename(&tmp, &artifact)?;
+        std::fs::write(self.cache_dir.join(format!("{key}.blake3")), blake3::hash(art).to_hex().as_str())?;
+        write_small(&self.cache_dir.join(format!("{key}.stamp")), &FileStamp::of(&artifact)?.text())?;
         Ok(())
     }
 
@@ -153,6 +194,58 @@ impl WasmEngine {
 /// The wasmtime version this host embeds.
 pub fn wasmtime_version() -> &'static str {
     "48.0.8"
+}
+
+/// What identifies one version of a file without reading it: size, modification and change
+/// times (ns) and inode. Rewriting a file in place or replacing it changes at least one of them,
+/// and the change time cannot be set back (`touch -d` moves only mtime).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileStamp {
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<FileStamp> {
+        let m = std::fs::metadata(path)?;
+        let mtime_ns = m
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or_else(|e| -(e.duration().as_nanos() as i128));
+        #[cfg(unix)]
+        let (ino, ctime_ns) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128)
+        };
+        #[cfg(not(unix))]
+        let (ino, ctime_ns) = (0, 0);
+        Ok(FileStamp { len: m.len(), mtime_ns, ctime_ns, ino })
+    }
+
+    fn text(&self) -> String {
+        format!("{} {} {} {}", self.len, self.mtime_ns, self.ctime_ns, self.ino)
+    }
+}
+
+/// The key an index entry records for a component, if the component still has the stamp it had
+/// when it was hashed.
+fn read_index(index: &Path, stamp: &FileStamp) -> Option<String> {
+    let text = std::fs::read_to_string(index).ok()?;
+    let (recorded, key) = text.trim().rsplit_once(' ')?;
+    (recorded == stamp.text() && key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit())).then(|| key.to_string())
+}
+
+/// Write a small file atomically (temp + rename), creating its directory.
+fn write_small(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A core module or random bytes get a message that says what to do instead.
