@@ -12,6 +12,7 @@ pub mod params;
 pub mod pipeline;
 pub mod plugin;
 pub mod runtime;
+pub mod server;
 pub mod settings;
 pub mod wasm;
 pub mod workflow;

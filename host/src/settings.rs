@@ -21,6 +21,8 @@ pub struct Settings {
     pub limits: HostLimits,
     /// Per-plugin sections.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// `[server]`: how `atelier serve` listens and whom it lets in.
+    pub server: ServerSettings,
     /// The raw document, for sections read by other modules (prices, ...).
     pub raw: toml::Table,
 }
@@ -51,6 +53,21 @@ impl Default for HostLimits {
             http_timeout_s: 120.0,
         }
     }
+}
+
+/// `[server]`: the OpenAI-compatible server (`atelier serve`).
+#[derive(Clone, Debug, Default)]
+pub struct ServerSettings {
+    /// `listen = "127.0.0.1:8080"`; `--listen` wins.
+    pub listen: Option<String>,
+    /// `tokens = { alice = "env:ALICE_TOKEN" }`: caller name → where its bearer token is read from.
+    pub tokens: BTreeMap<String, SecretSource>,
+    /// `public_url = "https://atelier.example"`: the base of `url` results (default: the request's Host).
+    pub public_url: Option<String>,
+    /// `max_body_mb = 64`: the largest request body accepted, MiB.
+    pub max_body_mb: Option<u64>,
+    /// Where `tokens` is written, for messages (`file:line`).
+    pub tokens_at: String,
 }
 
 /// `[plugins.<id>]`.
@@ -135,6 +152,10 @@ impl Settings {
         if let Some(l) = raw.get("limits") {
             s.limits = l.clone().try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: [limits]: {}", at("[limits]"), e.message()))?;
         }
+        if let Some(server) = raw.get("server") {
+            let t = server.as_table().ok_or_else(|| anyhow::anyhow!("{}: `server` must be a table ([server])", at("server")))?;
+            s.server = parse_server(t, &|k| at(k))?;
+        }
         if let Some(plugins) = raw.get("plugins") {
             let plugins = plugins.as_table().ok_or_else(|| anyhow::anyhow!("{}: `plugins` must be a table", at("plugins")))?;
             for (id, section) in plugins {
@@ -203,6 +224,39 @@ fn parse_plugin(id: &str, t: &toml::Table, at: &dyn Fn(&str) -> String) -> Resul
     Ok(p)
 }
 
+/// `[server]`; unknown keys are refused so a typo never silently leaves the server open.
+fn parse_server(t: &toml::Table, at: &dyn Fn(&str) -> String) -> Result<ServerSettings> {
+    let mut s = ServerSettings { tokens_at: at("tokens"), ..Default::default() };
+    for (k, v) in t {
+        match k.as_str() {
+            "listen" | "public_url" => {
+                let text = v.as_str().ok_or_else(|| anyhow::anyhow!("{}: [server] {k} must be a string", at(k)))?.to_string();
+                if k == "listen" {
+                    s.listen = Some(text);
+                } else {
+                    s.public_url = Some(text.trim_end_matches('/').to_string());
+                }
+            }
+            "max_body_mb" => {
+                let n = v.as_integer().filter(|n| *n > 0).ok_or_else(|| anyhow::anyhow!("{}: [server] max_body_mb must be a positive whole number of MiB", at(k)))?;
+                s.max_body_mb = Some(n as u64);
+            }
+            "tokens" => {
+                let table = v
+                    .as_table()
+                    .ok_or_else(|| anyhow::anyhow!("{}: [server] tokens must be a table, e.g. tokens = {{ alice = \"env:ALICE_TOKEN\" }}", at(k)))?;
+                for (name, src) in table {
+                    let text = src.as_str().ok_or_else(|| anyhow::anyhow!("{}: [server] tokens.{name}: write \"env:VAR\" or \"file:PATH\"", at(name)))?;
+                    let src = SecretSource::parse(text).with_context(|| format!("{}: [server] tokens.{name}", at(name)))?;
+                    s.tokens.insert(name.clone(), src);
+                }
+            }
+            other => bail!("{}: [server] has no setting `{other}`; the settings are listen, tokens, public_url and max_body_mb", at(other)),
+        }
+    }
+    Ok(s)
+}
+
 /// The 1-based line where `needle` first appears, for messages.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
@@ -232,6 +286,15 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         assert_eq!(p.allow_hosts.len(), 1);
         assert_eq!(p.secrets["GEMINI_API_KEY"], SecretSource::Env("GEMINI_API_KEY".into()));
         assert!(!p.config.contains_key("allow_hosts"));
+    }
+
+    #[test]
+    fn reads_the_server_section() {
+        let s = Settings::parse("[server]\nlisten = \"127.0.0.1:9\"\ntokens = { alice = \"env:A\", bob = \"file:/run/b\" }\n", None).unwrap();
+        assert_eq!(s.server.listen.as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(s.server.tokens["bob"], SecretSource::File("/run/b".into()));
+        let e = Settings::parse("[server]\ntoken = {}\n", Some(Path::new("a.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("tokens"), "{e:#}");
     }
 
     #[test]

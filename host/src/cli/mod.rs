@@ -6,6 +6,7 @@ mod inspect;
 mod jobs;
 mod progress;
 mod run;
+mod serve;
 mod scaffold;
 
 use anyhow::Result;
@@ -59,6 +60,8 @@ enum Command {
     Run(run::RunArgs),
     /// Repeat the exact call that made an output, optionally changed.
     Rerun(run::RerunArgs),
+    /// Serve an OpenAI-compatible HTTP API (images, videos, models) over the installed plugins.
+    Serve(serve::ServeArgs),
     /// Jobs: list, show, cancel, resume.
     Jobs {
         #[command(subcommand)]
@@ -113,6 +116,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs { command } => jobs::run(&cli, command).await,
         Command::Run(a) => run::run(&cli, a).await,
         Command::Rerun(a) => run::rerun(&cli, a).await,
+        Command::Serve(a) => serve::serve(&cli, a).await,
     }
 }
 

@@ -98,7 +98,9 @@ pub async fn edit(rt: &Runtime, runner: &Runner, req: &EditRequest) -> Result<Ed
 pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: Option<&str>) -> Result<EditResult> {
     let started = Instant::now();
     let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
-    if req.inputs.is_empty() {
+    // No input image is allowed (`atelier serve`'s /v1/images/generations): the model's own
+    // `prepare()` then decides whether it can make images from the prompt alone.
+    if req.inputs.is_empty() && (stem.is_none() || req.mask.is_some()) {
         bail!("give at least one input image");
     }
     // 1. Everything that can be checked without touching pixels or the network.
@@ -217,7 +219,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         "prompt": req.prompt, "params": params_json(&params), "user_params": req.params.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         "n": n, "seed": base_seed, "inputs": sources,
         "mask": req.mask.as_ref().map(|m| json!({"path": m.display().to_string(), "sha256": mask.as_ref().map(|x| x.1.clone())})),
-        "pre": req.pre, "post": req.post, "source_hash": sources[0]["sha256"], "video": req.video,
+        "pre": req.pre, "post": req.post, "source_hash": sources.first().map(|s| s["sha256"].clone()), "video": req.video,
         "timings": {"decode_ms": decode_ms, "pre_ms": pre_ms},
     });
     let mut futures = vec![];

@@ -1,0 +1,200 @@
+//! `atelier serve`: an OpenAI-compatible HTTP server over the same pipeline as the CLI.
+//!
+//! Routes: `POST /v1/images/edits`, `POST /v1/images/generations`, `POST /v1/videos`,
+//! `GET /v1/videos[/{id}[/content]]`, `GET /v1/models[/{id}]` (bearer tokens from `[server]
+//! tokens`), plus `/healthz` and `/metrics`. Videos run in background tasks on the shared job
+//! runner; they are recorded in `<state dir>/server.sqlite` and resumed when the server starts.
+
+pub mod auth;
+pub mod errors;
+pub mod form;
+pub mod images;
+pub mod metrics;
+pub mod models;
+pub mod request;
+pub mod store;
+pub mod videos;
+
+use crate::jobs::{JobDb, Runner, RunnerEvent};
+use crate::runtime::Runtime;
+use anyhow::{Result, bail};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
+use axum::routing::{get, post};
+use errors::ApiError;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// Largest request body when `[server] max_body_mb` is not set: OpenAI's own per-image cap.
+pub const DEFAULT_MAX_BODY_MB: u64 = 50;
+
+/// How the server is started.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// The state dir (jobs database, server database, artifacts).
+    pub state_dir: PathBuf,
+    /// Serve without tokens (loopback only): every caller is `anonymous`.
+    pub insecure_no_auth: bool,
+}
+
+/// Everything a handler needs.
+pub struct App {
+    /// The plugins.
+    pub rt: Arc<Runtime>,
+    /// The job runner shared by all requests (its jobs database is the state dir's).
+    pub runner: Arc<Runner>,
+    /// Videos and their owners.
+    pub store: Arc<store::Store>,
+    /// `<state dir>/server`: uploads, results, videos.
+    pub dir: PathBuf,
+    /// Request counters.
+    pub metrics: metrics::Metrics,
+    /// `describe()` answers.
+    pub models: models::ModelCache,
+    /// `[server] public_url`.
+    pub public_url: Option<String>,
+    /// Largest request body, bytes.
+    pub max_body: u64,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    // Held, never sent: the runner's cancel signal would cancel jobs at the provider, and a server
+    // that stops must leave its jobs pending so the next start resumes them.
+    _cancel: tokio::sync::watch::Sender<bool>,
+}
+
+impl App {
+    /// Run `f` in the background; [`Running::stop`] ends it.
+    pub fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let h = tokio::spawn(f);
+        let mut tasks = self.tasks.lock().unwrap();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h.abort_handle());
+    }
+}
+
+/// A server that is up.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state.
+    pub app: Arc<App>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stop at once, as a crash would: background jobs are dropped mid-wait and stay pending in the
+    /// jobs database, so the next server on the same state dir resumes them (nothing is cancelled
+    /// at the provider, nothing is submitted twice).
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        for t in self.app.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Serve until the listener fails or the process ends.
+    pub async fn wait(self) -> Result<()> {
+        match self.server.await {
+            Ok(r) => Ok(r?),
+            Err(e) => bail!("the server task ended: {e}"),
+        }
+    }
+}
+
+/// Check the auth setup, open the databases, resume unfinished videos and serve on `listener`.
+pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Result<Running> {
+    let addr = listener.local_addr()?;
+    let shown = rt.settings.shown_path();
+    let tokens = if !rt.settings.server.tokens.is_empty() {
+        if opts.insecure_no_auth {
+            tracing::warn!("--insecure-no-auth ignored: [server] tokens are configured in {shown}, so callers must send one");
+        }
+        auth::Tokens::load(&rt.settings.server, &shown)?
+    } else if opts.insecure_no_auth {
+        if !addr.ip().is_loopback() {
+            bail!("--insecure-no-auth serves only on a loopback address (127.0.0.1 or ::1), not {addr}; configure tokens to listen elsewhere: add `tokens = {{ alice = \"env:ALICE_TOKEN\" }}` under [server] in {shown}");
+        }
+        tracing::warn!("serving WITHOUT authentication on {addr}: every caller is `{}`", auth::ANONYMOUS);
+        auth::Tokens::open()
+    } else {
+        bail!(
+            "no API tokens are configured, so nobody could call this server; add to {shown}:\n  [server]\n  tokens = {{ alice = \"env:ALICE_TOKEN\" }}\n(or `file:/run/secrets/alice`), or pass --insecure-no-auth to serve without tokens on loopback only"
+        );
+    };
+    // Absolute, because jobs find their video through the output paths stored in their plans.
+    let state_dir = std::path::absolute(&opts.state_dir).unwrap_or(opts.state_dir.clone());
+    let db = Arc::new(JobDb::open(&state_dir)?);
+    let store = Arc::new(store::Store::open(&state_dir)?);
+    let dir = state_dir.join("server");
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}; check --state-dir", dir.display()))?;
+    let (cancel, rx) = tokio::sync::watch::channel(false);
+    let events = videos::progress_events(db.clone(), store.clone(), dir.join("videos"));
+    let runner = Arc::new(Runner::new(db, rx).with_events(Arc::new(move |e: RunnerEvent| events(e))));
+    let max_body = rt.settings.server.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) << 20;
+    let app = Arc::new(App {
+        public_url: rt.settings.server.public_url.clone(),
+        rt: Arc::new(rt),
+        runner,
+        store,
+        dir,
+        metrics: Default::default(),
+        models: Default::default(),
+        max_body,
+        tasks: Mutex::default(),
+        _cancel: cancel,
+    });
+    videos::resume_all(&app)?;
+    images::start_janitor(&app);
+    let router = router(app.clone(), Arc::new(tokens));
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    tracing::info!("atelier serve: listening on http://{addr}/v1 ({} plugin(s))", app.rt.manifests().count());
+    Ok(Running { addr, app, server })
+}
+
+/// All routes, with auth on `/v1`, the body limit, and request accounting.
+pub fn router(app: Arc<App>, tokens: Arc<auth::Tokens>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/images/edits", post(images::edits))
+        .route("/v1/images/generations", post(images::generations))
+        .route("/v1/videos", post(videos::create).get(videos::list))
+        .route("/v1/videos/{id}", get(videos::retrieve))
+        .route("/v1/videos/{id}/content", get(videos::content))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::retrieve))
+        .route_layer(middleware::from_fn_with_state(tokens, auth::require));
+    Router::new()
+        .merge(v1)
+        // Result URLs are capabilities (long random names that expire), like OpenAI's signed URLs:
+        // a plain GET fetches them, with no token.
+        .route("/v1/images/files/{request}/{name}", get(images::file))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(app.max_body as usize))
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> String {
+    format!("ok\nplugins: {}\n", app.rt.manifests().count())
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {}; atelier serves /v1/images/edits, /v1/images/generations, /v1/videos, /v1/models, /healthz and /metrics",
+        uri.path()
+    ))
+}
+
+/// Unix seconds now.
+pub fn now_s() -> u64 {
+    crate::jobs::db::now_ms() / 1000
+}
+
+/// A random id with this prefix (128 bits: unguessable, so URLs built on it can be capabilities).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:032x}", rand::random::<u128>())
+}

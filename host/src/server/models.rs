@@ -1,0 +1,162 @@
+//! `GET /v1/models` and choosing the engine a request names: what each model plugin can do,
+//! from its own `describe()` and `prepare()`.
+
+use super::App;
+use super::errors::{ApiError, ApiResult};
+use crate::manifest::Kind;
+use crate::plugin::Plugin;
+use crate::wit_backend as wb;
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What a request needs from a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Images from images (`/v1/images/edits`).
+    Edit,
+    /// Images from a prompt alone (`/v1/images/generations`).
+    Generate,
+    /// A video from an image (`/v1/videos`).
+    Video,
+}
+
+impl Want {
+    fn what(self) -> &'static str {
+        match self {
+            Want::Edit => "edits images",
+            Want::Generate => "makes images from a prompt alone",
+            Want::Video => "makes videos",
+        }
+    }
+}
+
+/// A model plugin with its description.
+#[derive(Clone)]
+pub struct Chosen {
+    /// The plugin.
+    pub plugin: Arc<Plugin>,
+    /// Its `describe()`.
+    pub info: wb::ModelInfo,
+}
+
+/// `describe()` answers, once per plugin (they depend only on the operator's config).
+#[derive(Default)]
+pub struct ModelCache {
+    infos: Mutex<HashMap<String, wb::ModelInfo>>,
+}
+
+impl ModelCache {
+    /// The plugin and its description.
+    pub async fn get(&self, app: &App, id: &str) -> anyhow::Result<Chosen> {
+        let plugin = app.rt.model(id)?;
+        if let Some(info) = self.infos.lock().unwrap().get(id).cloned() {
+            return Ok(Chosen { plugin, info });
+        }
+        let info = plugin.describe_model().await?;
+        self.infos.lock().unwrap().insert(id.to_string(), info.clone());
+        Ok(Chosen { plugin, info })
+    }
+}
+
+/// Whether a model makes videos (an image-to-video model, or one with an `output=video` choice).
+pub fn makes_video(info: &wb::ModelInfo) -> bool {
+    info.task == wb::Task::ImageToVideo || info.params.iter().any(|p| p.name == "output" && p.choices.iter().any(|c| c == "video"))
+}
+
+/// Whether a model can serve `want`: its task, and for prompt-only generation its own `prepare()`
+/// accepting a request with no reference image.
+pub async fn can(c: &Chosen, want: Want) -> bool {
+    match want {
+        Want::Edit => c.info.task == wb::Task::ImageEdit,
+        Want::Video => makes_video(&c.info),
+        Want::Generate => {
+            if c.info.task != wb::Task::ImageEdit {
+                return false;
+            }
+            let params = crate::params::resolve("probe", &c.info.params, &[]).unwrap_or_default();
+            matches!(c.plugin.prepare("probe", "a test prompt", &[], false, 1, &params).await, Ok(Ok(_)))
+        }
+    }
+}
+
+/// Ids of the installed models that can serve `want`.
+pub async fn able(app: &App, want: Want) -> Vec<String> {
+    let mut out = vec![];
+    for id in model_ids(app) {
+        if let Ok(c) = app.models.get(app, &id).await {
+            if can(&c, want).await {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn model_ids(app: &App) -> Vec<String> {
+    app.rt.manifests().filter(|m| m.kind == Kind::Model).map(|m| m.id.clone()).collect()
+}
+
+fn list_or_none(ids: &[String]) -> String {
+    if ids.is_empty() { "none is installed".into() } else { ids.join(", ") }
+}
+
+/// The model a request names (`field` = `model`), or the only installed one that can serve it.
+pub async fn choose(app: &App, given: Option<&str>, want: Want) -> ApiResult<Chosen> {
+    let id = match given.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(id) => id.to_string(),
+        None => {
+            let ids = able(app, want).await;
+            match ids.as_slice() {
+                [only] => only.clone(),
+                _ => return Err(ApiError::field("model", format!("give `model`: one that {}: {} (GET /v1/models lists all)", want.what(), list_or_none(&ids)))),
+            }
+        }
+    };
+    let c = match app.models.get(app, &id).await {
+        Ok(c) => c,
+        Err(e) => return Err(ApiError::field("model", format!("{e:#}")).with_code("model_not_found")),
+    };
+    if !can(&c, want).await {
+        let ids = able(app, want).await;
+        let why = match want {
+            Want::Generate if c.info.task == wb::Task::ImageEdit => {
+                ": it needs an input image. Send the image to POST /v1/images/edits, or use a model that can generate without one".to_string()
+            }
+            _ => String::new(),
+        };
+        return Err(ApiError::field(
+            "model",
+            format!("model `{id}` ({}) cannot serve this: it is not a model that {}{why}. Models here that can: {}", c.info.display_name, want.what(), list_or_none(&ids)),
+        )
+        .with_code("model_not_supported"));
+    }
+    Ok(c)
+}
+
+fn model_object(app: &App, id: &str) -> Option<Value> {
+    let m = app.rt.manifests().find(|m| m.id == id && m.kind == Kind::Model)?;
+    // `created`: when the plugin was installed (its manifest's mtime), the closest thing we have.
+    let created = std::fs::metadata(&m.path)
+        .and_then(|md| md.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Some(json!({"id": m.id, "object": "model", "created": created, "owned_by": format!("atelier:{}", m.id)}))
+}
+
+/// `GET /v1/models`.
+pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
+    let data: Vec<Value> = model_ids(&app).iter().filter_map(|id| model_object(&app, id)).collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    model_object(&app, &id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("The model `{id}` does not exist; GET /v1/models lists the installed ones")).with_code("model_not_found"))
+}

@@ -1,0 +1,107 @@
+//! Turning a request's fields into pipeline inputs: uploads checked against the host's limits and
+//! stored as files, atelier's own extras (`seed`, model parameters), and OpenAI fields atelier does
+//! not implement refused unless they ask for the default.
+
+use super::App;
+use super::errors::{ApiError, ApiResult};
+use super::form::Form;
+use super::models::Chosen;
+use crate::imageio::{self, DecodeLimits};
+use crate::wit_types::Image;
+use std::path::{Path, PathBuf};
+
+/// The host's decode limits (`[limits]` in atelier.toml).
+pub fn limits(app: &App) -> DecodeLimits {
+    DecodeLimits { max_pixels: app.rt.settings.limits.max_pixels, max_dimension: app.rt.settings.limits.max_dimension }
+}
+
+/// Check an uploaded image (`field` names it in errors): a real image, within the limits (413 if
+/// not, before decoding), decodable. Returns the pixels and the file extension it should carry.
+pub fn image(app: &App, field: &str, bytes: &[u8]) -> ApiResult<(Image, &'static str)> {
+    let Some(mime) = imageio::sniff_mime(bytes).filter(|m| m.starts_with("image/")) else {
+        return Err(ApiError::field(field, format!("`{field}` is not an image atelier can read; send a PNG, JPEG, WebP or GIF file")).with_code("invalid_image_format"));
+    };
+    let dims = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
+    let Some((w, h)) = dims else {
+        return Err(ApiError::field(field, format!("`{field}`: the image header is unreadable or truncated; send the whole file")));
+    };
+    if let Err(e) = imageio::check_size(w, h, limits(app), &format!("`{field}`")) {
+        return Err(ApiError::too_large(Some(field), format!("{e:#}")));
+    }
+    let img = imageio::decode(bytes, limits(app), &format!("`{field}`")).map_err(|e| ApiError::field(field, format!("{e:#}")))?;
+    Ok((img, imageio::extension(mime)))
+}
+
+/// Write bytes into a request's folder.
+pub fn save(dir: &Path, name: &str, bytes: &[u8]) -> ApiResult<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| ApiError::internal(format!("{}: cannot create the folder: {e}; check the state dir's permissions and free space", dir.display())))?;
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).map_err(|e| ApiError::internal(format!("{}: cannot write: {e}; check the state dir's free space", p.display())))?;
+    Ok(p)
+}
+
+/// OpenAI fields atelier does not implement: accepted only with the value that changes nothing.
+pub fn defaults_only(form: &mut Form, fields: &[(&str, &[&str])]) -> ApiResult<()> {
+    for (name, ok) in fields {
+        if let Some(v) = form.text(name)? {
+            if !ok.iter().any(|o| o.eq_ignore_ascii_case(v.trim())) {
+                return Err(ApiError::field(
+                    name,
+                    format!("`{name}={v}` is not supported by atelier's engines; omit `{name}`{}", if ok.is_empty() { String::new() } else { format!(" or use {}", ok.join(" / ")) }),
+                )
+                .with_code("unsupported_value"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `seed` (atelier's extra): output i gets seed + i.
+pub fn seed(form: &mut Form) -> ApiResult<Option<u64>> {
+    form.number("seed", 0, u32::MAX as u64)
+}
+
+/// Every remaining field must be one of the model's parameters (atelier's extras, e.g. `levels=5`
+/// for classic); anything else is refused so nothing the caller meant is silently dropped.
+pub fn model_params(form: &mut Form, c: &Chosen) -> ApiResult<Vec<(String, String)>> {
+    let mut out = vec![];
+    let mut unknown = vec![];
+    for name in form.leftovers() {
+        if c.info.params.iter().any(|p| p.name == name) {
+            if let Some(v) = form.text(&name)? {
+                out.push((name, v));
+            }
+        } else {
+            unknown.push(name);
+        }
+    }
+    if let Some(first) = unknown.first() {
+        let names: Vec<&str> = c.info.params.iter().map(|p| p.name.as_str()).collect();
+        return Err(ApiError::field(
+            first,
+            format!(
+                "unknown field{} {}: not an OpenAI field atelier takes, nor a parameter of model `{}` (its parameters: {}); remove {}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", "),
+                c.plugin.id(),
+                if names.is_empty() { "none".into() } else { names.join(", ") },
+                if unknown.len() > 1 { "them" } else { "it" },
+            ),
+        )
+        .with_code("unknown_parameter"));
+    }
+    Ok(out)
+}
+
+/// A required, non-empty `prompt`.
+pub fn prompt(form: &mut Form) -> ApiResult<String> {
+    match form.text("prompt")? {
+        Some(p) if !p.trim().is_empty() => {
+            if p.chars().count() > 32_000 {
+                return Err(ApiError::field("prompt", "`prompt` is longer than 32000 characters; shorten it"));
+            }
+            Ok(p)
+        }
+        _ => Err(ApiError::field("prompt", "`prompt` is required: say what to make or change")),
+    }
+}

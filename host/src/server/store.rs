@@ -1,0 +1,179 @@
+//! `<state dir>/server.sqlite`: the videos made through the server, with their owner and the
+//! request, so a restarted server answers for them and finishes the unfinished ones. The provider
+//! side of each (token, polls, artifacts) stays in the jobs database.
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What is needed to run a video request (again, after a restart that came before any submit).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VideoRequest {
+    /// The stored first frame.
+    pub input: PathBuf,
+    /// The prompt.
+    pub prompt: String,
+    /// Model plugin id.
+    pub model: String,
+    /// Seed, when given.
+    pub seed: Option<u64>,
+    /// Model parameters.
+    pub params: Vec<(String, String)>,
+    /// Where the pipeline writes the video (its extension follows the real media type).
+    pub out_file: PathBuf,
+}
+
+/// One video as stored.
+#[derive(Clone, Debug)]
+pub struct VideoRow {
+    /// `video_...`.
+    pub id: String,
+    /// The caller who made it.
+    pub owner: String,
+    /// Model plugin id.
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Requested seconds, as given (OpenAI sends a string).
+    pub seconds: Option<String>,
+    /// Requested size, WxH.
+    pub size: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub completed_at: Option<u64>,
+    /// queued | in_progress | completed | failed.
+    pub status: String,
+    /// 0–100.
+    pub progress: u32,
+    /// `{code, message}` when failed.
+    pub error: Option<serde_json::Value>,
+    /// The job in the jobs database, once known.
+    pub job: Option<String>,
+    /// The finished file.
+    pub output: Option<PathBuf>,
+    /// Its media type.
+    pub mime: Option<String>,
+    /// The request.
+    pub request: VideoRequest,
+}
+
+/// The table.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const COLS: &str = "id, owner, model, prompt, seconds, size, created_at, completed_at, status, progress, error, job, output, mime, request";
+
+impl Store {
+    /// Open (creating) `<state_dir>/server.sqlite`.
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(state_dir).with_context(|| format!("{}: cannot create the state dir (--state-dir)", state_dir.display()))?;
+        let path = state_dir.join("server.sqlite");
+        let conn = Connection::open(&path).with_context(|| format!("{}: cannot open the server database", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS videos (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT NOT NULL, prompt TEXT NOT NULL,
+                seconds TEXT, size TEXT, created_at INTEGER NOT NULL, completed_at INTEGER,
+                status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0, error TEXT, job TEXT,
+                output TEXT, mime TEXT, request TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS videos_status ON videos(status);",
+        )?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    /// Record a new video, queued.
+    pub fn insert(&self, v: &VideoRow) -> Result<()> {
+        self.conn.lock().unwrap().execute(
+            &format!("INSERT INTO videos ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 'queued', 0, NULL, NULL, NULL, NULL, ?8)"),
+            params![v.id, v.owner, v.model, v.prompt, v.seconds, v.size, v.created_at as i64, serde_json::to_string(&v.request)?],
+        )?;
+        Ok(())
+    }
+
+    /// The job is known and running (progress in percent).
+    pub fn set_running(&self, id: &str, job: &str, progress: u32) -> Result<()> {
+        self.conn.lock().unwrap().execute(
+            "UPDATE videos SET status = 'in_progress', job = ?2, progress = MAX(progress, ?3) WHERE id = ?1 AND status IN ('queued', 'in_progress')",
+            params![id, job, progress.min(99)],
+        )?;
+        Ok(())
+    }
+
+    /// Finished with this file.
+    pub fn set_completed(&self, id: &str, job: &str, output: &Path, mime: &str, at: u64) -> Result<()> {
+        self.conn.lock().unwrap().execute(
+            "UPDATE videos SET status = 'completed', progress = 100, job = ?2, output = ?3, mime = ?4, completed_at = ?5, error = NULL WHERE id = ?1",
+            params![id, job, output.display().to_string(), mime, at as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Failed with `{code, message}`.
+    pub fn set_failed(&self, id: &str, code: &str, message: &str, at: u64) -> Result<()> {
+        let err = serde_json::json!({"code": code, "message": message});
+        self.conn.lock().unwrap().execute(
+            "UPDATE videos SET status = 'failed', error = ?2, completed_at = ?3 WHERE id = ?1",
+            params![id, err.to_string(), at as i64],
+        )?;
+        Ok(())
+    }
+
+    /// One video.
+    pub fn get(&self, id: &str) -> Result<Option<VideoRow>> {
+        let conn = self.conn.lock().unwrap();
+        conn.query_row(&format!("SELECT {COLS} FROM videos WHERE id = ?1"), params![id], row).optional().map_err(Into::into)
+    }
+
+    /// A caller's videos, newest first.
+    pub fn list_owned(&self, owner: &str) -> Result<Vec<VideoRow>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM videos WHERE owner = ?1 ORDER BY created_at DESC, id DESC"))?;
+        let rows = stmt.query_map(params![owner], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Videos not finished yet (to resume at start).
+    pub fn unfinished(&self) -> Result<Vec<VideoRow>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM videos WHERE status IN ('queued', 'in_progress') ORDER BY created_at"))?;
+        let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// How many videos are in each status.
+    pub fn count_by_status(&self) -> Result<HashMap<String, u64>> {
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM videos GROUP BY status")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        Ok(rows)
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VideoRow> {
+    let request: String = r.get(14)?;
+    let request = serde_json::from_str(&request)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Text, Box::new(e)))?;
+    Ok(VideoRow {
+        id: r.get(0)?,
+        owner: r.get(1)?,
+        model: r.get(2)?,
+        prompt: r.get(3)?,
+        seconds: r.get(4)?,
+        size: r.get(5)?,
+        created_at: r.get::<_, i64>(6)? as u64,
+        completed_at: r.get::<_, Option<i64>>(7)?.map(|t| t as u64),
+        status: r.get(8)?,
+        progress: r.get::<_, i64>(9)? as u32,
+        error: r.get::<_, Option<String>>(10)?.and_then(|s| serde_json::from_str(&s).ok()),
+        job: r.get(11)?,
+        output: r.get::<_, Option<String>>(12)?.map(PathBuf::from),
+        mime: r.get(13)?,
+        request,
+    })
+}

@@ -1,0 +1,295 @@
+//! `POST /v1/videos`, `GET /v1/videos[/{id}[/content]]`: image-to-video jobs in the background on
+//! the shared runner, owned by their caller, persisted in `server.sqlite` + the jobs database, and
+//! resumed (by polling, never by submitting again) when a server starts on the same state dir.
+
+use super::auth::Caller;
+use super::errors::{ApiError, ApiResult};
+use super::form::Form;
+use super::models::{self, Want};
+use super::store::{Store, VideoRequest, VideoRow};
+use super::{App, new_id, now_s, request};
+use crate::jobs::runner::JobOutcome;
+use crate::jobs::{JobDb, JobRecord, JobState, RunnerEvent};
+use crate::pipeline::edit::{EditRequest, check_request, edit_named, finish_job};
+use crate::pipeline::outputs::OutputFile;
+use axum::Json;
+use axum::extract::{Extension, Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What clients are told to wait between polls (the SDK's `poll()` honours this header).
+const POLL_AFTER_MS: &str = "1000";
+
+/// The runner's progress reports, turned into the video's status and percentage. A job is tied
+/// to its video through its stored plan: the output path lies in `<videos_dir>/<video id>/`.
+pub fn progress_events(db: Arc<JobDb>, store: Arc<Store>, videos_dir: PathBuf) -> impl Fn(RunnerEvent) + Send + Sync + 'static {
+    move |e| {
+        let (job, fraction) = match e {
+            RunnerEvent::Pending { job } => (job, None),
+            RunnerEvent::Progress { job, fraction, .. } => (job, fraction),
+            RunnerEvent::Fetching { job } => (job, Some(0.99)),
+            RunnerEvent::Retrying { .. } => return,
+        };
+        let Ok(Some(rec)) = db.get(&job) else { return };
+        if let Some(vid) = video_of(&rec, &videos_dir) {
+            let pct = fraction.map(|f| (f.clamp(0.0, 1.0) * 100.0) as u32).unwrap_or(0);
+            if let Err(e) = store.set_running(&vid, &job, pct) {
+                tracing::warn!(target: "atelier::server", "{vid}: cannot record progress: {e:#}");
+            }
+        }
+    }
+}
+
+/// The video a job belongs to, if it is one of the server's.
+fn video_of(rec: &JobRecord, videos_dir: &std::path::Path) -> Option<String> {
+    let first = PathBuf::from(rec.plan["paths"].get(0)?.as_str()?);
+    let dir = first.parent()?;
+    (dir.parent()? == videos_dir).then(|| dir.file_name()?.to_str().map(str::to_string))?
+}
+
+/// The OpenAI video object.
+fn object(v: &VideoRow) -> Value {
+    json!({
+        "id": v.id, "object": "video", "model": v.model, "status": v.status, "progress": v.progress,
+        "created_at": v.created_at, "completed_at": v.completed_at, "expires_at": null, "prompt": v.prompt,
+        "size": v.size, "seconds": v.seconds, "remixed_from_video_id": null, "error": v.error,
+    })
+}
+
+fn with_poll_header(v: &VideoRow) -> Response {
+    let mut r = Json(object(v)).into_response();
+    if v.status == "queued" || v.status == "in_progress" {
+        r.headers_mut().insert("openai-poll-after-ms", POLL_AFTER_MS.parse().expect("static header"));
+    }
+    r
+}
+
+/// The caller's own video, or 404 (also for someone else's: its existence is not revealed).
+fn owned(app: &App, caller: &Caller, id: &str) -> ApiResult<VideoRow> {
+    match app.store.get(id) {
+        Ok(Some(v)) if v.owner == caller.0 => Ok(v),
+        Ok(_) => Err(ApiError::not_found(format!("No video found with id '{id}' for this API key; GET /v1/videos lists yours"))),
+        Err(e) => Err(ApiError::internal(format!("cannot read the server database: {e:#}"))),
+    }
+}
+
+/// `POST /v1/videos`: check everything, store the request, start the job, answer `queued`.
+pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, req: Request) -> ApiResult<Response> {
+    let mut form = Form::read(req, app.max_body).await?;
+    let refs = form.files(&["input_reference"])?;
+    let prompt = request::prompt(&mut form)?;
+    let model = form.text("model")?;
+    let seconds = form.text("seconds")?;
+    let size = form.text("size")?;
+    let seed = request::seed(&mut form)?;
+    let c = models::choose(&app, model.as_deref(), Want::Video).await?;
+    let mut params = request::model_params(&mut form, &c)?;
+    for (field, value) in [("seconds", seconds), ("size", size)] {
+        let Some(value) = value else { continue };
+        if !c.info.params.iter().any(|p| p.name == field) {
+            return Err(ApiError::field(field, format!("model `{}` has no `{field}` setting; omit `{field}`", c.plugin.id())));
+        }
+        if params.iter().any(|(k, _)| k == field) {
+            return Err(ApiError::field(field, format!("`{field}` is given twice")));
+        }
+        params.push((field.to_string(), value.trim().to_string()));
+    }
+    let Some(reference) = refs.first() else {
+        return Err(ApiError::field(
+            "input_reference",
+            format!("`input_reference` is required: model `{}` animates an image; attach the first frame as a file part named input_reference (JSON: {{\"image_url\": \"data:image/png;base64,...\"}})", c.plugin.id()),
+        ));
+    };
+    if refs.len() > 1 {
+        return Err(ApiError::field("input_reference", "give one `input_reference` (the first frame)"));
+    }
+    let (_, ext) = request::image(&app, "input_reference", &reference.bytes)?;
+    let id = new_id("video_");
+    let dir = app.dir.join("videos").join(&id);
+    let vreq = VideoRequest { input: dir.join(format!("input.{ext}")), prompt, model: c.plugin.id().to_string(), seed, params, out_file: dir.join("video.out") };
+    let ereq = edit_request(&vreq, false);
+    // The pipeline checks these again; doing it here turns a bad request into a 400 now, not a failed video later.
+    let resolved = check_request(&c.plugin, &c.info, &ereq).map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    if let Some(name) = c.plugin.grants.missing_secrets().first() {
+        return Err(ApiError::internal(format!("model `{}` is not set up on this server: {}", c.plugin.id(), c.plugin.grants.missing_secret_message(name))));
+    }
+    request::save(&dir, &format!("input.{ext}"), &reference.bytes)?;
+    let shown = |name: &str| resolved.iter().find(|p| p.name == name).map(|p| crate::params::show(&p.value));
+    let row = VideoRow {
+        id: id.clone(),
+        owner: caller.0.clone(),
+        model: vreq.model.clone(),
+        prompt: vreq.prompt.clone(),
+        seconds: shown("seconds"),
+        size: shown("size"),
+        created_at: now_s(),
+        completed_at: None,
+        status: "queued".into(),
+        progress: 0,
+        error: None,
+        job: None,
+        output: None,
+        mime: None,
+        request: vreq,
+    };
+    app.store.insert(&row).map_err(|e| ApiError::internal(format!("cannot record the video: {e:#}")))?;
+    tracing::info!(target: "atelier::server", "{id}: video by {} with {}", caller.0, row.model);
+    let a = app.clone();
+    app.spawn(async move { run(&a, &id, ereq).await });
+    Ok(with_poll_header(&row))
+}
+
+fn edit_request(v: &VideoRequest, force: bool) -> EditRequest {
+    EditRequest {
+        inputs: vec![v.input.clone()],
+        prompt: v.prompt.clone(),
+        model: v.model.clone(),
+        n: 1,
+        seed: v.seed,
+        params: v.params.clone(),
+        mask: None,
+        pre: vec![],
+        post: vec![],
+        out_dir: v.out_file.parent().map(PathBuf::from).unwrap_or_default(),
+        out_file: Some(v.out_file.clone()),
+        force,
+        video: true,
+    }
+}
+
+/// The whole pipeline for one video, recording how it ended.
+async fn run(app: &App, id: &str, req: EditRequest) {
+    let r = edit_named(&app.rt, &app.runner, &req, Some(id)).await;
+    match r {
+        Ok(r) => match r.outputs.first() {
+            Some(o) => completed(app, id, o),
+            None => failed(app, id, "video_generation_failed", &r.failures.join("; ")),
+        },
+        Err(e) => {
+            let ae = ApiError::from_run(&e);
+            failed(app, id, ae.code.unwrap_or("video_generation_failed"), &ae.message)
+        }
+    }
+}
+
+fn completed(app: &App, id: &str, o: &OutputFile) {
+    tracing::info!(target: "atelier::server", "{id}: completed ({})", o.path.display());
+    if let Err(e) = app.store.set_completed(id, &o.job, &o.path, &o.mime, now_s()) {
+        tracing::error!(target: "atelier::server", "{id}: cannot record completion: {e:#}");
+    }
+}
+
+fn failed(app: &App, id: &str, code: &str, message: &str) {
+    tracing::warn!(target: "atelier::server", "{id}: failed: {message}");
+    if let Err(e) = app.store.set_failed(id, code, message, now_s()) {
+        tracing::error!(target: "atelier::server", "{id}: cannot record the failure: {e:#}");
+    }
+}
+
+/// `GET /v1/videos/{id}`.
+pub async fn retrieve(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(with_poll_header(&owned(&app, &caller, &id)?))
+}
+
+/// `GET /v1/videos`: the caller's videos, newest first.
+pub async fn list(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
+    let rows = app.store.list_owned(&caller.0).map_err(|e| ApiError::internal(format!("cannot read the server database: {e:#}")))?;
+    let data: Vec<Value> = rows.iter().map(object).collect();
+    Ok(Json(json!({
+        "object": "list", "first_id": rows.first().map(|r| &r.id), "last_id": rows.last().map(|r| &r.id),
+        "has_more": false, "data": data,
+    })))
+}
+
+/// `GET /v1/videos/{id}/content`: the file, with its real media type.
+pub async fn content(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let v = owned(&app, &caller, &id)?;
+    match q.get("variant").map(String::as_str) {
+        None | Some("video") => {}
+        Some(other) => return Err(ApiError::field("variant", format!("variant `{other}` is not available from atelier; ask for variant=video (or omit it)"))),
+    }
+    if v.status != "completed" {
+        let hint = if v.status == "failed" { "it failed; GET /v1/videos/{id} has the error".to_string() } else { format!("poll GET /v1/videos/{id} until status is completed") };
+        return Err(ApiError { status: axum::http::StatusCode::CONFLICT, ..ApiError::bad(format!("video {id} is {}; {hint}", v.status)) }.with_code("video_not_ready"));
+    }
+    let (Some(path), Some(mime)) = (v.output, v.mime) else {
+        return Err(ApiError::internal(format!("video {id} is completed but has no file on record")));
+    };
+    let bytes = tokio::fs::read(&path).await.map_err(|e| ApiError::internal(format!("{}: cannot read the video: {e}", path.display())))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+/// Pick up every unfinished video: poll what the provider accepted, finish what is done, run again
+/// what never reached a provider, and fail (without resubmitting) what was cut off mid-submit.
+pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
+    let rows = app.store.unfinished()?;
+    if !rows.is_empty() {
+        tracing::info!(target: "atelier::server", "resuming {} unfinished video(s)", rows.len());
+    }
+    for row in rows {
+        let a = app.clone();
+        app.spawn(async move {
+            let id = row.id.clone();
+            if let Err(e) = resume(&a, row).await {
+                let ae = ApiError::from_run(&e);
+                failed(&a, &id, ae.code.unwrap_or("video_generation_failed"), &ae.message);
+            }
+        });
+    }
+    Ok(())
+}
+
+async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
+    let db = &app.runner.db;
+    let dir = app.dir.join("videos");
+    let job = match &row.job {
+        Some(j) => db.get(j)?,
+        None => db.list(&[])?.into_iter().find(|j| video_of(j, &dir).as_deref() == Some(row.id.as_str())),
+    };
+    let Some(j) = job else {
+        // Stopped before any job was recorded, so nothing reached a provider: run it again.
+        run(app, &row.id, edit_request(&row.request, true)).await;
+        return Ok(());
+    };
+    let outcome: JobOutcome = match j.state {
+        JobState::Pending => {
+            app.store.set_running(&row.id, &j.id, row.progress)?;
+            let plugin = app.rt.model(&j.plugin)?;
+            let token = j.token.clone().ok_or_else(|| anyhow::anyhow!("job {} is pending but has no token", j.id))?;
+            app.runner.wait(&plugin, &j.id, &token, Duration::ZERO, Instant::now()).await?
+        }
+        JobState::Done => {
+            if let Some(files) = j.outputs.clone().and_then(|o| serde_json::from_value::<Vec<OutputFile>>(o).ok()).filter(|f| !f.is_empty()) {
+                completed(app, &row.id, &files[0]);
+                return Ok(());
+            }
+            serde_json::from_value(j.outcome.clone().unwrap_or_default())?
+        }
+        JobState::Submitting => {
+            let msg = "the server stopped while submitting this video, so whether the provider accepted it is unknown; it is not submitted again automatically (that could bill twice). Check the provider's dashboard, then create the video again if needed";
+            db.set_final(&j.id, JobState::Unknown, msg)?;
+            failed(app, &row.id, "unknown_outcome", msg);
+            return Ok(());
+        }
+        JobState::Failed | JobState::Cancelled | JobState::Unknown => {
+            failed(app, &row.id, "video_generation_failed", j.error.as_deref().unwrap_or("the job failed"));
+            return Ok(());
+        }
+    };
+    let files = finish_job(&app.rt, &j.plan, &outcome, true).await?;
+    db.set_outputs(&j.id, &serde_json::to_value(&files)?)?;
+    match files.first() {
+        Some(f) => completed(app, &row.id, f),
+        None => failed(app, &row.id, "video_generation_failed", "the job finished without a video"),
+    }
+    Ok(())
+}
