@@ -280,6 +280,19 @@ fn build_says_what_is_missing() {
         assert!(!o.status.success() && err.contains("rustup target add wasm32-wasip2"), "{err}");
     }
 
+    // --out is the directory of plugin directories, not one plugin's own.
+    let one = env.path("one-plugin");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::copy(dir.join("plugin.toml"), one.join("plugin.toml")).unwrap();
+    let err = env.fails(&["plugins", "build", dir.to_str().unwrap(), "--out", one.to_str().unwrap()]);
+    assert!(err.contains("is itself a plugin directory") && err.contains("--out takes"), "{err}");
+
+    // A component outside the plugin directory could not be staged with it.
+    let manifest = std::fs::read_to_string(dir.join("plugin.toml")).unwrap();
+    std::fs::write(dir.join("plugin.toml"), manifest.replace("kind = \"filter\"", "kind = \"filter\"\ncomponent = \"../elsewhere.wasm\"")).unwrap();
+    let err = env.fails(&["plugins", "build", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(err.contains("points outside the plugin directory") && err.contains("plugin.wasm"), "{err}");
+
     // A broken manifest is reported before anything is compiled.
     std::fs::write(dir.join("plugin.toml"), "id = \"p\"\nkind = \"filter\"\n").unwrap();
     let err = env.fails(&["plugins", "build", dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);

@@ -122,6 +122,15 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> Result<ExitCode> {
     // The manifest is checked before the (slow) build, so a typo in it costs nothing.
     let manifest = Manifest::load(dir)?;
     manifest.check_contract()?;
+    // Stage the component under the name the manifest gives it (`component`, default plugin.wasm).
+    let component = manifest.component.strip_prefix(dir).unwrap_or(&manifest.component).to_path_buf();
+    if component.is_absolute() || component.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        bail!(
+            "{}: `component = \"{}\"` points outside the plugin directory; staging copies the directory, so give a file name such as \"plugin.wasm\" (or leave it out)",
+            manifest.path.display(),
+            component.display()
+        );
+    }
     let out = match &a.out {
         Some(o) => o.clone(),
         None => default_out(cli)?,
@@ -137,8 +146,6 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> Result<ExitCode> {
     let wasm = cargo_build(dir, a.offline)?;
 
     let dest = out.join(&manifest.id);
-    // Stage the component under the name the manifest gives it (`component`, default plugin.wasm).
-    let component = manifest.component.strip_prefix(dir).unwrap_or(Path::new("plugin.wasm")).to_path_buf();
     let staged_wasm = dest.join(&component);
     if let Some(parent) = staged_wasm.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
