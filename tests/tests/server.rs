@@ -400,3 +400,62 @@ fn a_video_survives_a_server_restart_without_being_submitted_again() {
         second.stop().await;
     });
 }
+
+#[test]
+fn generations_run_on_a_model_that_makes_images_from_a_prompt_alone() {
+    let emu = Emu::start();
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ark.key"), "emu-ark-key").unwrap();
+        let config = format!(
+            "{}{}[plugins.seedream.secrets]\nARK_API_KEY = \"file:{}\"\n",
+            auth_config(dir.path()),
+            emu.config_for(&["seedream"], ""),
+            dir.path().join("ark.key").display()
+        );
+        let srv = start(&["seedream", "classic"], &config, &dir.path().join("state")).await.unwrap();
+        let b = base(&srv);
+        // classic is refused, and the answer names seedream, whose prepare() takes no input image.
+        let (s, v) = post_json(&b, Some(ALICE), "/v1/images/generations", &json!({"prompt": "a red kite", "model": "classic"})).await;
+        assert!(expect_error(s, &v, 400, Some("model")).contains("Models here that can: seedream"), "{v}");
+        // With no model named, the only able one is used; `size` reaches seedream's own size parameter.
+        let (s, v) = post_json(&b, Some(ALICE), "/v1/images/generations", &json!({"prompt": "a red kite over the sea", "size": "1024x1024", "seed": 5})).await;
+        assert_eq!(s, 200, "{v}");
+        let img = decode_b64(v["data"][0]["b64_json"].as_str().unwrap());
+        assert_eq!(img.dimensions(), (1024, 1024));
+        let create = emu.emu.state.requests().into_iter().find(|r| r.method == "POST").unwrap();
+        assert!(!create.body.contains("\"image\""), "no reference image was sent: {}", create.body);
+        assert!(create.body.contains("1024x1024"), "{}", create.body);
+        srv.stop().await;
+    });
+}
+
+#[test]
+fn json_edits_with_data_urls_and_an_openai_mask_edit_only_the_transparent_area() {
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = start(&["classic"], &auth_config(dir.path()), &dir.path().join("state")).await.unwrap();
+        let b = base(&srv);
+        let input = png(32, 16);
+        let original = image::load_from_memory(&input).unwrap().into_rgba8();
+        // OpenAI's convention: fully transparent = edit. Left half transparent, right half opaque.
+        let mask = image::RgbaImage::from_fn(32, 16, |x, _| image::Rgba([0, 0, 0, if x < 16 { 0 } else { 255 }]));
+        let mut m = std::io::Cursor::new(Vec::new());
+        mask.write_to(&mut m, image::ImageFormat::Png).unwrap();
+        let data = |bytes: &[u8]| format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        let body = json!({
+            "model": "classic", "prompt": "black and white", "images": [{"image_url": data(&input)}],
+            "mask": {"image_url": data(&m.into_inner())}, "feather": 0, "seed": 1,
+        });
+        let (s, v) = post_json(&b, Some(ALICE), "/v1/images/edits", &body).await;
+        assert_eq!(s, 200, "{v}");
+        let out = decode_b64(v["data"][0]["b64_json"].as_str().unwrap());
+        let changed = |x0: u32, x1: u32| (x0..x1).flat_map(|x| (0..16).map(move |y| (x, y))).filter(|&(x, y)| out.get_pixel(x, y) != original.get_pixel(x, y)).count();
+        assert!(changed(0, 16) > 100, "the transparent half was edited ({} px changed)", changed(0, 16));
+        assert_eq!(changed(16, 32), 0, "the opaque half was kept");
+        // A remote URL is refused: the server fetches nothing on a caller's behalf.
+        let (s, v) = post_json(&b, Some(ALICE), "/v1/images/edits", &json!({"prompt": "x", "model": "classic", "images": [{"image_url": "http://169.254.169.254/x.png"}]})).await;
+        assert!(expect_error(s, &v, 400, Some("images")).contains("does not download"));
+        srv.stop().await;
+    });
+}
