@@ -173,8 +173,10 @@ fn image_edits_with_classic_b64_n2_url_models_health_and_metrics() {
         // response_format=url: a plain GET (no token, like OpenAI's signed URLs) fetches the PNG.
         let (s, v) = post_form(&b, Some(ALICE), "/v1/images/edits", &[
             ("image", Some("a.png"), &input),
-            ("prompt", None, b"sepia"),
+            ("prompt", None, b"make it look drawn"),
             ("model", None, b"classic"),
+            // `style` is an OpenAI (dall-e-3) field too; classic declares it, so it reaches classic.
+            ("style", None, b"sketch"),
             ("response_format", None, b"url"),
         ])
         .await;

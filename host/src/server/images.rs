@@ -61,8 +61,14 @@ fn common(form: &mut Form) -> ApiResult<Common> {
             tracing::info!(target: "atelier::server", "{k}: {u}");
         }
     }
-    request::defaults_only(form, DEFAULT_ONLY)?;
     Ok(Common { model, n, size, url })
+}
+
+/// The OpenAI fields of [`DEFAULT_ONLY`], except those the model declares as its own parameters
+/// (classic's `style`): those go to the model.
+fn openai_defaults(form: &mut Form, c: &Chosen) -> ApiResult<()> {
+    let fields: Vec<(&str, &[&str])> = DEFAULT_ONLY.iter().copied().filter(|(name, _)| !c.info.params.iter().any(|p| p.name == *name)).collect();
+    request::defaults_only(form, &fields)
 }
 
 fn parse_size(s: &str) -> Option<(u32, u32)> {
@@ -188,6 +194,7 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
         return Err(ApiError::field("mask", "give at most one `mask`"));
     }
     let c = models::choose(&app, common.model.as_deref(), Want::Edit).await?;
+    openai_defaults(&mut form, &c)?;
     let mut params = request::model_params(&mut form, &c)?;
     let mut s = scratch(&app);
     let mut inputs = vec![];
@@ -235,6 +242,7 @@ pub async fn generations(State(app): State<Arc<App>>, Extension(caller): Extensi
     let common = common(&mut form)?;
     let seed = request::seed(&mut form)?;
     let c = models::choose(&app, common.model.as_deref(), Want::Generate).await?;
+    openai_defaults(&mut form, &c)?;
     let mut params = request::model_params(&mut form, &c)?;
     let mut post = vec![];
     apply_size(&app, &c, common.size, &mut params, &mut post).await?;
