@@ -368,6 +368,14 @@ fn video_job_against_the_emulator_belongs_to_its_caller() {
         assert!(expect_error(409, &e, 409, None).contains("until status is completed"));
         poll_until(&b, slow["id"].as_str().unwrap(), &["in_progress"], Duration::from_secs(120)).await;
         assert_eq!(emu.count("POST", "/v1/videos"), 2, "two videos made, the refused requests never reached the provider");
+
+        // A video the provider fails ends `failed` with OpenAI's error object.
+        let bad = create_video(&b, "spin [fault:failed]").await;
+        let v = poll_until(&b, bad["id"].as_str().unwrap(), &["completed", "failed"], Duration::from_secs(120)).await;
+        assert_eq!(v["status"], "failed", "{v}");
+        assert!(v["error"]["code"].is_string() && v["error"]["message"].as_str().unwrap().contains("failed"), "{v}");
+        let r = get(&b, Some(ALICE), &format!("/v1/videos/{}/content", bad["id"].as_str().unwrap())).await;
+        assert_eq!(r.status(), 409);
         srv.stop().await;
     });
 }
