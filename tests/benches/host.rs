@@ -8,7 +8,9 @@
 //!    host (allow-list, secrets pass, size cap, copy into wasm) against K sequential GETs made
 //!    directly with reqwest, to the same local server. Goal: ≤ 1.1×.
 
+use atelier::caps::http::Outbound;
 use atelier::{Runtime, RuntimeOptions, Settings};
+use std::sync::atomic::AtomicBool;
 use atelier_tests::{TestServer, notes, plugins_dir, request, root};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -117,8 +119,18 @@ async fn bench_http(cache: &Path) {
         for _ in 0..20 {
             direct.get(&url).send().await.unwrap().bytes().await.unwrap();
         }
-        let (mut via_host, mut via_reqwest) = (vec![], vec![]);
+        let cap = plugin.http().expect("a model has the http capability");
+        let (mut via_host, mut via_reqwest, mut via_cap) = (vec![], vec![], vec![]);
         for _ in 0..7 {
+            // The host's capability alone, called natively: allow-list, secrets pass, size cap.
+            let t0 = Instant::now();
+            for _ in 0..K {
+                let out = Outbound { method: "GET".into(), url: url.clone(), headers: vec![], body: vec![], timeout: None };
+                let r = cap.send(out, &AtomicBool::new(false)).await.unwrap();
+                assert_eq!(r.body.len(), size);
+            }
+            via_cap.push(t0.elapsed() / K);
+
             let t0 = Instant::now();
             let sub = plugin.submit("bench", &request(&prompt)).await.unwrap().value.unwrap();
             via_host.push(t0.elapsed() / K);
@@ -134,13 +146,20 @@ async fn bench_http(cache: &Path) {
             via_reqwest.push(t0.elapsed() / K);
             assert_eq!(bytes, size * K as usize);
         }
-        let (h, d) = (median(via_host), median(via_reqwest));
+        let (h, d, c) = (median(via_host), median(via_reqwest), median(via_cap));
         println!(
             "{:>7} B responses, {K} sequential GETs: via plugin {:>7.1} us/request, direct reqwest {:>7.1} us/request, ratio {:.2}x",
             size,
             us(h),
             us(d),
             h.as_secs_f64() / d.as_secs_f64()
+        );
+        println!(
+            "{:>7} B responses: the host's http capability called natively {:>7.1} us/request ({:.2}x direct); the wasm boundary adds {:.1} us",
+            size,
+            us(c),
+            c.as_secs_f64() / d.as_secs_f64(),
+            us(h) - us(c)
         );
     }
     println!();
