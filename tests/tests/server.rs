@@ -350,8 +350,10 @@ fn video_job_against_the_emulator_belongs_to_its_caller() {
         let r = get(&b, Some(ALICE), &format!("/v1/videos/{id}/content")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "video/mp4");
+        let length: usize = r.headers()["content-length"].to_str().unwrap().parse().unwrap();
         let bytes = r.bytes().await.unwrap();
         assert_eq!(&bytes[4..8], b"ftyp", "an MP4");
+        assert_eq!(bytes.len(), length, "streamed whole");
         let (_, l) = get_json(&b, Some(ALICE), "/v1/videos").await;
         assert_eq!(l["data"][0]["id"], id.as_str());
 

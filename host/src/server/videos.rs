@@ -224,8 +224,11 @@ pub async fn content(
     let (Some(path), Some(mime)) = (v.output, v.mime) else {
         return Err(ApiError::internal(format!("video {id} is completed but has no file on record")));
     };
-    let bytes = tokio::fs::read(&path).await.map_err(|e| ApiError::internal(format!("{}: cannot read the video: {e}", path.display())))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response())
+    // Streamed from disk: a video can be hundreds of MiB, and many may be downloaded at once.
+    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::internal(format!("{}: cannot read the video: {e}", path.display())))?;
+    let len = file.metadata().await.map_err(|e| ApiError::internal(format!("{}: cannot read the video: {e}", path.display())))?.len();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+    Ok(([(axum::http::header::CONTENT_TYPE, mime), (axum::http::header::CONTENT_LENGTH, len.to_string())], body).into_response())
 }
 
 /// Pick up every unfinished video: poll what the provider accepted, finish what is done, run again
