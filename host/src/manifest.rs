@@ -83,6 +83,156 @@ impl Default for Limits {
     }
 }
 
+/// The limits there are, in the order messages list them.
+pub const LIMIT_KEYS: [&str; 3] = ["memory_mb", "call_timeout_s", "max_in_flight"];
+/// A wasm32 plugin addresses at most 4 GiB, so a larger cap means nothing.
+const MAX_MEMORY_MB: u64 = 4096;
+/// A call longer than a day is hung: long jobs return `pending` and are polled instead.
+const MAX_CALL_TIMEOUT_S: f64 = 86_400.0;
+
+/// Why a limit's value was refused, and the TOML line to write instead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitRefusal {
+    /// What is wrong with the value (or the key).
+    pub problem: String,
+    /// The corrected line (`memory_mb = 256`); `None` when the key means nothing and should go.
+    pub instead: Option<String>,
+}
+
+impl LimitRefusal {
+    /// The whole one-line message: where (`file:line`), which key and value, what is wrong, the fix.
+    pub fn message(&self, at: &str, section: &str, key: &str, value: &toml::Value) -> String {
+        let fix = match &self.instead {
+            Some(line) => format!("write instead: {line}"),
+            None => "remove the line".to_string(),
+        };
+        format!("{at}: {section} {key} = {value}: {}; {fix}", self.problem)
+    }
+}
+
+impl Limits {
+    /// Set one limit from its TOML value. A refusal suggests a corrected line, built from the
+    /// value when a number can be read from it (`"1GiB"` → `1024`), else from the current setting.
+    pub fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), LimitRefusal> {
+        let salvaged = number_in(value, key).filter(|n| *n > 0.0);
+        let refuse = |problem: String, line: String| Err(LimitRefusal { problem, instead: Some(line) });
+        match key {
+            "memory_mb" => match value.as_integer() {
+                Some(n) if (1..=MAX_MEMORY_MB as i64).contains(&n) => self.memory_mb = n as u64,
+                _ => {
+                    let problem = match value {
+                        toml::Value::Integer(n) if *n > 0 => {
+                            format!("more than a plugin can use (a wasm32 plugin addresses at most {MAX_MEMORY_MB} MiB)")
+                        }
+                        toml::Value::Integer(_) => "the memory limit must be at least 1 MiB".to_string(),
+                        other => format!("the memory limit must be a whole number of MiB, not {}", kind_of(other)),
+                    };
+                    let mb = salvaged.map_or(self.memory_mb, |n| (n.ceil() as u64).clamp(1, MAX_MEMORY_MB));
+                    return refuse(problem, format!("memory_mb = {mb}"));
+                }
+            },
+            "call_timeout_s" => match value.as_float().or(value.as_integer().map(|i| i as f64)) {
+                Some(s) if s > 0.0 && s <= MAX_CALL_TIMEOUT_S => self.call_timeout_s = s,
+                number => {
+                    let problem = match number {
+                        Some(s) if s > MAX_CALL_TIMEOUT_S => format!(
+                            "more than a day ({MAX_CALL_TIMEOUT_S} s); a call that long is hung (long jobs return `pending` and are polled)"
+                        ),
+                        Some(s) if s.is_nan() => "the call timeout must be a number of seconds, not nan".to_string(),
+                        Some(_) => "the call timeout must be more than 0 seconds".to_string(),
+                        None => format!("the call timeout must be a number of seconds, not {}", kind_of(value)),
+                    };
+                    let s = salvaged.map_or(self.call_timeout_s, |n| n.min(MAX_CALL_TIMEOUT_S));
+                    return refuse(problem, format!("call_timeout_s = {s}"));
+                }
+            },
+            "max_in_flight" => match value.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+                Some(n) => self.max_in_flight = Some(n),
+                None => {
+                    let problem = match value {
+                        toml::Value::Integer(n) if *n > 0 => format!("at most {} jobs", u32::MAX),
+                        toml::Value::Integer(_) => "at least 1 job must be allowed in flight".to_string(),
+                        other => format!("max_in_flight must be a whole number of jobs, not {}", kind_of(other)),
+                    };
+                    let n = salvaged.map_or(self.max_in_flight.unwrap_or(1), |n| n.ceil().min(u32::MAX as f64) as u32);
+                    return refuse(problem, format!("max_in_flight = {n}"));
+                }
+            },
+            other => {
+                let problem = format!("there is no limit `{other}` (the limits are {})", LIMIT_KEYS.join(", "));
+                // The likely intended key, with this value if it fits there, else the suggested one.
+                let instead = likely_limit(other).map(|meant| match self.clone().set(meant, value) {
+                    Ok(()) => format!("{meant} = {value}"),
+                    Err(r) => r.instead.unwrap_or_default(),
+                });
+                return Err(LimitRefusal { problem, instead });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The known limit a misspelt key most likely meant (`call_timeout`, `memory`, `max-in-flight`).
+fn likely_limit(key: &str) -> Option<&'static str> {
+    let k = key.to_ascii_lowercase();
+    if k.contains("mem") {
+        Some("memory_mb")
+    } else if k.contains("time") {
+        Some("call_timeout_s")
+    } else if k.contains("flight") || k.contains("concurren") || k.contains("parallel") {
+        Some("max_in_flight")
+    } else {
+        None
+    }
+}
+
+/// A number readable from a value, in the key's unit: the value itself, or a string's number
+/// with its unit converted (`"1GiB"` → 1024 for MiB, `"2m"` → 120 for seconds).
+fn number_in(value: &toml::Value, key: &str) -> Option<f64> {
+    let n = match value {
+        toml::Value::Integer(i) => *i as f64,
+        toml::Value::Float(f) => *f,
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+            let n: f64 = s[..end].parse().ok()?;
+            let unit = s[end..].trim().to_ascii_lowercase();
+            let scale = match (key, unit.as_str()) {
+                (_, "") => 1.0,
+                ("memory_mb", "m" | "mb" | "mib") => 1.0,
+                ("memory_mb", "g" | "gb" | "gib") => 1024.0,
+                ("memory_mb", "k" | "kb" | "kib") => 1.0 / 1024.0,
+                ("call_timeout_s", "s" | "sec" | "secs" | "seconds") => 1.0,
+                ("call_timeout_s", "ms") => 0.001,
+                ("call_timeout_s", "m" | "min" | "mins" | "minutes") => 60.0,
+                ("call_timeout_s", "h" | "hour" | "hours") => 3600.0,
+                _ => return None,
+            };
+            n * scale
+        }
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
+/// What kind of TOML value this is, for messages.
+fn kind_of(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string (write the number without quotes)",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a fraction",
+        toml::Value::Boolean(_) => "true/false",
+        toml::Value::Datetime(_) => "a date",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+pub(crate) fn line_at(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -98,8 +248,9 @@ struct Raw {
     permissions: RawPermissions,
     #[serde(default)]
     defaults: BTreeMap<String, toml::Value>,
+    /// Checked by [`Limits::set`], with spans so a refusal names its line.
     #[serde(default)]
-    limits: Limits,
+    limits: BTreeMap<String, toml::Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -151,6 +302,13 @@ impl Manifest {
             .into_iter()
             .map(|(k, v)| (k, toml_scalar(&v)))
             .collect();
+        let mut limits = Limits::default();
+        for (key, value) in &raw.limits {
+            limits.set(key, value.get_ref()).map_err(|r| {
+                let at = format!("{}:{}", path.display(), line_at(text, value.span().start));
+                anyhow::anyhow!(r.message(&at, "[limits]", key, value.get_ref()))
+            })?;
+        }
         Ok(Manifest {
             id: raw.id,
             version: raw.version,
@@ -162,7 +320,7 @@ impl Manifest {
             hosts,
             secrets,
             defaults,
-            limits: raw.limits,
+            limits,
         })
     }
 
@@ -246,5 +404,48 @@ memory_mb = 128
         .unwrap();
         let s = format!("{:#}", m.check_contract().unwrap_err());
         assert!(s.contains("built for contract 9.0.0") && s.contains("speaks 0.1.0"), "{s}");
+    }
+
+    fn refusal(key: &str, value: toml::Value) -> LimitRefusal {
+        Limits::default().set(key, &value).expect_err("the value must be refused")
+    }
+
+    #[test]
+    fn limits_are_checked_with_the_line_to_write() {
+        let mut l = Limits::default();
+        l.set("memory_mb", &toml::Value::Integer(512)).unwrap();
+        l.set("call_timeout_s", &toml::Value::Float(2.5)).unwrap();
+        l.set("max_in_flight", &toml::Value::Integer(3)).unwrap();
+        assert_eq!(l, Limits { memory_mb: 512, call_timeout_s: 2.5, max_in_flight: Some(3) });
+
+        let r = refusal("memory_mb", toml::Value::Integer(-5));
+        assert_eq!(r.instead.as_deref(), Some("memory_mb = 256"), "{r:?}");
+        assert!(r.problem.contains("at least 1 MiB"), "{r:?}");
+        assert_eq!(refusal("memory_mb", toml::Value::Integer(0)).instead.as_deref(), Some("memory_mb = 256"));
+        assert_eq!(refusal("memory_mb", toml::Value::String("512MB".into())).instead.as_deref(), Some("memory_mb = 512"));
+        assert_eq!(refusal("memory_mb", toml::Value::Float(1.5)).instead.as_deref(), Some("memory_mb = 2"));
+        let r = refusal("memory_mb", toml::Value::Integer(1 << 40));
+        assert!(r.problem.contains("4096 MiB") && r.instead.as_deref() == Some("memory_mb = 4096"), "{r:?}");
+        assert_eq!(refusal("call_timeout_s", toml::Value::String("30s".into())).instead.as_deref(), Some("call_timeout_s = 30"));
+        assert_eq!(refusal("call_timeout_s", toml::Value::Float(f64::NAN)).instead.as_deref(), Some("call_timeout_s = 60"));
+        assert_eq!(refusal("call_timeout_s", toml::Value::Integer(0)).instead.as_deref(), Some("call_timeout_s = 60"));
+        assert_eq!(refusal("call_timeout_s", toml::Value::Float(1e300)).instead.as_deref(), Some("call_timeout_s = 86400"));
+        assert_eq!(refusal("max_in_flight", toml::Value::Boolean(true)).instead.as_deref(), Some("max_in_flight = 1"));
+        // A misspelt key: the key it most likely meant, keeping the value when it fits there.
+        assert_eq!(refusal("call_timeout", toml::Value::Integer(1)).instead.as_deref(), Some("call_timeout_s = 1"));
+        assert_eq!(refusal("memory", toml::Value::String("1G".into())).instead.as_deref(), Some("memory_mb = 1024"));
+        assert_eq!(refusal("call_timeout_s", toml::Value::String("2 min".into())).instead.as_deref(), Some("call_timeout_s = 120"));
+        assert_eq!(refusal("memory_mb", toml::Value::String("lots".into())).instead.as_deref(), Some("memory_mb = 256"));
+        assert_eq!(refusal("colour", toml::Value::Integer(1)).instead, None);
+    }
+
+    #[test]
+    fn a_bad_manifest_limit_names_the_file_line_key_and_fix() {
+        let text = "id = \"x\"\nversion = \"1\"\ncontract = \"0.1.0\"\nkind = \"filter\"\n[limits]\nmemory_mb = 128\ncall_timeout_s = -1\n";
+        let e = format!("{:#}", Manifest::parse(text, Path::new("/p/x/plugin.toml")).unwrap_err());
+        assert_eq!(
+            e,
+            "/p/x/plugin.toml:7: [limits] call_timeout_s = -1: the call timeout must be more than 0 seconds; write instead: call_timeout_s = 60"
+        );
     }
 }

@@ -308,19 +308,13 @@ impl Linkers {
     }
 }
 
+/// The manifest's limits with the operator's overrides; a bad override is refused with its
+/// `file:line`, the key, what is wrong and the line to write instead.
 fn effective_limits(manifest: &Manifest, ops: &PluginSettings) -> Result<Limits> {
     let mut l = manifest.limits.clone();
-    let id = &manifest.id;
-    for (k, v) in &ops.limits {
-        let bad = || anyhow::anyhow!("[plugins.{id}.limits] {k}: expected a positive number");
-        match k.as_str() {
-            "memory_mb" => l.memory_mb = v.as_integer().filter(|x| *x > 0).ok_or_else(bad)? as u64,
-            "call_timeout_s" => {
-                l.call_timeout_s = v.as_float().or(v.as_integer().map(|i| i as f64)).filter(|x| *x > 0.0).ok_or_else(bad)?
-            }
-            "max_in_flight" => l.max_in_flight = Some(v.as_integer().filter(|x| *x > 0).ok_or_else(bad)? as u32),
-            other => bail!("[plugins.{id}.limits] {other}: unknown limit; known: memory_mb, call_timeout_s, max_in_flight"),
-        }
+    let section = format!("[plugins.{}.limits]", manifest.id);
+    for (key, o) in &ops.limits {
+        l.set(key, &o.value).map_err(|r| anyhow::anyhow!(r.message(&o.at, &section, key, &o.value)))?;
     }
     Ok(l)
 }

@@ -1,7 +1,7 @@
 //! The operator's `atelier.toml`: per-plugin settings, grants, secrets and host-wide limits.
 
 use crate::caps::hosts::HostPattern;
-use crate::manifest::{toml_error_line, toml_scalar};
+use crate::manifest::{line_at, toml_error_line, toml_scalar};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -83,8 +83,18 @@ pub struct PluginSettings {
     pub deny_hosts: Vec<HostPattern>,
     /// Where each secret comes from.
     pub secrets: BTreeMap<String, SecretSource>,
-    /// Overrides of the manifest's `[limits]`.
-    pub limits: BTreeMap<String, toml::Value>,
+    /// Overrides of the manifest's `[limits]`, checked when the plugin loads (so one bad value
+    /// stops only that plugin).
+    pub limits: BTreeMap<String, LimitOverride>,
+}
+
+/// One `[plugins.<id>.limits]` entry as the operator wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitOverride {
+    /// The value.
+    pub value: toml::Value,
+    /// Where it was written (`file:line`), for messages.
+    pub at: String,
 }
 
 /// Where a secret's value is read from.
@@ -142,6 +152,7 @@ impl Settings {
             anyhow::anyhow!("{shown}{line}: {msg}")
         })?;
         let at = |key: &str| line_of(text, key).map(|l| format!("{shown}:{l}")).unwrap_or_else(|| shown.clone());
+        let limit_lines = plugin_limit_lines(text);
         let mut s = Settings { path: path.map(Path::to_path_buf), raw: raw.clone(), ..Default::default() };
         if let Some(paths) = raw.get("paths") {
             if let Some(dirs) = paths.get("plugins").and_then(|v| v.as_array()) {
@@ -162,7 +173,15 @@ impl Settings {
                 let table = section
                     .as_table()
                     .ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}] must be a table", at(&format!("[plugins.{id}]"))))?;
-                s.plugins.insert(id.clone(), parse_plugin(id, table, &|k| at(k))?);
+                let mut p = parse_plugin(id, table, &|k| at(k))?;
+                for (key, o) in p.limits.iter_mut() {
+                    if let Some(line) = limit_lines.get(&(id.clone(), key.clone())) {
+                        o.at = format!("{shown}:{line}");
+                    } else {
+                        o.at = shown.clone();
+                    }
+                }
+                s.plugins.insert(id.clone(), p);
             }
         }
         Ok(s)
@@ -210,7 +229,7 @@ fn parse_plugin(id: &str, t: &toml::Table, at: &dyn Fn(&str) -> String) -> Resul
     }
     if let Some(l) = t.get("limits") {
         let l = l.as_table().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}.limits] must be a table", at("limits")))?;
-        p.limits = l.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        p.limits = l.iter().map(|(k, v)| (k.clone(), LimitOverride { value: v.clone(), at: String::new() })).collect();
     }
     for (k, v) in t {
         if RESERVED.contains(&k.as_str()) {
@@ -255,6 +274,28 @@ fn parse_server(t: &toml::Table, at: &dyn Fn(&str) -> String) -> Result<ServerSe
         }
     }
     Ok(s)
+}
+
+/// The line of each `[plugins.<id>.limits]` value, by (id, key), however the table was written
+/// (section, inline table or dotted keys). Shape errors are reported by the main parse.
+fn plugin_limit_lines(text: &str) -> BTreeMap<(String, String), usize> {
+    #[derive(Deserialize, Default)]
+    struct Doc {
+        #[serde(default)]
+        plugins: BTreeMap<String, Section>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Section {
+        #[serde(default)]
+        limits: BTreeMap<String, toml::Spanned<toml::Value>>,
+    }
+    let doc: Doc = toml::from_str(text).unwrap_or_default();
+    doc.plugins
+        .into_iter()
+        .flat_map(|(id, section)| {
+            section.limits.into_iter().map(move |(key, v)| ((id.clone(), key), line_at(text, v.span().start)))
+        })
+        .collect()
 }
 
 /// The 1-based line where `needle` first appears, for messages.
@@ -303,5 +344,14 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         assert!(format!("{e:#}").contains("/etc/atelier.toml:2"), "{e:#}");
         let e = Settings::parse("[plugins.x.secrets]\nK = \"vault:x\"\n", None).unwrap_err();
         assert!(format!("{e:#}").contains("env:VAR"), "{e:#}");
+    }
+
+    #[test]
+    fn plugin_limits_keep_the_line_they_were_written_on() {
+        let text = "[plugins.a]\nmodel = \"m\"\n[plugins.a.limits]\nmemory_mb = 512\n\n[plugins.b]\nlimits = { call_timeout_s = \"x\" }\n[plugins.c]\nlimits.max_in_flight = 0\n";
+        let s = Settings::parse(text, Some(Path::new("/etc/atelier.toml"))).unwrap();
+        assert_eq!(s.plugin("a").limits["memory_mb"], LimitOverride { value: toml::Value::Integer(512), at: "/etc/atelier.toml:4".into() });
+        assert_eq!(s.plugin("b").limits["call_timeout_s"].at, "/etc/atelier.toml:7");
+        assert_eq!(s.plugin("c").limits["max_in_flight"].at, "/etc/atelier.toml:9");
     }
 }
