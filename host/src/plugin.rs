@@ -133,7 +133,13 @@ impl Plugin {
                 self.grants.config_path,
                 (data.limiter.exceeded.unwrap_or(0) >> 20).next_power_of_two()
             ),
-            Ok(Err(e)) => bail!("plugin `{id}` crashed in `{what}` (a bug in the plugin; report it to its author): {}", trap_text(&e)),
+            Ok(Err(e)) => match stack_overflow(&e) {
+                Some(Overflow { recursing_in }) => bail!(
+                    "plugin `{id}` overflowed its stack in `{what}` (deep recursion in the plugin; report it to its author){}",
+                    recursing_in.map(|f| format!(": recursing in {f}")).unwrap_or_default()
+                ),
+                None => bail!("plugin `{id}` crashed in `{what}` (a bug in the plugin; report it to its author): {}", trap_text(&e)),
+            },
         }
     }
 
@@ -347,6 +353,89 @@ fn check_exports(engine: &wasmtime::Engine, component: &wasmtime::component::Com
     )
 }
 
+/// A guest whose stack ran out.
+#[derive(Debug, PartialEq)]
+struct Overflow {
+    /// The function filling the backtrace, when one does (its name when the plugin kept names).
+    recursing_in: Option<String>,
+}
+
+/// Lowest fault address taken for a shadow stack run below 0: it wraps to just under 4 GiB, at most
+/// one frame down (16 MiB is far more than any frame; the whole stack is 1 MiB by default).
+const WRAPPED_STACK_FAULT: u64 = (4 << 30) - (16 << 20);
+
+/// Whether a trap is the guest's stack running out, and where. Two ways look different:
+/// wasmtime's own `StackOverflow` (the engine's call stack is exhausted), and, the usual case for
+/// Rust and C guests, the shadow stack they keep in linear memory (stack-first) run below
+/// address 0: that reads as an out-of-bounds access at a wrapped address near 4 GiB, far past the
+/// end of memory. When the engine gives no fault address (explicitly bounds-checked memories), a
+/// backtrace made of one function repeated stands in for it.
+fn stack_overflow(e: &wasmtime::Error) -> Option<Overflow> {
+    let backtrace = e.downcast_ref::<wasmtime::WasmBacktrace>();
+    let recursing_in = backtrace.and_then(recursing_function);
+    let overflowed = match e.downcast_ref::<wasmtime::Trap>()? {
+        wasmtime::Trap::StackOverflow => true,
+        wasmtime::Trap::MemoryOutOfBounds => match fault_of(e) {
+            Some((address, memory_size)) => address >= WRAPPED_STACK_FAULT && address > memory_size,
+            None => recursing_in.is_some(),
+        },
+        _ => false,
+    };
+    overflowed.then(|| Overflow { recursing_in: recursing_in.map(|(_, name)| name) })
+}
+
+/// `(wasm address, memory size)` of a memory fault, from the context wasmtime attaches
+/// ("memory fault at wasm address 0x… in linear memory of size 0x…"; the type is not public).
+fn fault_of(e: &wasmtime::Error) -> Option<(u64, u64)> {
+    let text = e.chain().map(|c| c.to_string()).find(|c| c.contains("memory fault at wasm address 0x"))?;
+    let hex_after = |marker: &str| -> Option<u64> {
+        let rest = &text[text.find(marker)? + marker.len()..];
+        let end = rest.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(rest.len());
+        u64::from_str_radix(&rest[..end], 16).ok()
+    };
+    Some((hex_after("wasm address 0x")?, hex_after("linear memory of size 0x")?))
+}
+
+/// The function that fills a backtrace truncated at its frame cap (deep recursion), as
+/// (index, name or `function N`); `None` for an ordinary, varied backtrace.
+fn recursing_function(bt: &wasmtime::WasmBacktrace) -> Option<(u32, String)> {
+    let frames = bt.frames();
+    // Fewer frames than the engine's cap (20) cannot be a runaway recursion.
+    if frames.len() < 16 {
+        return None;
+    }
+    let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+    for f in frames {
+        *counts.entry(f.func_index()).or_default() += 1;
+    }
+    let (index, count) = counts.into_iter().max_by_key(|(_, n)| *n)?;
+    if count * 4 < frames.len() * 3 {
+        return None;
+    }
+    let name = frames.iter().find(|f| f.func_index() == index).and_then(|f| f.func_name()).map(readable_symbol);
+    Some((index, name.unwrap_or_else(|| format!("function {index}"))))
+}
+
+/// A Rust legacy-mangled symbol as its path (`_ZN5crate4func17h…E` → `crate::func`); other
+/// names as they are.
+fn readable_symbol(name: &str) -> String {
+    let Some(mut rest) = name.strip_prefix("_ZN") else { return name.to_string() };
+    let mut parts = vec![];
+    while !rest.starts_with('E') {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let Some(len) = rest[..digits].parse::<usize>().ok().filter(|n| digits + n <= rest.len()) else {
+            return name.to_string();
+        };
+        parts.push(&rest[digits..digits + len]);
+        rest = &rest[digits + len..];
+    }
+    // The last part is the hash (`h` + 16 hex digits).
+    if parts.last().is_some_and(|p| p.len() == 17 && p.starts_with('h')) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
 /// The useful part of a trap: its message and the guest frames wasmtime attached.
 fn trap_text(e: &wasmtime::Error) -> String {
     let mut s = format!("{e}");
@@ -364,4 +453,50 @@ fn trap_text(e: &wasmtime::Error) -> String {
         }
     }
     s.lines().take(6).collect::<Vec<_>>().join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_symbols_read_as_paths() {
+        assert_eq!(readable_symbol("_ZN12hostile_deep13shadow_frames17h02a55fc881e6904eE"), "hostile_deep::shadow_frames");
+        assert_eq!(readable_symbol("plain_c_name"), "plain_c_name");
+        assert_eq!(readable_symbol("_ZN99broken"), "_ZN99broken");
+    }
+
+    /// Run `wat`'s `run` export in a fresh store of a default engine and return its trap.
+    fn trap_of(wat: &str) -> wasmtime::Error {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, wat).unwrap();
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        instance.get_typed_func::<(), ()>(&mut store, "run").unwrap().call(&mut store, ()).unwrap_err()
+    }
+
+    #[test]
+    fn a_shadow_stack_run_below_zero_is_an_overflow_and_a_stray_access_is_not() {
+        // What a stack-first Rust guest does when its stack pointer (a global) passes 0: the
+        // next frame's store lands at a wrapped address just under 4 GiB.
+        let below_zero = trap_of(
+            r#"(module (memory 17) (global $sp (mut i32) (i32.const 64))
+                (func (export "run") (global.set $sp (i32.sub (global.get $sp) (i32.const 128)))
+                                     (i64.store offset=8 (global.get $sp) (i64.const 1))))"#,
+        );
+        assert_eq!(below_zero.downcast_ref::<wasmtime::Trap>(), Some(&wasmtime::Trap::MemoryOutOfBounds));
+        assert!(stack_overflow(&below_zero).is_some(), "{below_zero:?}");
+        // Just past the end of memory: a bug, reported as the memory fault it is.
+        let past_end = trap_of(r#"(module (memory 1) (func (export "run") (i64.store (i32.const 65536) (i64.const 1))))"#);
+        assert_eq!(past_end.downcast_ref::<wasmtime::Trap>(), Some(&wasmtime::Trap::MemoryOutOfBounds));
+        assert_eq!(stack_overflow(&past_end), None);
+        assert!(trap_text(&past_end).contains("out of bounds memory access"), "{}", trap_text(&past_end));
+    }
+
+    #[test]
+    fn the_engine_running_out_of_call_stack_is_an_overflow_in_the_recursing_function() {
+        let e = trap_of(r#"(module (func $deep (export "run") (call $deep)))"#);
+        assert_eq!(e.downcast_ref::<wasmtime::Trap>(), Some(&wasmtime::Trap::StackOverflow));
+        assert_eq!(stack_overflow(&e), Some(Overflow { recursing_in: Some("deep".into()) }));
+    }
 }

@@ -91,9 +91,9 @@ async fn plugin_that_traps_on_every_call_is_reported_as_crashed() {
     let msg = err_text(trap.cancel("job", "token").await.expect_err("cancel panics"));
     assert!(msg.contains("crashed in `cancel`"), "{msg}");
     let msg = err_text(trap.poll("job", "recurse").await.expect_err("unbounded recursion must trap"));
-    // Rust keeps its stack in linear memory, stack-first: overflowing it faults below address 0.
-    let overflowed = msg.contains("out of bounds memory access") || msg.contains("call stack exhausted");
-    assert!(msg.contains("crashed in `poll`") && overflowed, "{msg}");
+    // Rust keeps its stack in linear memory, stack-first: overflowing it faults below address 0,
+    // which the host recognises (see stack_overflow_is_named_as_such_and_the_host_keeps_serving).
+    assert!(msg.contains("plugin `trap` overflowed its stack in `poll`"), "{msg}");
     assert_hello_works(&rt).await;
     // Each call gets a fresh instance: the plugin is not poisoned, it just crashes again the same way.
     let msg = err_text(trap.describe_model().await.err().unwrap());
@@ -384,4 +384,22 @@ async fn spinning_plugin_cannot_take_every_instance_slot() {
         assert!(s.await.unwrap().is_err(), "spin never returns");
     }
     assert!(waited < Duration::from_millis(1000), "hello waited {waited:?} for a slot held by spinning jobs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_overflow_is_named_as_such_and_the_host_keeps_serving() {
+    let rt = test_runtime("");
+    let deep = rt.model("deep").expect("deep loads");
+    // "shadow": Rust's stack in linear memory runs below 0 (the engine sees a memory fault near
+    // 4 GiB); "native": the engine's own call stack runs out (wasmtime's Trap::StackOverflow).
+    for (mode, function) in [("shadow", "hostile_deep::shadow_frames"), ("native", "hostile_deep::native_frames")] {
+        let msg = err_text(deep.submit("job", &request(mode)).await.err().unwrap_or_else(|| panic!("{mode}: unbounded recursion must trap")));
+        assert!(
+            msg.starts_with("plugin `deep` overflowed its stack in `submit` (deep recursion in the plugin; report it to its author)"),
+            "{mode}: {msg}"
+        );
+        assert!(msg.contains(&format!("recursing in {function}")), "{mode}: {msg}");
+        assert!(!msg.contains("out of bounds") && !msg.contains("crashed"), "{mode}: {msg}");
+        assert_hello_works(&rt).await;
+    }
 }
