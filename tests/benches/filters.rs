@@ -79,6 +79,56 @@ async fn main() {
     println!("  wasm via the host    {wm:8.1} ms (best {wmin:.1})   ratio wasm/native = {:.2}x", wm / nm);
     println!("    of which the boundary (fresh instance + 48 MB in + result out, no steps): {bm:.1} ms");
 
+    // Per step. Natively: each step timed on its own input. In wasm: every prefix of the chain
+    // followed by a 1x1 crop (so the result crossing back is one pixel, whatever the prefix made),
+    // and a step's cost is the difference between its prefix and the one before; the empty prefix
+    // is the fixed cost (fresh instance + 48 MB in).
+    let one_pixel = wf::Step {
+        name: "crop".into(),
+        params: ["width", "height"].map(|n| wt::Param { name: n.into(), value: wt::Value::Integer(1) }).to_vec(),
+    };
+    let mut inputs = vec![native_img.clone()];
+    for step in &native_steps {
+        let next = plugin_filters::run_step(inputs.last().unwrap().clone(), step).unwrap();
+        inputs.push(next);
+    }
+    let mut prefix_ms = vec![];
+    for k in 0..=steps.len() {
+        let mut chain = steps[..k].to_vec();
+        chain.push(one_pixel.clone());
+        let _ = filters.apply("bench", &img, &chain).await.unwrap().unwrap();
+        let mut times = vec![];
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            let out = filters.apply("bench", &img, &chain).await.unwrap().unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            std::hint::black_box(out);
+        }
+        prefix_ms.push(stats(times).0);
+    }
+    println!("  per step, median of {RUNS} (wasm = difference of chain prefixes ending in a 1x1 crop):");
+    println!("    {:<10} {:>9} {:>9} {:>7}", "step", "native", "wasm", "ratio");
+    println!("    {:<10} {:>9} {:>7.1}ms", "(in+inst)", "", prefix_ms[0]);
+    for (k, step) in native_steps.iter().enumerate() {
+        let mut times = vec![];
+        for _ in 0..RUNS {
+            let input = inputs[k].clone();
+            let t = Instant::now();
+            let out = plugin_filters::run_step(input, step).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            std::hint::black_box(out);
+        }
+        let native_step = stats(times).0;
+        let wasm_step = prefix_ms[k + 1] - prefix_ms[k];
+        println!(
+            "    {:<10} {:>7.1}ms {:>7.1}ms {:>6.2}x",
+            step.name,
+            native_step,
+            wasm_step,
+            wasm_step / native_step
+        );
+    }
+
     // ImageMagick, if the real one is installed: same chain on the command line (decode/encode of
     // an uncompressed PPM pair is included, the host's timings above exclude codecs).
     let im = std::process::Command::new("convert").arg("-version").output();
