@@ -33,7 +33,7 @@
 use crate::ark::{imaging, markers, markers::Faults};
 use crate::State;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -56,11 +56,16 @@ pub fn router() -> axum::Router<crate::State> {
         .route("/v1/flux-pro-1.0-fill", post(|s, h, b| submit(s, h, b, "flux-pro-1.0-fill")))
         .route("/v1/get_result", get(get_result))
         .route("/bfl-delivery/{id}/{file}", get(delivery))
-        .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
 }
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The 413 for a body over `limit` bytes on a BFL API route: FastAPI's `{"detail": …}`.
+pub(crate) fn too_large(path: &str, limit: usize) -> Option<Response> {
+    let ours = path.starts_with("/v1/flux-") || path.starts_with("/v1/get_result");
+    ours.then(|| detail(StatusCode::PAYLOAD_TOO_LARGE, &format!("Request body too large: the limit is {limit} bytes")))
 }
 
 fn detail(status: StatusCode, text: &str) -> Response {

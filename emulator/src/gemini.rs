@@ -128,10 +128,18 @@ pub(crate) fn check_key(state: &State, headers: &HeaderMap, query: &HashMap<Stri
     }
 }
 
+/// The 413 for a body over `limit` bytes on a Gemini/Veo route: Google's envelope with the
+/// message its front end gives for oversized payloads.
+pub(crate) fn too_large(path: &str, limit: usize) -> Option<Response> {
+    let ours = VERSIONS.iter().any(|v| path.starts_with(&format!("/{v}/models/")) || path.starts_with(&format!("/{v}/files/")));
+    ours.then(|| google_error(StatusCode::PAYLOAD_TOO_LARGE, &format!("Request payload size exceeds the limit: {limit} bytes."), vec![]))
+}
+
 /// Google's error envelope with the canonical status string for the HTTP code.
 pub(crate) fn google_error(code: StatusCode, message: &str, details: Vec<Value>) -> Response {
     let status = match code.as_u16() {
-        400 => "INVALID_ARGUMENT",
+        // google.rpc has no code of its own for 413; an oversized payload is an invalid argument.
+        400 | 413 => "INVALID_ARGUMENT",
         401 => "UNAUTHENTICATED",
         403 => "PERMISSION_DENIED",
         404 => "NOT_FOUND",

@@ -4,7 +4,8 @@
 //! strict: it rejects what the real service rejects (auth header, field types, MIME types, ...)
 //! with the real error envelope. Faults are injected by a marker in the prompt, e.g.
 //! `a cat [fault:429]`, so a test can drive them through the CLI unchanged; each provider module
-//! documents the markers it understands. Every request is recorded for assertions.
+//! documents the markers it understands. Every request is recorded for assertions. A body over
+//! [`MAX_BODY`] (64 MiB) is answered `413` in the provider's own error envelope.
 //!
 //! A second listener on another port plays "another host" (BFL's regional polling URLs, delivery
 //! URLs); both serve the same routes.
@@ -15,8 +16,11 @@ pub mod gemini;
 pub mod openai;
 mod state;
 
-pub use state::{Keys, RecordedRequest, State};
+pub use state::{Keys, MAX_BODY, RecordedRequest, State};
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
 /// A running emulator.
@@ -65,6 +69,19 @@ pub fn router(state: State) -> axum::Router {
         .merge(bfl::router())
         .merge(openai::router())
         .merge(state::control_router())
+        // The recorder enforces the body limit (with each provider's 413); the extractors' own
+        // default (2 MB) would answer a plain-text 413 of axum's below it.
+        .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), state::record))
         .with_state(state)
+}
+
+/// The 413 for a body over `limit` bytes, in the envelope of the provider that owns `path`
+/// (a plain-text 413 for the emulator's own routes and file deliveries, which take no body).
+pub(crate) fn too_large(state: &State, path: &str, limit: usize) -> Response {
+    gemini::too_large(path, limit)
+        .or_else(|| ark::too_large(state, path, limit))
+        .or_else(|| bfl::too_large(path, limit))
+        .or_else(|| openai::too_large(path, limit))
+        .unwrap_or_else(|| (StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {limit} bytes")).into_response())
 }

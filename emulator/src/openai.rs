@@ -31,7 +31,7 @@ pub mod multipart;
 use crate::ark::{imaging, markers, markers::Faults};
 use crate::State;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,7 +54,14 @@ pub fn router() -> axum::Router<crate::State> {
         .route("/v1/videos", post(create))
         .route("/v1/videos/{id}", get(retrieve).delete(delete))
         .route("/v1/videos/{id}/content", get(content))
-        .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+}
+
+/// The 413 for a body over `limit` bytes on an OpenAI route, in OpenAI's envelope.
+pub(crate) fn too_large(path: &str, limit: usize) -> Option<Response> {
+    path.starts_with("/v1/videos").then(|| {
+        let message = format!("The request body is too large; the limit is {limit} bytes.");
+        oa_error(StatusCode::PAYLOAD_TOO_LARGE, &message, "invalid_request_error", None, Some("request_too_large"))
+    })
 }
 
 fn oa_error(status: StatusCode, message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Response {
