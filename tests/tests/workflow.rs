@@ -342,3 +342,41 @@ fn picks_fan_out_the_next_stage_over_several_candidates() {
     assert_eq!(v["status"], "done", "{v}");
     assert_eq!(v["stages"][1]["runs"][0]["inputs"][0], v["stages"][0]["candidates"][2]["path"]);
 }
+
+#[test]
+fn a_fan_out_runs_its_candidates_concurrently_and_keeps_their_order() {
+    let emu = Emu::start();
+    let mut env = Env::new(&["classic", "filters", "veo-3"]);
+    env.config(&emu.config_for(&["veo-3"], "#veo-3\npoll_interval_ms = 100"));
+    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
+    let photo = small_photo(env.dir.path(), "coffee.png", 64);
+    let recipe = env.path("fan.toml");
+    std::fs::write(
+        &recipe,
+        "name = \"fan\"\n\n[[stage]]\nname = \"looks\"\nengine = \"classic\"\nprompt = \"watercolor\"\nn = 3\npick = \"all\"\n\n\
+         [[stage]]\nname = \"animate\"\nengine = \"veo-3\"\nprompt = \"waves [fault:slow-op:15]\"\n",
+    )
+    .unwrap();
+    let d = env.path("run");
+    let v = json(&env.ok(&["run", recipe.to_str().unwrap(), photo.to_str().unwrap(), "-o", d.to_str().unwrap(), "--json"]));
+    assert_eq!(v["status"], "done", "{v}");
+
+    // Each Veo operation is done only on its 15th poll. Run one after another, the third submit
+    // would come after 30 polls; run together, all three are in before any operation can be done.
+    let log: Vec<(String, String)> = emu.emu.state.requests().iter().map(|r| (r.method.clone(), r.path.clone())).collect();
+    let submits: Vec<usize> = log.iter().enumerate().filter(|(_, (m, p))| m == "POST" && p.contains(":predictLongRunning")).map(|(k, _)| k).collect();
+    assert_eq!(submits.len(), 3, "{log:?}");
+    let polls_before_last_submit = log[..submits[2]].iter().filter(|(m, p)| m == "GET" && p.contains("/operations/")).count();
+    assert!(polls_before_last_submit < 15, "the runs went one after another: {polls_before_last_submit} polls before the third submit");
+
+    // Runs and candidates keep the order of the picked candidates, whatever order they ended in.
+    let st = v["stages"].as_array().unwrap();
+    let runs = st[1]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for k in 0..3 {
+        assert_eq!(runs[k]["inputs"][0], st[0]["candidates"][k]["path"], "run {k}");
+        assert_eq!(runs[k]["status"], "done");
+        let clip = st[1]["candidates"][k]["path"].as_str().unwrap();
+        assert!(clip.contains(&format!("coffee-c{}-", k + 1)) && clip.ends_with(".mp4"), "{clip}");
+    }
+}

@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub resubmit_unknown: bool,
 }
 
+/// How many runs of one stage go at once (a fan-out over picked candidates).
+const RUNS_AT_ONCE: usize = 4;
+
 /// Progress, for displays.
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -340,83 +343,43 @@ impl Ctx<'_> {
             (self.on)(Event::StageStart { index: i, total, name: s.name.clone(), engine: s.engine.clone(), runs: todo.len(), estimate, currency: self.prices.currency.clone() });
             let t = Instant::now();
 
+            // The runs of a stage (one per picked candidate) go concurrently, at most RUNS_AT_ONCE
+            // at a time: a fan-out waits on providers, not on us. Each run is recorded as it ends,
+            // in its own slot (the order of candidates stays the order of sources); after a
+            // failure no further run starts, and the ones under way finish and are kept.
             let mut failed: Option<String> = None;
-            for (k, (stem, src)) in sources.iter().enumerate() {
-                if state.stages[i].runs.get(k).is_some_and(|x| x.status == "done") {
-                    continue;
-                }
-                let mut pictures = src.clone();
-                pictures.extend(refs.iter().cloned());
-                // A run that was under way when the process stopped: finish its jobs, do not resubmit.
-                let earlier = state.stages[i].runs.get(k).cloned();
-                let adopted = match &earlier {
-                    Some(e) if e.status == "running" => self.adopt(&folder, stem, &s.engine, e.started_ms).await?,
-                    _ => None,
-                };
-                let record = match adopted {
-                    Some(files) => RunRecord {
-                        stem: stem.clone(),
-                        inputs: pictures.clone(),
-                        status: "done".into(),
-                        jobs: files.iter().map(|f| f.job.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
-                        usage: vec![],
-                        millis: 0,
-                        cost: None,
-                        started_ms: earlier.as_ref().map(|e| e.started_ms).unwrap_or_else(now_ms),
-                        error: None,
-                        failures: vec![],
-                        outputs: files,
-                    },
-                    None => {
-                        let started_ms = now_ms();
-                        let running = RunRecord::new(stem, &pictures, "running", started_ms);
-                        set_run(&mut state.stages[i].runs, k, running);
+            let mut queue: std::collections::VecDeque<(usize, String, Vec<PathBuf>)> = sources
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| !state.stages[i].runs.get(*k).is_some_and(|x| x.status == "done"))
+                .map(|(k, (stem, src))| (k, stem.clone(), src.iter().chain(refs.iter()).cloned().collect()))
+                .collect();
+            let mut under_way = futures_util::stream::FuturesUnordered::new();
+            loop {
+                while failed.is_none() && under_way.len() < RUNS_AT_ONCE {
+                    let Some((k, stem, pictures)) = queue.pop_front() else { break };
+                    // A run that was under way when the process stopped: finish its jobs, do not resubmit.
+                    let earlier = state.stages[i].runs.get(k).filter(|e| e.status == "running").map(|e| e.started_ms);
+                    if earlier.is_none() {
+                        set_run(&mut state.stages[i].runs, k, RunRecord::new(&stem, &pictures, "running", now_ms()));
                         state.save(self.dir)?;
-                        let req = EditRequest {
-                            inputs: pictures.clone(),
-                            prompt: prompt.clone(),
-                            model: s.engine.clone(),
-                            n: s.n,
-                            seed: s.seed,
-                            params: s.params.clone(),
-                            mask: s.mask.clone(),
-                            pre: s.pre.clone(),
-                            post: s.post.clone(),
-                            out_dir: folder.clone(),
-                            out_file: None,
-                            // The stage folder is the run's own; a retried run may overwrite its partial files.
-                            force: true,
-                            video: s.animate,
-                        };
-                        match edit_named(self.rt, self.runner, &req, Some(stem)).await {
-                            Ok(res) => {
-                                state.stages[i].model = Some(res.model.clone());
-                                RunRecord {
-                                    outputs: res.outputs,
-                                    failures: res.failures,
-                                    jobs: res.jobs,
-                                    usage: res.usage,
-                                    millis: res.millis,
-                                    ..RunRecord::new(stem, &pictures, "done", started_ms)
-                                }
-                            }
-                            Err(e) => RunRecord { error: Some(format!("{e:#}")), ..RunRecord::new(stem, &pictures, "failed", started_ms) },
-                        }
                     }
-                };
-                let mut record = record;
+                    under_way.push(self.one_run(k, stem, pictures, earlier, &prompt, &folder, i));
+                }
+                let Some(done) = futures_util::StreamExt::next(&mut under_way).await else { break };
+                let (k, mut record, model) = done?;
                 if record.status == "done" {
                     let images: Vec<(u32, u32)> = record.outputs.iter().filter(|o| o.mime.starts_with("image/")).filter_map(|o| Some((o.width?, o.height?))).collect();
                     let videos = record.outputs.iter().filter(|o| !o.mime.starts_with("image/")).count() as u32;
                     record.cost = Some(cost::actual(price.as_ref(), plan.offline, &record.usage, &images, videos, &plan.params));
-                } else {
+                    if model.is_some() {
+                        state.stages[i].model = model;
+                    }
+                } else if failed.is_none() {
                     failed = record.error.clone();
                 }
                 set_run(&mut state.stages[i].runs, k, record);
                 state.save(self.dir)?;
-                if failed.is_some() {
-                    break;
-                }
             }
             let ss = &mut state.stages[i];
             let millis = t.elapsed().as_millis() as u64;
@@ -480,6 +443,51 @@ impl Ctx<'_> {
 
     /// Jobs of a run that was under way when the process stopped: finish the done and pending
     /// ones (polling, never submitting) and return their files; `None` when there were none.
+    /// One run of stage `i` on `pictures`: adopt the jobs of a run cut off earlier (`earlier` =
+    /// its start), else edit. Returns the run's slot, its record (done or failed) and the model
+    /// that answered, when the engine said.
+    #[allow(clippy::too_many_arguments)]
+    async fn one_run(&self, k: usize, stem: String, pictures: Vec<PathBuf>, earlier: Option<u64>, prompt: &str, folder: &Path, i: usize) -> Result<(usize, RunRecord, Option<String>)> {
+        let s = &self.r.stages[i];
+        if let Some(started_ms) = earlier {
+            if let Some(files) = self.adopt(folder, &stem, &s.engine, started_ms).await? {
+                let jobs = files.iter().map(|f| f.job.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                return Ok((k, RunRecord { jobs, outputs: files, ..RunRecord::new(&stem, &pictures, "done", started_ms) }, None));
+            }
+        }
+        let started_ms = earlier.unwrap_or_else(now_ms);
+        let req = EditRequest {
+            inputs: pictures.clone(),
+            prompt: prompt.to_string(),
+            model: s.engine.clone(),
+            n: s.n,
+            seed: s.seed,
+            params: s.params.clone(),
+            mask: s.mask.clone(),
+            pre: s.pre.clone(),
+            post: s.post.clone(),
+            out_dir: folder.to_path_buf(),
+            out_file: None,
+            // The stage folder is the run's own; a retried run may overwrite its partial files.
+            force: true,
+            video: s.animate,
+        };
+        Ok(match edit_named(self.rt, self.runner, &req, Some(&stem)).await {
+            Ok(res) => {
+                let record = RunRecord {
+                    outputs: res.outputs,
+                    failures: res.failures,
+                    jobs: res.jobs,
+                    usage: res.usage,
+                    millis: res.millis,
+                    ..RunRecord::new(&stem, &pictures, "done", started_ms)
+                };
+                (k, record, Some(res.model))
+            }
+            Err(e) => (k, RunRecord { error: Some(format!("{e:#}")), ..RunRecord::new(&stem, &pictures, "failed", started_ms) }, None),
+        })
+    }
+
     async fn adopt(&self, folder: &Path, stem: &str, engine: &str, since_ms: u64) -> Result<Option<Vec<OutputFile>>> {
         let prefix = format!("{stem}-{engine}-");
         let folder = absolute(folder);
