@@ -1,14 +1,18 @@
 //! Issue 3's benchmark: the 5-step chain (resize → crop → adjust → sharpen → watermark) on a 12 MP
 //! image, through the wasm filters component (one call, as the host runs it) vs the same Rust code
 //! compiled natively, vs ImageMagick doing the same chain on the command line.
-//! Run: `cargo bench -p atelier-tests --bench filters`.
+//! Run: `CARGO_TARGET_DIR=target/bench cargo bench -p atelier-tests --bench filters`; `ATELIER_BENCH_RUNS=n`
+//! sets the runs per measurement. Times are wall and CPU (the latter is steadier on a shared machine).
 
 use atelier::wit_filters as wf;
 use atelier::wit_types as wt;
 use atelier_tests::{plugins_dir, runtime_over};
 use std::time::Instant;
 
-const RUNS: usize = 5;
+/// Timed runs per measurement (`ATELIER_BENCH_RUNS` overrides).
+fn runs() -> usize {
+    std::env::var("ATELIER_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(7)
+}
 
 fn to_host_value(v: &atelier_sdk::Value) -> wt::Value {
     match v {
@@ -20,29 +24,70 @@ fn to_host_value(v: &atelier_sdk::Value) -> wt::Value {
     }
 }
 
-fn stats(mut t: Vec<f64>) -> (f64, f64) {
-    t.sort_by(f64::total_cmp);
-    (t[t.len() / 2], t[0])
+/// CPU time of this process so far (all threads, page faults included), in ms. Unlike wall time
+/// it does not count the time other processes on a busy machine hold the cores, so it is the
+/// steadier measure of the work done.
+fn cpu_ms() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid timespec (64-bit Linux layout) that clock_gettime fills in.
+    if unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+        return f64::NAN;
+    }
+    ts.sec as f64 * 1e3 + ts.nsec as f64 / 1e6
+}
+
+/// Wall and CPU ms of one run.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Start timing; `stop` turns the mark into a [`Sample`].
+fn start() -> (Instant, f64) {
+    (Instant::now(), cpu_ms())
+}
+
+fn stop((t, c): (Instant, f64)) -> Sample {
+    Sample { wall: t.elapsed().as_secs_f64() * 1000.0, cpu: cpu_ms() - c }
+}
+
+/// Median and best of wall and CPU times.
+#[derive(Clone, Copy)]
+struct Stats {
+    wall_median: f64,
+    wall_best: f64,
+    cpu_median: f64,
+    cpu_best: f64,
+}
+
+fn stats(samples: &[Sample]) -> Stats {
+    let pick = |f: fn(&Sample) -> f64| {
+        let mut v: Vec<f64> = samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0])
+    };
+    let (wall_median, wall_best) = pick(|s| s.wall);
+    let (cpu_median, cpu_best) = pick(|s| s.cpu);
+    Stats { wall_median, wall_best, cpu_median, cpu_best }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let runs = runs();
     let (w, h) = (4000, 3000);
     let native_img = plugin_filters::bench_image(w, h);
     let native_steps = plugin_filters::bench_chain_steps();
 
-    // Native.
-    let mut native = vec![];
-    let _ = plugin_filters::run_chain(native_img.clone(), &native_steps).unwrap();
-    for _ in 0..RUNS {
-        let input = native_img.clone();
-        let t = Instant::now();
-        let out = plugin_filters::run_chain(input, &native_steps).unwrap();
-        native.push(t.elapsed().as_secs_f64() * 1000.0);
-        std::hint::black_box(out);
-    }
-
-    // Wasm, through the host: the steps in one `apply` call, pixels crossing the boundary once.
     let rt = runtime_over(vec![plugins_dir().join("filters")], "", std::env::temp_dir().join("atelier-bench-cache"));
     let filters = rt.plugin("filters").unwrap();
     let steps: Vec<wf::Step> = native_steps
@@ -50,39 +95,55 @@ async fn main() {
         .map(|s| wf::Step { name: s.name.clone(), params: s.params.iter().map(|p| wt::Param { name: p.name.clone(), value: to_host_value(&p.value) }).collect() })
         .collect();
     let img = wt::Image { width: w, height: h, pixels: native_img.pixels.clone() };
+
+    // Warm-up, and the check that both compute the same pixels.
     let first = filters.apply("bench", &img, &steps).await.unwrap().unwrap();
     assert_eq!((first.width, first.height), (1600, 1200));
     let native_out = plugin_filters::run_chain(native_img.clone(), &native_steps).unwrap();
     assert_eq!(first.pixels, native_out.pixels, "wasm and native compute the same pixels");
-    let mut wasm = vec![];
-    for _ in 0..RUNS {
-        let t = Instant::now();
+
+    // The whole chain natively and through the host (one `apply` call, pixels crossing the
+    // boundary once), and the boundary alone (fresh instance, 48 MB in and out, no step), the
+    // three interleaved so that both see the same machine load.
+    let (mut native, mut wasm, mut boundary) = (vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let input = native_img.clone();
+        let mark = start();
+        let out = plugin_filters::run_chain(input, &native_steps).unwrap();
+        native.push(stop(mark));
+        std::hint::black_box(out);
+
+        let mark = start();
         let out = filters.apply("bench", &img, &steps).await.unwrap().unwrap();
-        wasm.push(t.elapsed().as_secs_f64() * 1000.0);
+        wasm.push(stop(mark));
         std::hint::black_box(out);
-    }
 
-    // The boundary alone: a fresh instance, the 48 MB image copied in and out, no step run.
-    let mut boundary = vec![];
-    for _ in 0..RUNS {
-        let t = Instant::now();
+        let mark = start();
         let out = filters.apply("bench", &img, &[]).await.unwrap().unwrap();
-        boundary.push(t.elapsed().as_secs_f64() * 1000.0);
+        boundary.push(stop(mark));
         std::hint::black_box(out);
     }
-
-    let (nm, nmin) = stats(native);
-    let (bm, _) = stats(boundary);
-    let (wm, wmin) = stats(wasm);
-    println!("5-step chain on {w}x{h} (resize 2000w → crop 1600x1200 → adjust → sharpen → watermark), median of {RUNS}:");
-    println!("  native Rust          {nm:8.1} ms (best {nmin:.1})");
-    println!("  wasm via the host    {wm:8.1} ms (best {wmin:.1})   ratio wasm/native = {:.2}x", wm / nm);
-    println!("    of which the boundary (fresh instance + 48 MB in + result out, no steps): {bm:.1} ms");
+    let (n, wa, b) = (stats(&native), stats(&wasm), stats(&boundary));
+    println!("5-step chain on {w}x{h} (resize 2000w → crop 1600x1200 → adjust → sharpen → watermark), {runs} runs, ms:");
+    println!("                         wall median (best)   cpu median (best)");
+    let line = |label: &str, s: &Stats| {
+        println!("  {label:<22} {:8.1} ({:6.1})   {:8.1} ({:6.1})", s.wall_median, s.wall_best, s.cpu_median, s.cpu_best)
+    };
+    line("native Rust", &n);
+    line("wasm via the host", &wa);
+    line("  boundary (no steps)", &b);
+    println!(
+        "  ratio wasm/native: wall median {:.2}x, best {:.2}x; cpu median {:.2}x, best {:.2}x",
+        wa.wall_median / n.wall_median,
+        wa.wall_best / n.wall_best,
+        wa.cpu_median / n.cpu_median,
+        wa.cpu_best / n.cpu_best
+    );
 
     // Per step. Natively: each step timed on its own input. In wasm: every prefix of the chain
     // followed by a 1x1 crop (so the result crossing back is one pixel, whatever the prefix made),
     // and a step's cost is the difference between its prefix and the one before; the empty prefix
-    // is the fixed cost (fresh instance + 48 MB in).
+    // is the fixed cost (fresh instance + 48 MB in). Best of the runs (the least disturbed by load).
     let one_pixel = wf::Step {
         name: "crop".into(),
         params: ["width", "height"].map(|n| wt::Param { name: n.into(), value: wt::Value::Integer(1) }).to_vec(),
@@ -92,42 +153,45 @@ async fn main() {
         let next = plugin_filters::run_step(inputs.last().unwrap().clone(), step).unwrap();
         inputs.push(next);
     }
-    let mut prefix_ms = vec![];
-    for k in 0..=steps.len() {
-        let mut chain = steps[..k].to_vec();
-        chain.push(one_pixel.clone());
-        let _ = filters.apply("bench", &img, &chain).await.unwrap().unwrap();
-        let mut times = vec![];
-        for _ in 0..RUNS {
-            let t = Instant::now();
+    let mut prefixes = vec![vec![]; steps.len() + 1];
+    let mut native_steps_t = vec![vec![]; steps.len()];
+    for _ in 0..runs {
+        for (k, samples) in prefixes.iter_mut().enumerate() {
+            let mut chain = steps[..k].to_vec();
+            chain.push(one_pixel.clone());
+            let mark = start();
             let out = filters.apply("bench", &img, &chain).await.unwrap().unwrap();
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            samples.push(stop(mark));
             std::hint::black_box(out);
         }
-        prefix_ms.push(stats(times).0);
-    }
-    println!("  per step, median of {RUNS} (wasm = difference of chain prefixes ending in a 1x1 crop):");
-    println!("    {:<10} {:>9} {:>9} {:>7}", "step", "native", "wasm", "ratio");
-    println!("    {:<10} {:>9} {:>7.1}ms", "(in+inst)", "", prefix_ms[0]);
-    for (k, step) in native_steps.iter().enumerate() {
-        let mut times = vec![];
-        for _ in 0..RUNS {
+        for (k, step) in native_steps.iter().enumerate() {
             let input = inputs[k].clone();
-            let t = Instant::now();
+            let mark = start();
             let out = plugin_filters::run_step(input, step).unwrap();
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            native_steps_t[k].push(stop(mark));
             std::hint::black_box(out);
         }
-        let native_step = stats(times).0;
-        let wasm_step = prefix_ms[k + 1] - prefix_ms[k];
+    }
+    let prefix: Vec<Stats> = prefixes.iter().map(|s| stats(s)).collect();
+    println!("  per step, best of {runs} (wasm = difference of chain prefixes ending in a 1x1 crop), ms:");
+    println!("    {:<10} {:>8} {:>8} {:>6}   {:>8} {:>8} {:>6}", "step", "wall nat", "wasm", "ratio", "cpu nat", "wasm", "ratio");
+    println!("    {:<10} {:>8} {:>8.1} {:>6}   {:>8} {:>8.1}", "(in+inst)", "", prefix[0].wall_best, "", "", prefix[0].cpu_best);
+    for (k, step) in native_steps.iter().enumerate() {
+        let nat = stats(&native_steps_t[k]);
+        let (ww, wc) = (prefix[k + 1].wall_best - prefix[k].wall_best, prefix[k + 1].cpu_best - prefix[k].cpu_best);
         println!(
-            "    {:<10} {:>7.1}ms {:>7.1}ms {:>6.2}x",
+            "    {:<10} {:>8.1} {:>8.1} {:>5.2}x   {:>8.1} {:>8.1} {:>5.2}x",
             step.name,
-            native_step,
-            wasm_step,
-            wasm_step / native_step
+            nat.wall_best,
+            ww,
+            ww / nat.wall_best,
+            nat.cpu_best,
+            wc,
+            wc / nat.cpu_best
         );
     }
+    let wm = wa.wall_median;
+    let runs_im = runs;
 
     // ImageMagick, if the real one is installed: same chain on the command line (decode/encode of
     // an uncompressed PPM pair is included, the host's timings above exclude codecs).
@@ -146,13 +210,14 @@ async fn main() {
             "-fill", "rgba(255,255,255,0.6)", "-pointsize", "60", "-annotate", "+32+32", "(c) atelier", out.to_str().unwrap(),
         ];
         let mut times = vec![];
-        for _ in 0..RUNS {
+        for _ in 0..runs_im.min(3) {
             let t = Instant::now();
             let st = std::process::Command::new("convert").args(args).status().unwrap();
             assert!(st.success());
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        let (im_m, im_min) = stats(times);
+        times.sort_by(f64::total_cmp);
+        let (im_m, im_min) = (times[times.len() / 2], times[0]);
         println!("  ImageMagick convert  {im_m:8.1} ms (best {im_min:.1})   ratio wasm/imagemagick = {:.2}x  (includes PPM read/write)", wm / im_m);
         println!("    convert {}", args.join(" "));
     } else {
