@@ -213,21 +213,7 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
     };
     let mut post = vec![];
     apply_size(&app, &c, common.size, &mut params, &mut post).await?;
-    let req = EditRequest {
-        inputs,
-        prompt,
-        model: c.plugin.id().to_string(),
-        n: common.n,
-        seed,
-        params,
-        mask,
-        pre: vec![],
-        post,
-        out_dir: s.dir.join("out"),
-        out_file: None,
-        force: false,
-        video: false,
-    };
+    let req = EditRequest { inputs, prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, mask, post, out_dir: s.dir.join("out"), ..Default::default() };
     tracing::info!(target: "atelier::server", "{}: edit by {} with {} (n={})", s.id, caller.0, req.model, req.n);
     let r = run(&app, &c, &req).await?;
     answer(&base, &mut s, &r, common.url)
@@ -247,21 +233,8 @@ pub async fn generations(State(app): State<Arc<App>>, Extension(caller): Extensi
     let mut post = vec![];
     apply_size(&app, &c, common.size, &mut params, &mut post).await?;
     let mut s = scratch(&app);
-    let req = EditRequest {
-        inputs: vec![],
-        prompt,
-        model: c.plugin.id().to_string(),
-        n: common.n,
-        seed,
-        params,
-        mask: None,
-        pre: vec![],
-        post,
-        out_dir: s.dir.join("out"),
-        out_file: None,
-        force: false,
-        video: false,
-    };
+    // No input image: the pipeline lets a server request (named, unmasked) through without one.
+    let req = EditRequest { prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, post, out_dir: s.dir.join("out"), ..Default::default() };
     tracing::info!(target: "atelier::server", "{}: generation by {} with {} (n={})", s.id, caller.0, req.model, req.n);
     let r = run(&app, &c, &req).await?;
     answer(&base, &mut s, &r, common.url)
