@@ -129,9 +129,56 @@ pub fn read_png_provenance(bytes: &[u8]) -> Option<String> {
     info.utf8_text.iter().find(|c| c.keyword == "atelier").and_then(|c| c.get_text().ok())
 }
 
+/// The same PNG with its `atelier` provenance chunk replaced by `text` (added before the image
+/// data if it had none). Chunk surgery, so the pixels are not decoded and re-encoded.
+pub fn replace_png_provenance(bytes: &[u8], text: &str) -> Result<Vec<u8>> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    anyhow::ensure!(bytes.starts_with(SIGNATURE), "not a PNG");
+    let mut itxt = b"atelier\0\0\0\0\0".to_vec(); // keyword, uncompressed, no language, no translation
+    itxt.extend_from_slice(text.as_bytes());
+    let mut out = Vec::with_capacity(bytes.len() + itxt.len());
+    out.extend_from_slice(SIGNATURE);
+    let (mut at, mut written) = (SIGNATURE.len(), false);
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into()?) as usize;
+        let end = at + 12 + len;
+        anyhow::ensure!(end <= bytes.len(), "a PNG chunk runs past the end of the file");
+        let (kind, data) = (&bytes[at + 4..at + 8], &bytes[at + 8..at + 8 + len]);
+        if !written && (kind == b"IDAT" || kind == b"IEND") {
+            out.extend_from_slice(&(itxt.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(b"iTXt");
+            out.extend_from_slice(&itxt);
+            let crc = crc32fast::hash(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+            written = true;
+        }
+        if !(kind == b"iTXt" && data.starts_with(b"atelier\0")) {
+            out.extend_from_slice(&bytes[at..end]);
+        }
+        at = end;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provenance_is_replaced_without_touching_the_pixels() {
+        let img = Image { width: 3, height: 2, pixels: (0..24).map(|v| v as u8 * 10).collect() };
+        let bytes = encode_png(&img, Some("{\"path\":\"/secret/dir/in.png\"}")).unwrap();
+        let new = replace_png_provenance(&bytes, "{\"path\":\"in.png\"}").unwrap();
+        assert_eq!(read_png_provenance(&new).as_deref(), Some("{\"path\":\"in.png\"}"));
+        assert!(!String::from_utf8_lossy(&new).contains("/secret/dir"));
+        let limits = DecodeLimits { max_pixels: 100, max_dimension: 10 };
+        assert_eq!(decode(&new, limits, "t").unwrap().pixels, img.pixels);
+        // A PNG without one gets one.
+        let plain = encode_png(&img, None).unwrap();
+        assert_eq!(read_png_provenance(&replace_png_provenance(&plain, "{}").unwrap()).as_deref(), Some("{}"));
+        assert!(replace_png_provenance(b"GIF89a", "{}").is_err());
+    }
 
     #[test]
     fn png_round_trips_with_provenance() {

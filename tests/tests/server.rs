@@ -186,8 +186,14 @@ fn image_edits_with_classic_b64_n2_url_models_health_and_metrics() {
         let r = reqwest::get(url).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "image/png");
-        let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+        let png = r.bytes().await.unwrap();
+        let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width(), img.height()), (48, 32));
+        // The result keeps its provenance, minus the server's own paths.
+        let prov: serde_json::Value = serde_json::from_str(&atelier::imageio::read_png_provenance(&png).expect("provenance")).unwrap();
+        assert_eq!(prov["prompt"], "make it look drawn", "{prov}");
+        assert_eq!(prov["inputs"][0]["path"], "in-01.png", "{prov}");
+        assert!(!prov.to_string().contains(&dir.path().display().to_string()), "server paths leak: {prov}");
         let (s, _) = get_json(&b, None, &format!("{}/x", url.rsplit_once('/').unwrap().0.replace(&b, ""))).await;
         assert_eq!(s, 404, "a name that is not a result is not served");
 

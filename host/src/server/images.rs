@@ -130,7 +130,35 @@ async fn run(app: &App, c: &Chosen, req: &EditRequest) -> ApiResult<EditResult> 
         // The operator's setup, not the caller's request.
         return Err(ApiError::internal(format!("model `{}` is not set up on this server: {}", c.plugin.id(), c.plugin.grants.missing_secret_message(name))));
     }
-    edit_named(&app.rt, &app.runner, req, Some("image")).await.map_err(|e| ApiError::from_run(&e))
+    let r = edit_named(&app.rt, &app.runner, req, Some("image")).await.map_err(|e| ApiError::from_run(&e))?;
+    for o in r.outputs.iter().filter(|o| o.mime == "image/png") {
+        hide_server_paths(&o.path).map_err(|e| ApiError::internal(format!("{}: cannot rewrite the provenance: {e:#}", o.path.display())))?;
+    }
+    Ok(r)
+}
+
+/// Results keep their provenance (prompt, engine, seed, steps, input hashes), but the server's own
+/// file paths are its business: every `path` in it becomes a bare file name.
+fn hide_server_paths(png: &std::path::Path) -> anyhow::Result<()> {
+    fn redact(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match x {
+                        Value::String(p) if k == "path" => *p = std::path::Path::new(p.as_str()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                        _ => redact(x),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let bytes = std::fs::read(png)?;
+    let Some(text) = crate::imageio::read_png_provenance(&bytes) else { return Ok(()) };
+    let mut prov: Value = serde_json::from_str(&text)?;
+    redact(&mut prov);
+    crate::pipeline::outputs::write_atomic(png, &crate::imageio::replace_png_provenance(&bytes, &prov.to_string())?)
 }
 
 /// `ImagesResponse` from the files the pipeline wrote.
