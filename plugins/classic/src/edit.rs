@@ -51,17 +51,20 @@ impl<'a> Editor<'a> {
     /// fresh grain to every frame instead, as real film does).
     pub fn render_with(&self, seed: u64, grain: bool) -> Raster {
         let s = self.settings;
-        let work = match (&self.inpainted, self.mask, s.inpaint) {
+        // Only a fill makes a new full-size start; otherwise the planes are read off the original
+        // directly (no copy of it: masked edits of big images are bounded by memory).
+        let filled = match (&self.inpainted, self.mask, s.inpaint) {
             (Some(filled), Some(m), InpaintMethod::PatchMatch) => {
                 // Its only failure (nothing known) was ruled out by Editor::new; Telea's fill is the fallback.
-                patchmatch::inpaint(self.original, &m.inside, filled, &mut SeededRng::new(seed, purpose::INPAINT)).unwrap_or_else(|_| filled.clone())
+                Some(patchmatch::inpaint(self.original, &m.inside, filled, &mut SeededRng::new(seed, purpose::INPAINT)).unwrap_or_else(|_| filled.clone()))
             }
             (Some(filled), Some(m), InpaintMethod::Telea) => {
-                inpaint::match_grain(self.original, filled, &m.inside, s.inpaint_radius, &mut SeededRng::new(seed, purpose::INPAINT))
+                Some(inpaint::match_grain(self.original, filled, &m.inside, s.inpaint_radius, &mut SeededRng::new(seed, purpose::INPAINT)))
             }
-            _ => self.original.clone(),
+            _ => None,
         };
-        let mut img = FloatImage::from_raster(&work);
+        let mut img = FloatImage::from_raster(filled.as_ref().unwrap_or(self.original));
+        drop(filled);
         // Tonal amounts vary ±15 % between variations, so even plain adjustments give a choice.
         let mut amounts = SeededRng::new(seed, purpose::AMOUNTS);
         let strength = s.strength;
@@ -110,10 +113,10 @@ impl<'a> Editor<'a> {
             }
         }
         img.clamp();
-        let edited = img.to_raster();
         match self.mask {
-            Some(m) => m.composite(self.original, &edited),
-            None => edited,
+            // Blended straight from the planes: no full-size 8-bit copy of the edit in between.
+            Some(m) => m.composite_planes(self.original, &img),
+            None => img.to_raster(),
         }
     }
 }

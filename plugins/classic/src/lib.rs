@@ -43,7 +43,7 @@ impl Model for Classic {
     }
 
     fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<InputPlan, Error> {
-        request::check(prompt, references, has_mask, n, params).map_err(Error::InvalidInput)?;
+        request::check(prompt, references, has_mask, n, params, &request::can_allocate).map_err(Error::InvalidInput)?;
         Ok(InputPlan { exact_size: None, max_side: request::max_side(has_mask) })
     }
 

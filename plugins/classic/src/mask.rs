@@ -3,7 +3,7 @@
 //! mask to 0 at `feather` px from it (exact Euclidean distance transform). Every pixel `feather` px or
 //! more from the mask keeps the original bytes exactly; `feather = 0` means a hard edge.
 
-use crate::raster::Raster;
+use crate::raster::{to_byte, FloatImage, Raster};
 
 /// A binary mask and the blend weight of every pixel.
 #[derive(Clone, Debug)]
@@ -52,13 +52,24 @@ impl FeatheredMask {
 
     /// The edit where the weight is 1, the original where it is 0 (byte for byte), a blend between.
     pub fn composite(&self, original: &Raster, edited: &Raster) -> Raster {
+        self.blend(original, |i, c| edited.px[i * 4 + c])
+    }
+
+    /// [`FeatheredMask::composite`] of an edit still in float planes, with the same bytes as
+    /// compositing `edited.to_raster()`, without that full-size copy.
+    pub fn composite_planes(&self, original: &Raster, edited: &FloatImage) -> Raster {
+        self.blend(original, |i, c| if c < 3 { to_byte(edited.ch[c][i]) } else { edited.alpha[i] })
+    }
+
+    /// The original with `edited(pixel, channel)` blended in by weight.
+    fn blend(&self, original: &Raster, edited: impl Fn(usize, usize) -> u8) -> Raster {
         let mut out = original.clone();
         for (i, &w) in self.weight.iter().enumerate() {
             if w <= 0.0 {
                 continue;
             }
             for c in 0..4 {
-                let (a, b) = (original.px[i * 4 + c] as f32, edited.px[i * 4 + c] as f32);
+                let (a, b) = (original.px[i * 4 + c] as f32, edited(i, c) as f32);
                 out.px[i * 4 + c] = (a + (b - a) * w + 0.5).clamp(0.0, 255.0) as u8;
             }
         }
@@ -171,5 +182,8 @@ mod tests {
                 }
             }
         }
+        // From float planes: the very same bytes, without the 8-bit copy.
+        let planes = FloatImage::from_raster(&edited);
+        assert_eq!(m.composite_planes(&original, &planes), out);
     }
 }

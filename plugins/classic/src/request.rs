@@ -10,6 +10,7 @@ use image::ImageEncoder;
 use crate::edit::Editor;
 use crate::mask::FeatheredMask;
 use crate::prompt::{self, Motion, Style};
+use crate::settings::InpaintMethod;
 use crate::raster::Raster;
 use crate::settings::{Output, Settings};
 use crate::video;
@@ -21,6 +22,92 @@ pub const MAX_OUTPUTS: u32 = 16;
 /// Longest side the host is asked to shrink references to, keeping memory and time bounded.
 pub const MAX_SIDE: u32 = 2048;
 
+/// `memory_mb` in this plugin's `plugin.toml` (a test keeps them equal): what a masked edit may
+/// assume without asking the allocator.
+pub const MEMORY_MB: u64 = 1024;
+/// The most any plugin can have: wasm32 addresses 4 GiB.
+const MAX_MEMORY_MB: u64 = 4096;
+/// Each further output is kept, PNG-encoded, until all are done (noise-like images barely compress).
+pub const MASKED_BYTES_PER_OUTPUT_PIXEL: u64 = 5;
+/// The request's own encoded image and mask, held for the whole call.
+const INPUT_BYTES_PER_PIXEL: u64 = 5;
+/// The wasm allocator does not reuse freed memory perfectly, and code, stack and statics come on top.
+const ALLOCATOR_SLACK_PERCENT: u64 = 25;
+const FIXED_MIB: u64 = 32;
+
+/// Peak heap of one masked edit (decode, mask, render, encode), in bytes per image pixel, set by
+/// its heaviest step. Masked edits run at full size, so this bounds how big they may be.
+/// `tests/memory.rs` measures every entry and fails when an operator outgrows it.
+pub fn masked_bytes_per_pixel(styles: &BTreeSet<Style>, inpaint: InpaintMethod) -> u64 {
+    let op = |s: &Style| -> u64 {
+        match s {
+            Style::OilPainting => 80,
+            Style::Watercolor => 62,
+            Style::Cartoon => 58,
+            Style::PopArt => 55,
+            Style::PencilSketch | Style::Posterize => 43,
+            Style::Vintage | Style::FilmGrain => 35,
+            Style::Remove => 0,
+            _ => 30,
+        }
+    };
+    let heaviest_op = styles.iter().map(op).max().unwrap_or(30);
+    if !styles.contains(&Style::Remove) {
+        return heaviest_op;
+    }
+    let fill = match inpaint {
+        // The fill's working set grows with the hole: this is a hole covering nearly everything.
+        InpaintMethod::PatchMatch => 110,
+        InpaintMethod::Telea => 55,
+    };
+    // Telea's fill (4 B/px) stays alive while the other operators run.
+    fill.max(heaviest_op + 4)
+}
+
+/// What a masked edit of `w`×`h` with `n` outputs needs in all, bytes.
+pub fn masked_memory_need(w: u32, h: u32, n: u32, styles: &BTreeSet<Style>, inpaint: InpaintMethod) -> u64 {
+    let px = w as u64 * h as u64;
+    let per_px = masked_bytes_per_pixel(styles, inpaint) + INPUT_BYTES_PER_PIXEL + MASKED_BYTES_PER_OUTPUT_PIXEL * (n.max(1) as u64 - 1);
+    px * per_px * (100 + ALLOCATOR_SLACK_PERCENT) / 100 + (FIXED_MIB << 20)
+}
+
+/// Refuse a masked edit too big for the memory this plugin may use, with the `memory_mb` line that
+/// would let it run. Up to [`MEMORY_MB`] it is taken as given; above, `can_allocate(bytes)` asks
+/// the allocator (the operator may have raised the limit, which a plugin cannot read).
+fn check_masked_memory(w: u32, h: u32, n: u32, work: &Work, settings: &Settings, can_allocate: &dyn Fn(u64) -> bool) -> Result<(), String> {
+    let need = masked_memory_need(w, h, n, &work.styles, settings.inpaint);
+    if need <= MEMORY_MB << 20 || (need <= MAX_MEMORY_MB << 20 && can_allocate(need)) {
+        return Ok(());
+    }
+    let need_mb = need.div_ceil(1 << 20);
+    let ops: Vec<&str> = work.styles.iter().map(|s| s.name()).collect();
+    // The largest image of this shape that fits in the manifest's memory.
+    let fits = |budget_mb: u64| {
+        let px_budget = ((budget_mb - FIXED_MIB) << 20) as f64 * 100.0 / (100 + ALLOCATOR_SLACK_PERCENT) as f64;
+        let per_px = (need - (FIXED_MIB << 20)) as f64 * 100.0 / (100 + ALLOCATOR_SLACK_PERCENT) as f64 / (w as f64 * h as f64);
+        let scale = (px_budget / per_px / (w as f64 * h as f64)).sqrt().min(1.0);
+        format!("{}x{}", ((w as f64 * scale) as u32).max(1), ((h as f64 * scale) as u32).max(1))
+    };
+    let what = format!("a masked edit ({}) of a {w}x{h} image with {n} output(s) runs at full size and needs about {need_mb} MiB", ops.join("+"));
+    if need_mb > MAX_MEMORY_MB {
+        return Err(format!(
+            "{what}, more than any plugin can have ({MAX_MEMORY_MB} MiB); shrink the image and the mask together to at most {} (or ask for fewer outputs)",
+            fits(MAX_MEMORY_MB)
+        ));
+    }
+    let raise_to = need_mb.div_ceil(256) * 256;
+    Err(format!(
+        "{what}, more than `classic` may use (its plugin.toml asks for {MEMORY_MB} MiB); raise it in atelier.toml:\n    [plugins.classic.limits]\n    memory_mb = {raise_to}\nor shrink the image and the mask together to at most {} (or ask for fewer outputs)",
+        fits(MEMORY_MB)
+    ))
+}
+
+/// Whether `bytes` more can be allocated right now (a probe, released at once).
+pub fn can_allocate(bytes: u64) -> bool {
+    let Ok(n) = usize::try_from(bytes) else { return false };
+    Vec::<u8>::new().try_reserve_exact(n).is_ok()
+}
+
 /// The paragraph `describe()` shows.
 pub fn description() -> String {
     format!(
@@ -31,7 +118,9 @@ pub fn description() -> String {
          inside it with a `feather`-px soft edge and everything else is left byte-identical; \"remove\"/\"erase\" \
          needs a mask and fills it with texture from the rest of the image (multi-scale PatchMatch; \
          `inpaint=telea` for Telea's fast-marching diffusion). Only the first reference is used; up \
-         to {} more are accepted and ignored. References are shrunk to {} px on the longest side (masked edits take images up to that size). \
+         to {} more are accepted and ignored. References are shrunk to {} px on the longest side, except with a mask: masked edits run at full size, \
+         as large as the plugin's memory allows (at the default 1024 MiB: about 7 megapixels for \"remove\", 10 for oil painting, \
+         over 20 for tonal adjustments). \
          With `output=video` it animates the first reference with a Ken Burns move ({}; default a slow \
          zoom in) as an animated GIF.",
         prompt::known_words(),
@@ -76,27 +165,27 @@ pub fn plan(prompt: &str, settings: &Settings, has_mask: bool) -> Result<Work, S
     Ok(Work { styles, motions })
 }
 
-/// The checks `prepare` runs before anything is decoded.
-pub fn check(prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<(), String> {
+/// The checks `prepare` runs before anything is decoded. `can_allocate` is [`can_allocate`] in the
+/// plugin (tests pass a stand-in for the memory cap).
+pub fn check(prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param], can_allocate: &dyn Fn(u64) -> bool) -> Result<(), String> {
     if references.is_empty() {
         return Err("give one image to edit (the first reference)".into());
     }
     if n == 0 || n > MAX_OUTPUTS {
         return Err(format!("n must be 1 to {MAX_OUTPUTS}, not {n}"));
     }
-    let (w, h) = references[0];
-    if has_mask && w.max(h) > MAX_SIDE {
-        // The image cannot be shrunk here without the mask following it pixel for pixel.
-        return Err(format!(
-            "with a mask the image is edited at full size, at most {MAX_SIDE} px on the longest side; this one is {w}x{h}: shrink the image and the mask together"
-        ));
-    }
     let settings = Settings::from_params(params)?;
-    plan(prompt, &settings, has_mask).map(|_| ())
+    let work = plan(prompt, &settings, has_mask)?;
+    if has_mask {
+        let (w, h) = references[0];
+        check_masked_memory(w, h, n, &work, &settings, can_allocate)?;
+    }
+    Ok(())
 }
 
-/// The longest side the host should shrink references to: none with a mask, because the mask has
-/// to stay the same size as the first reference.
+/// The longest side the host should shrink references to: none with a mask, so the edit is made
+/// at full size and everything outside the mask stays byte-identical (bounded by memory instead,
+/// see [`masked_memory_need`]).
 pub fn max_side(has_mask: bool) -> Option<u32> {
     if has_mask { None } else { Some(MAX_SIDE) }
 }
@@ -219,7 +308,7 @@ pub fn run(job: &Job) -> Result<Done, String> {
 /// Decode PNG, JPEG, WebP or GIF into RGBA.
 pub fn decode(bytes: &[u8], what: &str) -> Result<Raster, String> {
     let img = image::load_from_memory(bytes).map_err(|e| format!("{what} could not be decoded ({e}); give a PNG, JPEG, WebP or GIF"))?;
-    let rgba = img.to_rgba8();
+    let rgba = img.into_rgba8();
     Ok(Raster { width: rgba.width() as usize, height: rgba.height() as usize, px: rgba.into_raw() })
 }
 
@@ -229,5 +318,7 @@ pub fn encode_png(r: &Raster) -> Result<Vec<u8>, String> {
     image::codecs::png::PngEncoder::new(Cursor::new(&mut out))
         .write_image(&r.px, r.width as u32, r.height as u32, image::ExtendedColorType::Rgba8)
         .map_err(|e| format!("PNG encoding failed: {e}"))?;
+    // Outputs wait for each other; the encoder's growth slack would double what each one keeps.
+    out.shrink_to_fit();
     Ok(out)
 }
