@@ -107,7 +107,33 @@ pub fn scale(image: Image, width: u32, height: u32, filter: Resample) -> Result<
     if (width, height) == (image.width, image.height) {
         return Ok(image);
     }
+    if width != image.width && height != image.height && filter != Resample::Nearest && super::is_opaque(&image.pixels) {
+        return resample_in_two_passes(image, width, height, filter);
+    }
     resample(&image, width, height, filter, None)
+}
+
+/// Scale an opaque image on both axes as two single-axis passes (down the columns into a
+/// `image.width` x `height` buffer, then across the rows), giving the same pixels as one
+/// two-axis resize (which also rounds to bytes between its passes) but with less fresh memory:
+/// the source buffer is free after the first pass, so the second writes into it. In wasm every
+/// new page of linear memory faults on first touch, and a one-call resize needs a scratch buffer
+/// and an output buffer on top of the source.
+fn resample_in_two_passes(image: Image, width: u32, height: u32, filter: Resample) -> Result<Image, Error> {
+    check_image(&image)?;
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(format!("resize {}x{} -> {width}x{height}: {e}", image.width, image.height));
+    let options = fr::ResizeOptions::new().resize_alg(filter.algorithm()).use_alpha(false);
+    let mut resizer = fr::Resizer::new();
+    let src = fr::images::ImageRef::new(image.width, image.height, &image.pixels, fr::PixelType::U8x4)
+        .map_err(|e| internal(&e))?;
+    let mut tall = fr::images::Image::new(image.width, height, fr::PixelType::U8x4);
+    resizer.resize(&src, &mut tall, &options).map_err(|e| internal(&e))?;
+    let mut pixels = image.pixels;
+    // Every byte is overwritten; resizing only sets the length (and grows when enlarging).
+    pixels.resize(width as usize * height as usize * 4, 0);
+    let mut out = fr::images::Image::from_vec_u8(width, height, pixels, fr::PixelType::U8x4).map_err(|e| internal(&e))?;
+    resizer.resize(&tall, &mut out, &options).map_err(|e| internal(&e))?;
+    Ok(Image { width, height, pixels: out.into_vec() })
 }
 
 /// Scale to cover `width` x `height` and cut the overflow evenly from both sides, in one resampling pass.
@@ -348,6 +374,19 @@ mod tests {
         for f in crate::params::RESAMPLE_CHOICES {
             let out = resize_with(pattern(30, 20), &[Param::new("width", 91i64), Param::new("filter", *f)]).unwrap();
             assert_eq!((out.width, out.height, out.pixels.len()), (91, 61, 91 * 61 * 4), "{f}");
+        }
+    }
+
+    #[test]
+    fn two_passes_give_the_same_pixels_as_one_resize() {
+        for filter in [Resample::Lanczos3, Resample::CatmullRom, Resample::Triangle, Resample::Gaussian] {
+            for (w, h) in [(64, 48), (17, 91), (300, 7), (1, 1), (250, 180)] {
+                let image = pattern(97, 61);
+                let one = resample(&image, w, h, filter, None).unwrap();
+                let two = resample_in_two_passes(image, w, h, filter).unwrap();
+                assert_eq!((two.width, two.height), (w, h));
+                assert!(one.pixels == two.pixels, "{filter:?} to {w}x{h}");
+            }
         }
     }
 
