@@ -102,6 +102,37 @@ async fn main() {
     let native_out = plugin_filters::run_chain(native_img.clone(), &native_steps).unwrap();
     assert_eq!(first.pixels, native_out.pixels, "wasm and native compute the same pixels");
 
+    // More shapes and filters through the resize (wasm has its own row-by-row kernels for
+    // shrinking; natively the crate's): the same pixels either way.
+    let shapes = [
+        (97, 61, 48, 30, "lanczos3"),
+        (333, 250, 100, 99, "catmull-rom"),
+        (640, 480, 639, 479, "triangle"),
+        (1001, 777, 64, 48, "gaussian"),
+        (50, 40, 17, 3, "lanczos3"),
+        (1000, 10, 999, 9, "lanczos3"),
+        (64, 64, 100, 30, "lanczos3"),
+    ];
+    for (sw, sh, dw, dh, filter) in shapes {
+        let image = plugin_filters::bench_image(sw, sh);
+        let step = atelier_sdk::Step {
+            name: "resize".into(),
+            params: vec![
+                atelier_sdk::Param::new("width", dw as i64),
+                atelier_sdk::Param::new("height", dh as i64),
+                atelier_sdk::Param::new("filter", filter),
+            ],
+        };
+        let native = plugin_filters::run_step(image.clone(), &step).unwrap();
+        let host_step = wf::Step {
+            name: step.name.clone(),
+            params: step.params.iter().map(|p| wt::Param { name: p.name.clone(), value: to_host_value(&p.value) }).collect(),
+        };
+        let input = wt::Image { width: sw, height: sh, pixels: image.pixels };
+        let wasm = filters.apply("bench", &input, &[host_step]).await.unwrap().unwrap();
+        assert!(wasm.pixels == native.pixels, "resize {sw}x{sh} -> {dw}x{dh} ({filter}): wasm and native differ");
+    }
+
     // The whole chain natively and through the host (one `apply` call, pixels crossing the
     // boundary once), and the boundary alone (fresh instance, 48 MB in and out, no step), the
     // three interleaved so that both see the same machine load.
