@@ -416,24 +416,10 @@ fn recursing_function(bt: &wasmtime::WasmBacktrace) -> Option<(u32, String)> {
     Some((index, name.unwrap_or_else(|| format!("function {index}"))))
 }
 
-/// A Rust legacy-mangled symbol as its path (`_ZN5crate4func17h…E` → `crate::func`); other
-/// names as they are.
+/// A Rust mangled symbol as its path without the hash (`_ZN5crate4func17h…E` → `crate::func`);
+/// other names as they are.
 fn readable_symbol(name: &str) -> String {
-    let Some(mut rest) = name.strip_prefix("_ZN") else { return name.to_string() };
-    let mut parts = vec![];
-    while !rest.starts_with('E') {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let Some(len) = rest[..digits].parse::<usize>().ok().filter(|n| digits + n <= rest.len()) else {
-            return name.to_string();
-        };
-        parts.push(&rest[digits..digits + len]);
-        rest = &rest[digits + len..];
-    }
-    // The last part is the hash (`h` + 16 hex digits).
-    if parts.last().is_some_and(|p| p.len() == 17 && p.starts_with('h')) {
-        parts.pop();
-    }
-    parts.join("::")
+    format!("{:#}", rustc_demangle::demangle(name))
 }
 
 /// The useful part of a trap: its message and the guest frames wasmtime attached.
