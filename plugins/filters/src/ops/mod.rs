@@ -86,6 +86,17 @@ pub fn is_opaque(pixels: &[u8]) -> bool {
     })
 }
 
+/// Whether the explicit vector inner loops (simd128 in wasm, SSE2 on x86_64) run, leaving only
+/// the tail to the portable scalar loops. Always so in use; tests switch them off per thread, so
+/// the same formula checks also cover the scalar loops (the whole job on other architectures).
+#[inline(always)]
+pub(crate) fn vector_loops() -> bool {
+    #[cfg(test)]
+    return testing::VECTOR_LOOPS.with(|on| on.get());
+    #[cfg(not(test))]
+    true
+}
+
 /// Scale colour by alpha, so that filtering does not bleed the colour of transparent pixels.
 pub fn premultiply(pixels: &mut [u8]) {
     for p in pixels.chunks_exact_mut(4) {
@@ -139,8 +150,24 @@ pub fn blend_over(dst: &mut [u8], src: [u8; 3], alpha: f32) {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Small synthetic images for the filter tests.
+    //! Small synthetic images for the filter tests, and a switch between the inner loops.
     use atelier_sdk::Image;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// See [`super::vector_loops`].
+        pub static VECTOR_LOOPS: Cell<bool> = const { Cell::new(true) };
+    }
+
+    /// Run `check` once with the vector inner loops and once with the scalar ones only, passing
+    /// the name of the path for assertion messages.
+    pub fn on_every_path(mut check: impl FnMut(&str)) {
+        for (on, path) in [(true, "vector loops"), (false, "scalar loops")] {
+            VECTOR_LOOPS.with(|v| v.set(on));
+            check(path);
+        }
+        VECTOR_LOOPS.with(|v| v.set(true));
+    }
 
     /// A deterministic, textured, opaque test image.
     pub fn pattern(width: u32, height: u32) -> Image {
