@@ -380,3 +380,53 @@ fn a_fan_out_runs_its_candidates_concurrently_and_keeps_their_order() {
         assert!(clip.contains(&format!("coffee-c{}-", k + 1)) && clip.ends_with(".mp4"), "{clip}");
     }
 }
+
+#[test]
+fn a_batch_cut_short_sends_on_resume_only_the_outputs_that_never_left() {
+    // n = 3 Veo clips, one in flight at a time: the first is pending at the provider while the
+    // other two wait for the slot (recorded, never sent) when the process is killed.
+    let emu = Emu::start();
+    let mut env = Env::new(&["filters", "veo-3"]);
+    env.config(&emu.config_for(&["veo-3"], "#veo-3\npoll_interval_ms = 100\n[plugins.veo-3.limits]\nmax_in_flight = 1"));
+    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
+    let photo = small_photo(env.dir.path(), "coffee.png", 64);
+    let recipe = env.path("batch.toml");
+    std::fs::write(&recipe, "name = \"batch\"\n\n[[stage]]\nname = \"animate\"\nengine = \"veo-3\"\nprompt = \"waves [fault:slow-op:20]\"\nn = 3\nseed = 40\n").unwrap();
+    let d = env.path("run");
+    let mut child = env
+        .cmd()
+        .args(["run", recipe.to_str().unwrap(), photo.to_str().unwrap(), "-o", d.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while emu.count("GET", "/operations/") < 3 {
+        assert!(t.elapsed().as_secs() < 300, "the first Veo job never started polling");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(emu.count("POST", ":predictLongRunning"), 1, "one clip was sent before the kill");
+
+    let v = json(&env.ok(&["run", "--resume", d.to_str().unwrap(), "--json"]));
+    assert_eq!(v["status"], "done", "{v}");
+    assert_eq!(emu.count("POST", ":predictLongRunning"), 3, "the pending clip was polled, the two never sent were sent once each");
+    let clips = v["stages"][0]["candidates"].as_array().unwrap();
+    assert_eq!(clips.len(), 3, "{v}");
+    for (k, c) in clips.iter().enumerate() {
+        let path = c["path"].as_str().unwrap();
+        assert!(path.ends_with(&format!("coffee-veo-3-0{}.mp4", k + 1)), "{path}");
+    }
+    // The clips sent on resume are parts 2 and 3 of the same batch (base seed 40), not a new batch.
+    let jobs = json(&env.ok(&["jobs", "list", "--json"]));
+    let mut parts: Vec<(u64, u64)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["state"] == "done")
+        .map(|j| (j["plan"]["first_index"].as_u64().unwrap(), j["plan"]["provenance"]["seed"].as_u64().unwrap()))
+        .collect();
+    parts.sort();
+    assert_eq!(parts, [(1, 40), (2, 40), (3, 40)], "{jobs}");
+}

@@ -114,6 +114,7 @@ pub async fn edit(cli: &Cli, a: &EditArgs) -> Result<ExitCode> {
         out_file: None,
         force: c.force,
         video: false,
+        only: vec![],
     };
     run_stage(cli, &c.state, req, c.json).await
 }
@@ -138,6 +139,7 @@ pub async fn animate(cli: &Cli, a: &AnimateArgs) -> Result<ExitCode> {
         out_file: Some(a.out.clone()),
         force: c.force,
         video: true,
+        only: vec![],
     };
     run_stage(cli, &c.state, req, c.json).await
 }

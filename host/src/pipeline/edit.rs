@@ -47,6 +47,9 @@ pub struct EditRequest {
     pub force: bool,
     /// Ask a model that can do both for video (`atelier animate`).
     pub video: bool,
+    /// Produce only these outputs (1-based, with the seeds and names they have in the whole batch
+    /// of `n`), e.g. the ones an interrupted batch never sent; empty: all of them.
+    pub only: Vec<u32>,
 }
 
 /// What came out.
@@ -226,6 +229,10 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     let mut first = 0u32;
     while first < n {
         let count = per_call.min(n - first);
+        if !req.only.is_empty() && !(first + 1..=first + count).any(|i| req.only.contains(&i)) {
+            first += count;
+            continue;
+        }
         let job = new_job_id();
         let request = wb::Request {
             prompt: req.prompt.clone(),
@@ -282,7 +289,8 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     if out.outputs.is_empty() {
         bail!("{}", out.failures.join("\n"));
     }
-    if out.outputs.len() > 1 && !video {
+    // Part of a batch (`only`) gets no sheet of its own: the caller has the rest.
+    if out.outputs.len() > 1 && !video && req.only.is_empty() {
         out.contact_sheet = Some(write_sheet(&req.out_dir, &stem, plugin.id(), &out.outputs, req.force)?);
     }
     out.millis = started.elapsed().as_millis() as u64;

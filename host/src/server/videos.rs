@@ -151,13 +151,11 @@ fn edit_request(v: &VideoRequest, force: bool) -> EditRequest {
         n: 1,
         seed: v.seed,
         params: v.params.clone(),
-        mask: None,
-        pre: vec![],
-        post: vec![],
         out_dir: v.out_file.parent().map(PathBuf::from).unwrap_or_default(),
         out_file: Some(v.out_file.clone()),
         force,
         video: true,
+        ..Default::default()
     }
 }
 

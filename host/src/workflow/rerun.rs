@@ -154,6 +154,7 @@ pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
         out_file,
         force: false,
         video,
+        only: vec![],
     };
     Ok(Rerun { request, warnings, original_model: text("model").unwrap_or_default() })
 }

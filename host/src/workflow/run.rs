@@ -449,10 +449,15 @@ impl Ctx<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn one_run(&self, k: usize, stem: String, pictures: Vec<PathBuf>, earlier: Option<u64>, prompt: &str, folder: &Path, i: usize) -> Result<(usize, RunRecord, Option<String>)> {
         let s = &self.r.stages[i];
+        let mut adopted = None;
         if let Some(started_ms) = earlier {
-            if let Some(files) = self.adopt(folder, &stem, &s.engine, started_ms).await? {
-                let jobs = files.iter().map(|f| f.job.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-                return Ok((k, RunRecord { jobs, outputs: files, ..RunRecord::new(&stem, &pictures, "done", started_ms) }, None));
+            adopted = self.adopt(folder, &stem, &s.engine, started_ms).await?;
+            if let Some(a) = &adopted {
+                if a.missing.is_empty() {
+                    let files = a.files.clone();
+                    let jobs = files.iter().map(|f| f.job.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                    return Ok((k, RunRecord { jobs, outputs: files, ..RunRecord::new(&stem, &pictures, "done", started_ms) }, None));
+                }
             }
         }
         let started_ms = earlier.unwrap_or_else(now_ms);
@@ -471,13 +476,28 @@ impl Ctx<'_> {
             // The stage folder is the run's own; a retried run may overwrite its partial files.
             force: true,
             video: s.animate,
+            // Resuming a batch cut short: send only the outputs that never reached the provider,
+            // with the seeds they had in the batch.
+            only: adopted.as_ref().map(|a| a.missing.clone()).unwrap_or_default(),
+        };
+        let req = match &adopted {
+            Some(a) => EditRequest { seed: a.seed.or(req.seed), ..req },
+            None => req,
         };
         Ok(match edit_named(self.rt, self.runner, &req, Some(&stem)).await {
             Ok(res) => {
+                let (mut outputs, mut jobs) = (res.outputs, res.jobs);
+                if let Some(a) = adopted {
+                    jobs.extend(a.files.iter().map(|f| f.job.clone()));
+                    jobs.sort();
+                    jobs.dedup();
+                    outputs.extend(a.files);
+                    outputs.sort_by_key(|f| f.index);
+                }
                 let record = RunRecord {
-                    outputs: res.outputs,
+                    outputs,
                     failures: res.failures,
-                    jobs: res.jobs,
+                    jobs,
                     usage: res.usage,
                     millis: res.millis,
                     ..RunRecord::new(&stem, &pictures, "done", started_ms)
@@ -488,7 +508,11 @@ impl Ctx<'_> {
         })
     }
 
-    async fn adopt(&self, folder: &Path, stem: &str, engine: &str, since_ms: u64) -> Result<Option<Vec<OutputFile>>> {
+    /// The jobs a run cut off earlier left behind: finished ones collected, pending ones polled to
+    /// the end (never submitted again), and which outputs of the batch never reached the provider
+    /// (a job recorded but never sent — it was waiting for an in-flight slot —, or none recorded).
+    /// `None` when the run left no output at all (it is then done again as a whole).
+    async fn adopt(&self, folder: &Path, stem: &str, engine: &str, since_ms: u64) -> Result<Option<Adopted>> {
         let prefix = format!("{stem}-{engine}-");
         let folder = absolute(folder);
         let jobs: Vec<_> = self
@@ -504,8 +528,15 @@ impl Ctx<'_> {
                 })
             })
             .collect();
+        let Some(first_job) = jobs.first() else { return Ok(None) };
+        let batch = first_job.plan["provenance"]["n"].as_u64().unwrap_or(0) as u32;
+        let seed = first_job.plan["provenance"]["seed"].as_u64();
         let mut files = vec![];
+        let mut covered = std::collections::BTreeSet::new();
         for j in &jobs {
+            let first = j.plan["first_index"].as_u64().unwrap_or(1) as u32;
+            let count = j.plan["paths"].as_array().map_or(1, |a| a.len()) as u32;
+            let never_sent = matches!(j.state, JobState::Submitting) && j.submits == 0;
             match j.state {
                 JobState::Done => match &j.outputs {
                     Some(o) => files.extend(serde_json::from_value::<Vec<OutputFile>>(o.clone()).unwrap_or_default()),
@@ -525,20 +556,40 @@ impl Ctx<'_> {
                     self.runner.db.set_outputs(&j.id, &serde_json::to_value(&f)?)?;
                     files.extend(f);
                 }
+                // Recorded, but the process stopped before it was sent: nothing to bill twice.
+                JobState::Submitting if never_sent => {
+                    self.runner.db.set_final(&j.id, JobState::Cancelled, "never sent: the run stopped first; sent again on resume")?;
+                    continue;
+                }
                 JobState::Submitting | JobState::Unknown if !self.resubmit_unknown => bail!(
                     "job {} was being submitted when the run stopped: the provider may have accepted (and billed) it, so it is not sent again automatically. Check `atelier jobs show {}` and the provider's dashboard; to send it again anyway, resume with --resubmit-unknown",
                     j.id, j.id
                 ),
-                JobState::Submitting | JobState::Unknown => {}
+                JobState::Submitting | JobState::Unknown => {
+                    self.runner.db.set_final(&j.id, JobState::Cancelled, "sent again on resume (--resubmit-unknown)")?;
+                    continue;
+                }
+                // Answered by the provider: its failure stands (a failed run is re-run as a whole).
                 JobState::Failed | JobState::Cancelled => {}
             }
+            covered.extend(first..first + count);
         }
         if files.is_empty() {
+            // Nothing came of it: the run is done again as a whole.
             return Ok(None);
         }
         files.sort_by_key(|f| f.index);
-        Ok(Some(files))
+        let missing = (1..=batch).filter(|i| !covered.contains(i)).collect();
+        Ok(Some(Adopted { files, missing, seed }))
     }
+}
+
+/// What a run cut off earlier left: its finished outputs, the 1-based outputs of its batch that
+/// never reached the provider, and the batch's base seed (so those keep theirs).
+struct Adopted {
+    files: Vec<OutputFile>,
+    missing: Vec<u32>,
+    seed: Option<u64>,
 }
 
 fn set_run(runs: &mut Vec<RunRecord>, k: usize, r: RunRecord) {
