@@ -185,6 +185,13 @@ async fn resume_one(rt: &atelier::Runtime, runner: &atelier::jobs::Runner, db: &
             runner.wait(&plugin, &j.id, &token, Duration::ZERO, Instant::now()).await?
         }
         JobState::Done => serde_json::from_value(j.outcome.clone().unwrap_or_default())?,
+        JobState::Submitting if j.submits == 0 => {
+            // Recorded, then the process stopped before the submit went out (it was waiting for a
+            // `max_in_flight` slot): nothing reached the provider, so nothing is unknown.
+            let msg = "the process stopped before this job was sent (it was waiting for a slot), so nothing reached the provider; run the command again to make it (`atelier run --resume` sends such outputs by itself)";
+            db.set_final(&j.id, JobState::Cancelled, msg)?;
+            bail!(msg);
+        }
         JobState::Submitting => {
             let msg = "the process stopped while submitting, so whether the provider accepted the job is unknown; it is not submitted again automatically (that could bill twice). Check the provider's dashboard, then run the command again if needed";
             db.set_final(&j.id, JobState::Unknown, msg)?;
