@@ -1,7 +1,7 @@
 //! `atelier serve`: an OpenAI-compatible HTTP server over the same pipeline as the CLI.
 //!
 //! Routes: `POST /v1/images/edits`, `POST /v1/images/generations`, `POST /v1/videos`,
-//! `GET /v1/videos[/{id}[/content]]`, `GET /v1/models[/{id}]` (bearer tokens from `[server]
+//! `GET /v1/videos[/{id}[/content]]`, `DELETE /v1/videos/{id}`, `GET /v1/models[/{id}]` (bearer tokens from `[server]
 //! tokens`), plus `/healthz` and `/metrics`. Videos run in background tasks on the shared job
 //! runner; they are recorded in `<state dir>/server.sqlite` and resumed when the server starts.
 
@@ -160,7 +160,7 @@ pub fn router(app: Arc<App>, tokens: Arc<auth::Tokens>) -> Router {
         .route("/v1/images/edits", post(images::edits))
         .route("/v1/images/generations", post(images::generations))
         .route("/v1/videos", post(videos::create).get(videos::list))
-        .route("/v1/videos/{id}", get(videos::retrieve))
+        .route("/v1/videos/{id}", get(videos::retrieve).delete(videos::delete))
         .route("/v1/videos/{id}/content", get(videos::content))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))

@@ -66,6 +66,26 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
+/// A place in a caller's list: the video's creation time and its tie-breaking sequence number.
+#[derive(Clone, Copy, Debug)]
+pub struct Cursor {
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Insertion order, never reused.
+    pub seq: i64,
+}
+
+/// What [`Store::delete_finished`] did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// Removed; the row as it was (its files are the caller's to remove).
+    Gone(VideoRow),
+    /// Still queued or in progress: nothing changed.
+    Unfinished(VideoRow),
+    /// No such video of this owner's.
+    Missing,
+}
+
 const COLS: &str = "id, owner, model, prompt, seconds, size, created_at, completed_at, status, progress, error, job, output, mime, request";
 
 impl Store {
@@ -82,15 +102,31 @@ impl Store {
                 seconds TEXT, size TEXT, created_at INTEGER NOT NULL, completed_at INTEGER,
                 status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0, error TEXT, job TEXT,
                 output TEXT, mime TEXT, request TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS videos_status ON videos(status);",
+             CREATE INDEX IF NOT EXISTS videos_status ON videos(status);
+             CREATE TABLE IF NOT EXISTS deleted_videos (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL, seq INTEGER NOT NULL,
+                deleted_at INTEGER NOT NULL);",
         )?;
+        // `seq` orders videos made in the same second (created_at is in whole seconds, as OpenAI's
+        // is), so pages never shuffle ties. Added by ALTER, so databases made before it existed get
+        // it too: their rowids are in insertion order, which is what `seq` means.
+        let has_seq = conn.prepare("SELECT 1 FROM pragma_table_info('videos') WHERE name = 'seq'")?.exists([])?;
+        if !has_seq {
+            conn.execute_batch("ALTER TABLE videos ADD COLUMN seq INTEGER; UPDATE videos SET seq = rowid WHERE seq IS NULL;")?;
+        }
+        conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_order ON videos(owner, created_at, seq);")?;
         Ok(Store { conn: Mutex::new(conn) })
     }
 
     /// Record a new video, queued.
     pub fn insert(&self, v: &VideoRow) -> Result<()> {
         self.conn.lock().unwrap().execute(
-            &format!("INSERT INTO videos ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 'queued', 0, NULL, NULL, NULL, NULL, ?8)"),
+            // `seq` is never reused, not even after a delete: a deleted video's id stays a valid
+            // `after` cursor (see `deleted_videos`), so a newer video must sort after it.
+            &format!(
+                "INSERT INTO videos ({COLS}, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, 'queued', 0, NULL, NULL, NULL, NULL, ?8,
+                 1 + MAX(COALESCE((SELECT MAX(seq) FROM videos), 0), COALESCE((SELECT MAX(seq) FROM deleted_videos), 0)))"
+            ),
             params![v.id, v.owner, v.model, v.prompt, v.seconds, v.size, v.created_at as i64, serde_json::to_string(&v.request)?],
         )?;
         Ok(())
@@ -130,12 +166,56 @@ impl Store {
         conn.query_row(&format!("SELECT {COLS} FROM videos WHERE id = ?1"), params![id], row).optional().map_err(Into::into)
     }
 
-    /// A caller's videos, newest first.
-    pub fn list_owned(&self, owner: &str) -> Result<Vec<VideoRow>> {
+    /// Where a caller's video (or one they deleted) sits in their list, as an `after` cursor;
+    /// None if `id` is not theirs, so another caller's ids reveal nothing.
+    pub fn cursor(&self, owner: &str, id: &str) -> Result<Option<Cursor>> {
         let conn = self.conn.lock().unwrap();
-        let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM videos WHERE owner = ?1 ORDER BY created_at DESC, id DESC"))?;
-        let rows = stmt.query_map(params![owner], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        conn.query_row(
+            "SELECT created_at, seq FROM videos WHERE id = ?1 AND owner = ?2
+             UNION ALL SELECT created_at, seq FROM deleted_videos WHERE id = ?1 AND owner = ?2",
+            params![id, owner],
+            |r| Ok(Cursor { created_at: r.get(0)?, seq: r.get(1)? }),
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    /// One page of a caller's videos by creation time (`desc`: newest first), strictly past
+    /// `after`, at most `limit` of them; the flag says whether more follow.
+    pub fn page(&self, owner: &str, after: Option<Cursor>, desc: bool, limit: u32) -> Result<(Vec<VideoRow>, bool)> {
+        let (cmp, dir) = if desc { ("<", "DESC") } else { (">", "ASC") };
+        // Keyset pagination: stable while videos are added or deleted between pages, unlike an offset.
+        let past = if after.is_some() { format!("AND (created_at, seq) {cmp} (?2, ?3)") } else { "AND ?2 IS NULL AND ?3 IS NULL".into() };
+        let sql = format!("SELECT {COLS} FROM videos WHERE owner = ?1 {past} ORDER BY created_at {dir}, seq {dir} LIMIT ?4");
+        let conn = self.conn.lock().unwrap();
+        let mut stmt = conn.prepare(&sql)?;
+        let (t, s) = (after.map(|c| c.created_at), after.map(|c| c.seq));
+        let mut rows = stmt.query_map(params![owner, t, s, i64::from(limit) + 1], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, more))
+    }
+
+    /// Delete a finished (completed or failed) video of `owner`'s, keeping only its place in the
+    /// list (id, owner, time) so a client paging while deleting can still pass it as `after`.
+    /// The check and the delete are one transaction, so a video cannot finish in between.
+    pub fn delete_finished(&self, owner: &str, id: &str) -> Result<Deleted> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction()?;
+        let Some(v) = tx.query_row(&format!("SELECT {COLS} FROM videos WHERE id = ?1 AND owner = ?2"), params![id, owner], row).optional()? else {
+            return Ok(Deleted::Missing);
+        };
+        let n = tx.execute(
+            "INSERT INTO deleted_videos (id, owner, created_at, seq, deleted_at)
+             SELECT id, owner, created_at, seq, ?2 FROM videos WHERE id = ?1 AND status IN ('completed', 'failed')",
+            params![id, super::now_s() as i64],
+        )?;
+        if n == 0 {
+            return Ok(Deleted::Unfinished(v));
+        }
+        tx.execute("DELETE FROM videos WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(Deleted::Gone(v))
     }
 
     /// Videos not finished yet (to resume at start).

@@ -1,4 +1,4 @@
-//! `POST /v1/videos`, `GET /v1/videos[/{id}[/content]]`: image-to-video jobs in the background on
+//! `POST /v1/videos`, `GET /v1/videos[/{id}[/content]]`, `DELETE /v1/videos/{id}`: image-to-video jobs in the background on
 //! the shared runner, owned by their caller, persisted in `server.sqlite` + the jobs database, and
 //! resumed (by polling, never by submitting again) when a server starts on the same state dir.
 
@@ -6,7 +6,7 @@ use super::auth::Caller;
 use super::errors::{ApiError, ApiResult};
 use super::form::Form;
 use super::models::{self, Want};
-use super::store::{Store, VideoRequest, VideoRow};
+use super::store::{Deleted, Store, VideoRequest, VideoRow};
 use super::{App, new_id, now_s, request};
 use crate::jobs::runner::JobOutcome;
 use crate::jobs::{JobDb, JobRecord, JobState, RunnerEvent};
@@ -68,11 +68,16 @@ fn with_poll_header(v: &VideoRow) -> Response {
     r
 }
 
+/// The 404 for a video that does not exist, was deleted, or is someone else's (alike on purpose).
+fn no_such_video(id: &str) -> ApiError {
+    ApiError::not_found(format!("No video found with id '{id}' for this API key; GET /v1/videos lists yours"))
+}
+
 /// The caller's own video, or 404 (also for someone else's: its existence is not revealed).
 fn owned(app: &App, caller: &Caller, id: &str) -> ApiResult<VideoRow> {
     match app.store.get(id) {
         Ok(Some(v)) if v.owner == caller.0 => Ok(v),
-        Ok(_) => Err(ApiError::not_found(format!("No video found with id '{id}' for this API key; GET /v1/videos lists yours"))),
+        Ok(_) => Err(no_such_video(id)),
         Err(e) => Err(ApiError::internal(format!("cannot read the server database: {e:#}"))),
     }
 }
@@ -193,14 +198,86 @@ pub async fn retrieve(State(app): State<Arc<App>>, Extension(caller): Extension<
     Ok(with_poll_header(&owned(&app, &caller, &id)?))
 }
 
-/// `GET /v1/videos`: the caller's videos, newest first.
-pub async fn list(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> ApiResult<Json<Value>> {
-    let rows = app.store.list_owned(&caller.0).map_err(|e| ApiError::internal(format!("cannot read the server database: {e:#}")))?;
+/// Page size when `limit` is not given (OpenAI's default for its cursor-paged lists).
+pub const DEFAULT_LIST_LIMIT: u32 = 20;
+/// Largest `limit` OpenAI's video list takes.
+pub const MAX_LIST_LIMIT: u32 = 100;
+
+/// `GET /v1/videos?after=&limit=&order=`: the caller's videos by creation time, a page at a time,
+/// in OpenAI's cursor-page shape.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    // Refused rather than ignored, as for every other field: a misspelt `limt` silently giving 20
+    // would look like a server bug.
+    if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "after" | "limit" | "order")) {
+        return Err(ApiError::field(k, format!("unknown query parameter `{k}`; GET /v1/videos takes `after`, `limit` and `order`")));
+    }
+    let limit = match q.get("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(l) => l.trim().parse::<u32>().ok().filter(|n| *n <= MAX_LIST_LIMIT).ok_or_else(|| {
+            ApiError::field("limit", format!("limit `{l}` is not a whole number from 0 to {MAX_LIST_LIMIT}; give e.g. limit=20 (the default) and page on with `after`"))
+        })?,
+    };
+    let desc = match q.get("order").map(String::as_str) {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(o) => return Err(ApiError::field("order", format!("order `{o}` is not `asc` or `desc` (the default, newest first)"))),
+    };
+    let db_err = |e: anyhow::Error| ApiError::internal(format!("cannot read the server database: {e:#}"));
+    let after = match q.get("after") {
+        None => None,
+        Some(id) => Some(app.store.cursor(&caller.0, id).map_err(db_err)?.ok_or_else(|| {
+            ApiError::field("after", format!("`after` is `{id}`, which is not one of your videos; pass the `last_id` of a page you were given, or omit `after` for the first page"))
+        })?),
+    };
+    let (rows, has_more) = app.store.page(&caller.0, after, desc, limit).map_err(db_err)?;
     let data: Vec<Value> = rows.iter().map(object).collect();
     Ok(Json(json!({
-        "object": "list", "first_id": rows.first().map(|r| &r.id), "last_id": rows.last().map(|r| &r.id),
-        "has_more": false, "data": data,
+        "object": "list", "data": data, "first_id": rows.first().map(|r| &r.id), "last_id": rows.last().map(|r| &r.id),
+        "has_more": has_more,
     })))
+}
+
+/// `DELETE /v1/videos/{id}`: a finished video's record and files go; one still being made is
+/// refused with 409 (see `docs/server.md` for why it is not cancelled instead).
+pub async fn delete(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let v = match app.store.delete_finished(&caller.0, &id).map_err(|e| ApiError::internal(format!("cannot update the server database: {e:#}")))? {
+        Deleted::Gone(v) => v,
+        Deleted::Missing => return Err(no_such_video(&id)),
+        Deleted::Unfinished(v) => {
+            return Err(ApiError {
+                status: axum::http::StatusCode::CONFLICT,
+                ..ApiError::bad(format!(
+                    "video {id} is {}: the provider is still making it, and deleting it now would not stop that (nor its billing). Poll GET /v1/videos/{id} until status is completed or failed, then delete it",
+                    v.status
+                ))
+            }
+            .with_code("video_not_finished"));
+        }
+    };
+    // The record is gone (nobody can reach the video any more); now its bytes: the server's copy
+    // and the raw artifact the job downloaded. The job's row stays in jobs.sqlite as the operator's
+    // record of what was sent and billed.
+    let mut dirs = vec![app.dir.join("videos").join(&v.id)];
+    dirs.extend(v.job.as_deref().map(|j| app.runner.db.job_dir(j)));
+    for d in dirs {
+        match tokio::fs::remove_dir_all(&d).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(target: "atelier::server", "{id}: deleted, but {} could not be removed: {e}", d.display());
+                return Err(ApiError::internal(format!(
+                    "video {id} is deleted from the server's records, but its files could not be removed ({e}); the server's operator must remove {} by hand",
+                    d.display()
+                )));
+            }
+        }
+    }
+    tracing::info!(target: "atelier::server", "{id}: deleted by {}", caller.0);
+    Ok(Json(json!({"id": v.id, "object": "video.deleted", "deleted": true})))
 }
 
 /// `GET /v1/videos/{id}/content`: the file, with its real media type.
