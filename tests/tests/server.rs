@@ -384,6 +384,88 @@ fn video_job_against_the_emulator_belongs_to_its_caller() {
         assert!(v["error"]["code"].is_string() && v["error"]["message"].as_str().unwrap().contains("failed"), "{v}");
         let r = get(&b, Some(ALICE), &format!("/v1/videos/{}/content", bad["id"].as_str().unwrap())).await;
         assert_eq!(r.status(), 409);
+
+        // Listing, OpenAI's cursor pages. Alice has three, made in this order (most likely within
+        // one second, so the order below also checks the tie-break): done, still running, failed.
+        let (slow, bad) = (slow["id"].as_str().unwrap().to_string(), bad["id"].as_str().unwrap().to_string());
+        let ids = |l: &Value| l["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        let page = |q: &str| {
+            let (b, q) = (b.clone(), q.to_string());
+            async move {
+                let (s, l) = get_json(&b, Some(ALICE), &format!("/v1/videos{q}")).await;
+                assert_eq!(s, 200, "{q}: {l}");
+                assert_eq!(l["object"], "list", "{l}");
+                l
+            }
+        };
+        let l = page("").await;
+        assert_eq!(ids(&l), [bad.as_str(), slow.as_str(), id.as_str()], "newest first by default");
+        assert_eq!(l["has_more"], false);
+        let l = page("?limit=2").await;
+        assert_eq!(ids(&l), [bad.as_str(), slow.as_str()]);
+        assert_eq!((l["first_id"].as_str(), l["last_id"].as_str(), l["has_more"].as_bool()), (Some(bad.as_str()), Some(slow.as_str()), Some(true)), "{l}");
+        let l = page(&format!("?limit=2&after={slow}")).await;
+        assert_eq!(ids(&l), [id.as_str()], "the rest after the last_id");
+        assert_eq!((l["has_more"].as_bool(), l["last_id"].as_str()), (Some(false), Some(id.as_str())), "{l}");
+        let l = page("?order=asc&limit=2").await;
+        assert_eq!(ids(&l), [id.as_str(), slow.as_str()], "oldest first");
+        assert_eq!(l["has_more"], true);
+        let l = page(&format!("?order=asc&after={slow}")).await;
+        assert_eq!(ids(&l), [bad.as_str()]);
+        assert_eq!(l["has_more"], false);
+        let l = page("?limit=0").await;
+        assert_eq!((ids(&l).len(), l["has_more"].as_bool(), l["first_id"].is_null()), (0, Some(true), true), "{l}");
+        // Bob sees none of them, and alice's ids are no cursor for him.
+        let (s, l) = get_json(&b, Some(BOB), "/v1/videos?order=asc&limit=100").await;
+        assert_eq!((s, ids(&l).len(), l["has_more"].as_bool()), (200, 0, Some(false)), "{l}");
+        let (s, e) = get_json(&b, Some(BOB), &format!("/v1/videos?after={slow}")).await;
+        assert!(expect_error(s, &e, 400, Some("after")).contains("not one of your videos"));
+        // Bad values are 400s naming the field.
+        for q in ["limit=101", "limit=-1", "limit=ten", "limit="] {
+            let (s, e) = get_json(&b, Some(ALICE), &format!("/v1/videos?{q}")).await;
+            assert!(expect_error(s, &e, 400, Some("limit")).contains("0 to 100"), "{q}: {e}");
+        }
+        let (s, e) = get_json(&b, Some(ALICE), "/v1/videos?order=newest").await;
+        assert!(expect_error(s, &e, 400, Some("order")).contains("`asc` or `desc`"));
+        let (s, e) = get_json(&b, Some(ALICE), "/v1/videos?limt=2").await;
+        assert!(expect_error(s, &e, 400, Some("limt")).contains("`limit`"));
+
+        // Delete. One still being made is refused (and stays); someone else's is a 404 and stays.
+        let delete = |token: &'static str, vid: String| {
+            let b = b.clone();
+            async move {
+                let r = reqwest::Client::new().delete(format!("{b}/v1/videos/{vid}")).bearer_auth(token).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let (s, e) = delete(ALICE, slow.clone()).await;
+        assert!(expect_error(s, &e, 409, None).contains("until status is completed or failed"));
+        assert_eq!(e["error"]["code"], "video_not_finished");
+        let (s, e) = delete(BOB, id.clone()).await;
+        expect_error(s, &e, 404, None);
+        assert_eq!(ids(&page("").await), [bad.as_str(), slow.as_str(), id.as_str()]);
+        // The finished one's files: the server's copy and the job's downloaded artifact.
+        let state = dir.path().join("state");
+        let video_dir = state.join("server/videos").join(&id);
+        let jobs = atelier::jobs::JobDb::open(&state).unwrap();
+        let job = jobs.list(&[]).unwrap().into_iter().find(|j| j.plan.to_string().contains(&id)).expect("the video's job");
+        let job_dir = jobs.job_dir(&job.id);
+        assert!(video_dir.join("input.png").is_file() && std::fs::read_dir(&job_dir).unwrap().count() > 0, "files to delete");
+        let (s, v) = delete(ALICE, id.clone()).await;
+        assert_eq!((s, v), (200, json!({"id": id, "object": "video.deleted", "deleted": true})));
+        let (s, e) = get_json(&b, Some(ALICE), &format!("/v1/videos/{id}")).await;
+        expect_error(s, &e, 404, None);
+        assert_eq!(get(&b, Some(ALICE), &format!("/v1/videos/{id}/content")).await.status(), 404);
+        assert!(!video_dir.exists() && !job_dir.exists(), "the files are gone");
+        assert!(jobs.get(&job.id).unwrap().is_some(), "the job's record stays, as the operator's account of what was billed");
+        let (s, e) = delete(ALICE, id.clone()).await;
+        expect_error(s, &e, 404, None);
+        // A client deleting page by page still pages on from a deleted last_id.
+        let l = page(&format!("?order=asc&after={id}")).await;
+        assert_eq!(ids(&l), [slow.as_str(), bad.as_str()]);
+        let (s, _) = delete(ALICE, bad.clone()).await;
+        assert_eq!(s, 200, "a failed video can be deleted too");
+        assert_eq!(ids(&page("").await), [slow.as_str()]);
         srv.stop().await;
     });
 }
