@@ -148,11 +148,7 @@ fn a_killed_veo_job_is_resumed_without_submitting_again() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t = std::time::Instant::now();
-    while emu.count("GET", "/operations/") < 3 {
-        assert!(t.elapsed().as_secs() < 120, "the job never started polling");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    emu.wait_for_operation_polls(3, 120);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let pending = json(&env.ok(&["jobs", "list", "--state", "pending", "--json"]));
@@ -178,11 +174,7 @@ fn ctrl_c_cancels_a_polling_job_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let t = std::time::Instant::now();
-    while emu.count("GET", "/operations/") < 2 {
-        assert!(t.elapsed().as_secs() < 120, "the job never started polling");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    emu.wait_for_operation_polls(2, 120);
     assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());

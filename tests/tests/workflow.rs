@@ -299,11 +299,7 @@ fn a_run_killed_while_a_job_is_pending_resumes_by_polling_not_resubmitting() {
     let mut args = vec!["run", recipe.as_str(), photo.to_str().unwrap(), "-o", d, "--set", "explore.pick=1", "--set", "animate.prompt=waves [fault:slow-op:40]"];
     args.extend(FAST);
     let mut child = env.cmd().args(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let t = std::time::Instant::now();
-    while emu.count("GET", "/operations/") < 3 {
-        assert!(t.elapsed().as_secs() < 300, "the Veo job never started polling");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    emu.wait_for_operation_polls(3, 300);
     child.kill().unwrap(); // SIGKILL: no chance to record anything more
     child.wait().unwrap();
     let state = json(&std::fs::read_to_string(dir.join("run.json")).unwrap());
@@ -400,11 +396,7 @@ fn a_batch_cut_short_sends_on_resume_only_the_outputs_that_never_left() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t = std::time::Instant::now();
-    while emu.count("GET", "/operations/") < 3 {
-        assert!(t.elapsed().as_secs() < 300, "the first Veo job never started polling");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    emu.wait_for_operation_polls(3, 300);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(emu.count("POST", ":predictLongRunning"), 1, "one clip was sent before the kill");

@@ -147,6 +147,15 @@ impl Emu {
     pub fn count(&self, method: &str, needle: &str) -> usize {
         self.emu.state.requests().iter().filter(|r| r.method == method && r.path.contains(needle)).count()
     }
+    /// Block until the emulator has seen `polls` polls of Veo operations (a job is pending at the
+    /// provider), failing the test after `limit_s` seconds.
+    pub fn wait_for_operation_polls(&self, polls: usize, limit_s: u64) {
+        let t = std::time::Instant::now();
+        while self.count("GET", "/operations/") < polls {
+            assert!(t.elapsed().as_secs() < limit_s, "no Veo job was polled {polls} times within {limit_s} s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     /// The operator config that points `ids` at the emulator (both listeners granted).
     pub fn config_for(&self, ids: &[&str], extra: &str) -> String {
         let (b, a) = (&self.emu.base_url, &self.emu.alt_url);
