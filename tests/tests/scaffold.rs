@@ -81,7 +81,7 @@ fn scaffolded_model_and_filter_build_load_and_run() {
     let model_dir = src.join("tiny-echo");
     let text = env.ok(&["plugins", "new", "tiny-echo", "--kind", "model", "--dir", model_dir.to_str().unwrap()]);
     assert!(text.contains("created the model plugin `tiny-echo`"), "{text}");
-    for f in ["Cargo.toml", "plugin.toml", "src/lib.rs", "README.md", ".gitignore"] {
+    for f in ["Cargo.toml", "plugin.toml", "src/lib.rs", "README.md", ".gitignore", ".cargo/config.toml"] {
         assert!(model_dir.join(f).is_file(), "{f} was created");
     }
     let cargo_toml = std::fs::read_to_string(model_dir.join("Cargo.toml")).unwrap();

@@ -71,6 +71,7 @@ const MODEL_TEMPLATE: &[TemplateFile] = &[
     TemplateFile { path: "src/lib.rs", text: include_str!("../../templates/plugin-model/src/lib.rs.tmpl") },
     TemplateFile { path: "README.md", text: include_str!("../../templates/plugin-model/README.md.tmpl") },
     TemplateFile { path: ".gitignore", text: include_str!("../../templates/plugin-model/gitignore.tmpl") },
+    TemplateFile { path: ".cargo/config.toml", text: include_str!("../../templates/cargo-config.toml.tmpl") },
 ];
 
 const FILTER_TEMPLATE: &[TemplateFile] = &[
@@ -79,6 +80,7 @@ const FILTER_TEMPLATE: &[TemplateFile] = &[
     TemplateFile { path: "src/lib.rs", text: include_str!("../../templates/plugin-filter/src/lib.rs.tmpl") },
     TemplateFile { path: "README.md", text: include_str!("../../templates/plugin-filter/README.md.tmpl") },
     TemplateFile { path: ".gitignore", text: include_str!("../../templates/plugin-filter/gitignore.tmpl") },
+    TemplateFile { path: ".cargo/config.toml", text: include_str!("../../templates/cargo-config.toml.tmpl") },
 ];
 
 /// Create the crate: check the name, the directory and the SDK first, so a refusal writes nothing.
@@ -375,7 +377,9 @@ fn cargo_build(dir: &Path, offline: bool) -> Result<PathBuf> {
     let want = manifest_path.canonicalize().with_context(|| format!("resolving {}", manifest_path.display()))?;
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--release", "--target", WASM_TARGET, "--message-format=json-render-diagnostics", "--manifest-path"])
-        .arg(&manifest_path);
+        .arg(&want)
+        // Cargo reads `.cargo/config.toml` from the directory it runs in: the crate's own (simd128).
+        .current_dir(want.parent().unwrap_or(dir));
     if offline {
         cmd.arg("--offline");
     }
@@ -498,7 +502,7 @@ mod tests {
         for kind in [TemplateKind::Model, TemplateKind::Filter] {
             let files = render_template(kind, "my-thing", sdk).unwrap();
             let paths: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
-            assert_eq!(paths, ["Cargo.toml", "plugin.toml", "src/lib.rs", "README.md", ".gitignore"]);
+            assert_eq!(paths, ["Cargo.toml", "plugin.toml", "src/lib.rs", "README.md", ".gitignore", ".cargo/config.toml"]);
             for (path, text) in &files {
                 for key in ["name", "crate_name", "type_name", "sdk_path", "contract"] {
                     assert!(!text.contains(&format!("{{{{{key}}}}}")), "{path} still holds {{{{{key}}}}}");
