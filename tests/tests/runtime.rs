@@ -221,30 +221,30 @@ fn atelier_binary() -> PathBuf {
     bin
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_engine_is_a_directory_not_a_rebuild() {
-    // Copy the built hello component under a new id, as an operator installing an engine would.
+/// The built hello component installed under a new id, `my-engine`, as an operator installing an
+/// engine would; with an empty `atelier.toml` beside it.
+fn my_engine_tree() -> tempfile::TempDir {
     let manifest = std::fs::read_to_string(plugins_dir().join("hello/plugin.toml")).unwrap();
     let renamed = manifest.replace("id = \"hello\"", "id = \"my-engine\"");
     assert_ne!(renamed, manifest);
     let tree = plugin_tree(&[("my-engine", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", renamed.as_bytes())])]);
-    let config = tree.path().join("atelier.toml");
-    std::fs::write(&config, "").unwrap();
+    std::fs::write(tree.path().join("atelier.toml"), "").unwrap();
+    tree
+}
 
+/// The real binary over `tree` (its plugins and its `atelier.toml`), deaf to the caller's env.
+fn atelier_over(tree: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(atelier_binary());
+    c.arg("--config").arg(tree.join("atelier.toml")).arg("--plugins").arg(tree).arg("--cache-dir").arg(cache_dir());
+    c.env_remove("ATELIER_PLUGINS").env_remove("ATELIER_CONFIG").env_remove("ATELIER_CACHE_DIR");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_engine_is_a_directory_not_a_rebuild() {
+    let tree = my_engine_tree();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(atelier_binary())
-            .arg("--config")
-            .arg(&config)
-            .arg("--plugins")
-            .arg(tree.path())
-            .arg("--cache-dir")
-            .arg(cache_dir())
-            .args(args)
-            .env_remove("ATELIER_PLUGINS")
-            .env_remove("ATELIER_CONFIG")
-            .env_remove("ATELIER_CACHE_DIR")
-            .output()
-            .unwrap();
+        let out = atelier_over(tree.path()).args(args).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "atelier {args:?} failed: {stderr}");
@@ -266,21 +266,8 @@ async fn a_new_engine_is_a_directory_not_a_rebuild() {
 
 #[test]
 fn models_lists_engines_under_their_manifest_id() {
-    let manifest = std::fs::read_to_string(plugins_dir().join("hello/plugin.toml")).unwrap();
-    let renamed = manifest.replace("id = \"hello\"", "id = \"my-engine\"");
-    let tree = plugin_tree(&[("my-engine", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", renamed.as_bytes())])]);
-    let config = tree.path().join("atelier.toml");
-    std::fs::write(&config, "").unwrap();
-    let out = std::process::Command::new(atelier_binary())
-        .arg("--config")
-        .arg(&config)
-        .arg("--plugins")
-        .arg(tree.path())
-        .arg("--cache-dir")
-        .arg(cache_dir())
-        .args(["models", "--json"])
-        .output()
-        .unwrap();
+    let tree = my_engine_tree();
+    let out = atelier_over(tree.path()).args(["models", "--json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["id"], "my-engine", "the listed id must be the one --model accepts: {v}");
 }

@@ -113,21 +113,11 @@ pub fn png_claiming(real: &[u8], w: u32, h: u32) -> Vec<u8> {
     let mut b = real.to_vec();
     b[16..20].copy_from_slice(&w.to_be_bytes());
     b[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = crc32(&b[12..29]);
+    let crc = crc32fast::hash(&b[12..29]);
     b[29..33].copy_from_slice(&crc.to_be_bytes());
     b
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-        }
-    }
-    !c
-}
 
 /// The provider emulator on a runtime of its own, for tests that drive the CLI as a subprocess.
 pub struct Emu {
