@@ -68,6 +68,22 @@ pub struct Limits {
     /// Jobs of this plugin pending at the provider at once.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// `http.send` calls one call into the plugin may make.
+    #[serde(default = "default_max_http_requests")]
+    pub max_http_requests: u32,
+    /// Log lines per second the plugin may write (a burst of twice that is allowed); the rest
+    /// are dropped and counted.
+    #[serde(default = "default_log_lines_per_s")]
+    pub log_lines_per_s: u32,
+    /// Artifacts one call may return.
+    #[serde(default = "default_max_artifacts")]
+    pub max_artifacts: u32,
+    /// Size of all notes of one artifact together, KiB.
+    #[serde(default = "default_max_notes_kb")]
+    pub max_notes_kb: u32,
+    /// Size of a pending job's token, KiB.
+    #[serde(default = "default_max_token_kb")]
+    pub max_token_kb: u32,
 }
 
 fn default_memory_mb() -> u64 {
@@ -76,15 +92,56 @@ fn default_memory_mb() -> u64 {
 fn default_call_timeout_s() -> f64 {
     60.0
 }
+fn default_max_http_requests() -> u32 {
+    256
+}
+fn default_log_lines_per_s() -> u32 {
+    50
+}
+fn default_max_artifacts() -> u32 {
+    64
+}
+fn default_max_notes_kb() -> u32 {
+    64
+}
+fn default_max_token_kb() -> u32 {
+    64
+}
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: default_memory_mb(), call_timeout_s: default_call_timeout_s(), max_in_flight: None }
+        Limits {
+            memory_mb: default_memory_mb(),
+            call_timeout_s: default_call_timeout_s(),
+            max_in_flight: None,
+            max_http_requests: default_max_http_requests(),
+            log_lines_per_s: default_log_lines_per_s(),
+            max_artifacts: default_max_artifacts(),
+            max_notes_kb: default_max_notes_kb(),
+            max_token_kb: default_max_token_kb(),
+        }
     }
 }
 
 /// The limits there are, in the order messages list them.
-pub const LIMIT_KEYS: [&str; 3] = ["memory_mb", "call_timeout_s", "max_in_flight"];
+pub const LIMIT_KEYS: [&str; 8] = [
+    "memory_mb",
+    "call_timeout_s",
+    "max_in_flight",
+    "max_http_requests",
+    "log_lines_per_s",
+    "max_artifacts",
+    "max_notes_kb",
+    "max_token_kb",
+];
+/// The whole-number volume limits: key, unit for messages, and the largest value that makes sense.
+const COUNT_LIMITS: [(&str, &str, u32); 5] = [
+    ("max_http_requests", "requests per call", 100_000),
+    ("log_lines_per_s", "log lines per second", 100_000),
+    ("max_artifacts", "artifacts per call", 10_000),
+    ("max_notes_kb", "KiB of notes per artifact", 16_384),
+    ("max_token_kb", "KiB per job token", 16_384),
+];
 /// A wasm32 plugin addresses at most 4 GiB, so a larger cap means nothing.
 const MAX_MEMORY_MB: u64 = 4096;
 /// A call longer than a day is hung: long jobs return `pending` and are polled instead.
@@ -158,6 +215,22 @@ impl Limits {
                     return refuse(problem, format!("max_in_flight = {n}"));
                 }
             },
+            key if COUNT_LIMITS.iter().any(|(k, _, _)| *k == key) => {
+                let (_, unit, max) = COUNT_LIMITS.iter().find(|(k, _, _)| *k == key).copied().unwrap_or_default();
+                let slot = self.count_mut(key).expect("every count limit has a field");
+                match value.as_integer().filter(|n| (1..=max as i64).contains(n)) {
+                    Some(n) => *slot = n as u32,
+                    None => {
+                        let problem = match value {
+                            toml::Value::Integer(n) if *n > max as i64 => format!("more than the most that makes sense ({max} {unit})"),
+                            toml::Value::Integer(_) => format!("at least 1 ({unit}) must be allowed"),
+                            other => format!("{key} must be a whole number ({unit}), not {}", kind_of(other)),
+                        };
+                        let n = salvaged.map_or(*slot, |n| (n.ceil().min(max as f64)) as u32);
+                        return refuse(problem, format!("{key} = {n}"));
+                    }
+                }
+            }
             other => {
                 let problem = format!("there is no limit `{other}` (the limits are {})", LIMIT_KEYS.join(", "));
                 // The likely intended key, with this value if it fits there, else the suggested one.
@@ -172,6 +245,44 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// The field behind a whole-number volume limit.
+    fn count_mut(&mut self, key: &str) -> Option<&mut u32> {
+        Some(match key {
+            "max_http_requests" => &mut self.max_http_requests,
+            "log_lines_per_s" => &mut self.log_lines_per_s,
+            "max_artifacts" => &mut self.max_artifacts,
+            "max_notes_kb" => &mut self.max_notes_kb,
+            "max_token_kb" => &mut self.max_token_kb,
+            _ => return None,
+        })
+    }
+
+    /// Every limit as `(key, value)`, in [`LIMIT_KEYS`] order, for `plugins inspect`.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("memory_mb", self.memory_mb.to_string()),
+            ("call_timeout_s", self.call_timeout_s.to_string()),
+            ("max_in_flight", self.max_in_flight.map_or("unlimited".into(), |n| n.to_string())),
+            ("max_http_requests", self.max_http_requests.to_string()),
+            ("log_lines_per_s", self.log_lines_per_s.to_string()),
+            ("max_artifacts", self.max_artifacts.to_string()),
+            ("max_notes_kb", self.max_notes_kb.to_string()),
+            ("max_token_kb", self.max_token_kb.to_string()),
+        ]
+    }
+
+    /// The refusal message for a plugin that went over one of its volume limits: what it did,
+    /// the limit, and the line that raises it.
+    pub fn over_message(&self, plugin: &str, config_path: &str, key: &str, what: &str) -> String {
+        let current = self.entries().into_iter().find(|(k, _)| *k == key).map(|(_, v)| v).unwrap_or_default();
+        let raised = current.parse::<u64>().map_or(current.clone(), |n| (n.saturating_mul(4)).to_string());
+        format!(
+            "plugin `{plugin}` {what}, over its limit {key} = {current}; if it really needs more, raise it in {config_path}:\n    [plugins.{plugin}.limits]\n    {key} = {raised}"
+        )
+    }
+}
+
 /// The known limit a misspelt key most likely meant (`call_timeout`, `memory`, `max-in-flight`).
 fn likely_limit(key: &str) -> Option<&'static str> {
     let k = key.to_ascii_lowercase();
@@ -181,6 +292,16 @@ fn likely_limit(key: &str) -> Option<&'static str> {
         Some("call_timeout_s")
     } else if k.contains("flight") || k.contains("concurren") || k.contains("parallel") {
         Some("max_in_flight")
+    } else if k.contains("http") || k.contains("request") {
+        Some("max_http_requests")
+    } else if k.contains("log") {
+        Some("log_lines_per_s")
+    } else if k.contains("artifact") || k.contains("output") {
+        Some("max_artifacts")
+    } else if k.contains("note") {
+        Some("max_notes_kb")
+    } else if k.contains("token") {
+        Some("max_token_kb")
     } else {
         None
     }
@@ -416,7 +537,13 @@ memory_mb = 128
         l.set("memory_mb", &toml::Value::Integer(512)).unwrap();
         l.set("call_timeout_s", &toml::Value::Float(2.5)).unwrap();
         l.set("max_in_flight", &toml::Value::Integer(3)).unwrap();
-        assert_eq!(l, Limits { memory_mb: 512, call_timeout_s: 2.5, max_in_flight: Some(3) });
+        l.set("max_artifacts", &toml::Value::Integer(8)).unwrap();
+        assert_eq!(l, Limits { memory_mb: 512, call_timeout_s: 2.5, max_in_flight: Some(3), max_artifacts: 8, ..Limits::default() });
+        let r = refusal("max_http_requests", toml::Value::Integer(0));
+        assert_eq!(r.instead.as_deref(), Some("max_http_requests = 256"), "{r:?}");
+        let r = refusal("max_token_kb", toml::Value::Integer(1 << 40));
+        assert!(r.problem.contains("16384") && r.instead.as_deref() == Some("max_token_kb = 16384"), "{r:?}");
+        assert_eq!(refusal("log_rate", toml::Value::Integer(5)).instead.as_deref(), Some("log_lines_per_s = 5"));
 
         let r = refusal("memory_mb", toml::Value::Integer(-5));
         assert_eq!(r.instead.as_deref(), Some("memory_mb = 256"), "{r:?}");

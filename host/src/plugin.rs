@@ -88,6 +88,8 @@ impl Plugin {
             http,
             memory_limit,
             call_timeout: Duration::from_secs_f64(limits.call_timeout_s),
+            limits: limits.clone(),
+            config_path: settings.shown_path(),
         });
         let pre = match manifest.kind {
             Kind::Model => Pre::Model(model::ModelPre::new(linkers.model.instantiate_pre(&component)?)?),

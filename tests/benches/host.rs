@@ -230,6 +230,8 @@ async fn bench_call_breakdown(cache: &Path) {
         http: None,
         memory_limit: 256 << 20,
         call_timeout: Duration::from_secs(60),
+        limits: Default::default(),
+        config_path: "atelier.toml".into(),
     });
     const N: u32 = 3000;
     let (mut store_t, mut inst_t, mut call_t, mut drop_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);

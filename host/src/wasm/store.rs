@@ -23,6 +23,10 @@ pub struct PluginCtx {
     pub memory_limit: usize,
     /// Deadline of one call.
     pub call_timeout: Duration,
+    /// The plugin's effective limits (manifest, then operator), for the volume checks.
+    pub limits: crate::manifest::Limits,
+    /// The config file to cite in "raise it here" messages.
+    pub config_path: String,
 }
 
 /// The data of one store.
