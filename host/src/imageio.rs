@@ -14,16 +14,62 @@ pub struct DecodeLimits {
     pub max_dimension: u32,
 }
 
-/// The media type of encoded bytes, by magic number (images via the `image` crate, plus MP4).
+/// The media type of encoded bytes, by magic number (images via the `image` crate, plus MP4 and
+/// WebM). An ISO-BMFF file whose brand is a still-image one (HEIC, AVIF) is not taken for an MP4.
 pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
     match image::guess_format(bytes) {
         Ok(image::ImageFormat::Png) => Some("image/png"),
         Ok(image::ImageFormat::Jpeg) => Some("image/jpeg"),
         Ok(image::ImageFormat::WebP) => Some("image/webp"),
         Ok(image::ImageFormat::Gif) => Some("image/gif"),
-        _ if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" => Some("video/mp4"),
+        _ if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" => {
+            const STILL: [&[u8; 4]; 9] = [b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"];
+            (!STILL.iter().any(|b| &bytes[8..12] == *b)).then_some("video/mp4")
+        }
+        _ if bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) => Some("video/webm"),
         _ => None,
     }
+}
+
+/// Whether the bytes of an artifact are what the plugin labelled them, given the first bytes
+/// (64 are plenty). `Ok`: the media type to store them as. Images and videos are the two kinds:
+/// within a kind the bytes win (providers mix up PNG and JPEG labels, and a GIF passes as either),
+/// a generic label (`application/octet-stream`, none) takes what the bytes are, anything else is
+/// refused. `Err`: the rest of a sentence "labelled X, but …" saying what the bytes are instead.
+pub fn check_claimed(claimed: &str, head: &[u8]) -> std::result::Result<&'static str, String> {
+    let label = claimed.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (kind, formats) = if label.starts_with("image/") {
+        ("an image", "PNG, JPEG, WebP or GIF")
+    } else if label.starts_with("video/") {
+        ("a video", "MP4, WebM or GIF")
+    } else if label.is_empty() || label == "application/octet-stream" || label == "binary/octet-stream" {
+        ("any media type atelier writes", "PNG, JPEG, WebP, GIF, MP4 or WebM")
+    } else {
+        return Err(format!(
+            "that is not a media type atelier writes (images: PNG, JPEG, WebP, GIF; videos: MP4, WebM){}",
+            sniff_mime(head).map(|m| format!(" — the bytes are {m}")).unwrap_or_else(|| format!(" ({})", starts_with(head)))
+        ));
+    };
+    match sniff_mime(head) {
+        None => Err(format!("its bytes are not {kind} ({}; atelier writes {formats})", starts_with(head))),
+        Some(m) if m != "image/gif" && label.starts_with("video/") && m.starts_with("image/") => Err(format!("its bytes are a still image ({m}), not a video")),
+        Some(m) if label.starts_with("image/") && m.starts_with("video/") => Err(format!("its bytes are a video ({m}), not an image")),
+        Some(m) => Ok(m),
+    }
+}
+
+/// `they start with `<html><bo`` for a refusal message: up to 16 bytes, printable ASCII as is,
+/// anything else as `\xNN`, so binary junk cannot garble a terminal.
+fn starts_with(head: &[u8]) -> String {
+    if head.is_empty() {
+        return "they are empty".into();
+    }
+    let shown: String = head
+        .iter()
+        .take(16)
+        .map(|&b| if (0x20..0x7f).contains(&b) && b != b'`' { (b as char).to_string() } else { format!("\\x{b:02x}") })
+        .collect();
+    format!("they start with `{shown}`")
 }
 
 /// The usual file extension of a media type.
@@ -41,11 +87,21 @@ pub fn extension(mime: &str) -> &'static str {
 
 /// Decode encoded bytes to RGBA8, refusing oversized images from their header alone.
 pub fn decode(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<Image> {
+    let rgba = decode_dynamic(bytes, limits, name)?.into_rgba8();
+    Ok(Image { width: rgba.width(), height: rgba.height(), pixels: rgba.into_raw() })
+}
+
+/// Decode encoded bytes in their own pixel format, refusing oversized images from their header
+/// alone (for a GIF, its logical screen and every frame's descriptor). The one decoding path for
+/// inputs and for everything a plugin returns.
+pub fn decode_dynamic(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<image::DynamicImage> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("{name}: cannot read"))?;
-    if reader.format().is_none() {
-        bail!("{name}: not an image atelier can read (PNG, JPEG, WebP or GIF)");
+    match reader.format() {
+        None => bail!("{name}: not an image atelier can read (PNG, JPEG, WebP or GIF)"),
+        Some(image::ImageFormat::Gif) => check_gif(bytes, limits, name)?,
+        Some(_) => {}
     }
     let (w, h) = reader
         .into_dimensions()
@@ -57,9 +113,7 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<Image> {
     l.max_image_height = Some(limits.max_dimension);
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
     reader.limits(l);
-    let img = reader.decode().map_err(|e| anyhow::anyhow!("{name}: cannot decode ({e}); the file may be truncated or corrupt"))?;
-    let rgba = img.into_rgba8();
-    Ok(Image { width: rgba.width(), height: rgba.height(), pixels: rgba.into_raw() })
+    reader.decode().map_err(|e| anyhow::anyhow!("{name}: cannot decode ({e}); the file may be truncated or corrupt"))
 }
 
 /// Read and decode a file.
@@ -69,25 +123,100 @@ pub fn read(path: &Path, limits: DecodeLimits) -> Result<(Image, Vec<u8>)> {
     Ok((img, bytes))
 }
 
+/// Which limit a `w`×`h` picture breaks, if any: what is wrong and the `[limits]` key that governs it.
+/// In `u64`, `w × h` of two `u32`s cannot overflow.
+fn over_limit(w: u32, h: u32, limits: DecodeLimits) -> Option<(String, &'static str)> {
+    if w > limits.max_dimension || h > limits.max_dimension {
+        return Some((format!("{w}x{h} is larger than the {} px side limit", limits.max_dimension), "max_dimension"));
+    }
+    let px = u64::from(w) * u64::from(h);
+    (px > limits.max_pixels).then(|| (format!("{w}x{h} = {} is more than the {} limit", pixels(px), pixels(limits.max_pixels)), "max_pixels"))
+}
+
+/// `121 Mpx`, or `4000 px` under a megapixel (so a small test limit is not shown as 0 Mpx).
+fn pixels(n: u64) -> String {
+    if n >= 1_000_000 { format!("{} Mpx", n / 1_000_000) } else { format!("{n} px") }
+}
+
 /// Refuse sizes over the limits, naming the setting that raises them.
 pub fn check_size(w: u32, h: u32, limits: DecodeLimits, name: &str) -> Result<()> {
     if w == 0 || h == 0 {
         bail!("{name}: the image is empty ({w}x{h})");
     }
-    if w > limits.max_dimension || h > limits.max_dimension {
-        bail!(
-            "{name}: {w}x{h} is larger than the {} px side limit; refused before decoding (raise [limits] max_dimension in atelier.toml if it is genuine)",
-            limits.max_dimension
-        );
+    if let Some((what, key)) = over_limit(w, h, limits) {
+        bail!("{name}: {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
     }
-    if w as u64 * h as u64 > limits.max_pixels {
+    Ok(())
+}
+
+/// Check an RGBA image a plugin handed back (a filter's result) before any pixel is used: its size
+/// against the host's limits, then that it really carries `width × height × 4` bytes — with
+/// checked arithmetic, so 2^31 × 2^31 with no pixels cannot pass by wrapping to 0. `who` names
+/// the plugin, e.g. "filter plugin `x` (step `lie`)".
+pub fn check_image(img: &Image, limits: DecodeLimits, who: &str) -> Result<()> {
+    let (w, h) = (img.width, img.height);
+    if w == 0 || h == 0 {
+        bail!("{who} returned an empty image ({w}x{h}); it was refused (a bug in the plugin: report it to its author)");
+    }
+    if let Some((what, key)) = over_limit(w, h, limits) {
+        bail!("{who} returned an image of {what}; it was refused (raise [limits] {key} in atelier.toml if such images are genuine)");
+    }
+    let expected = (w as usize).checked_mul(h as usize).and_then(|p| p.checked_mul(4));
+    if expected != Some(img.pixels.len()) {
         bail!(
-            "{name}: {w}x{h} = {} Mpx is more than the {} Mpx limit; refused before decoding (raise [limits] max_pixels in atelier.toml if it is genuine)",
-            (w as u64 * h as u64) / 1_000_000,
-            limits.max_pixels / 1_000_000
+            "{who} returned a malformed image: {w}x{h} needs {} bytes of RGBA but it carries {}; it was refused (a bug in the plugin: report it to its author)",
+            expected.map_or("more".to_string(), |n| n.to_string()),
+            img.pixels.len()
         );
     }
     Ok(())
+}
+
+/// Check a GIF's logical screen and every frame's size against the limits by walking its blocks
+/// (no LZW data is decompressed): a frame may claim far more than the screen it sits on.
+/// A truncated file passes with what it has; the decoder reports the truncation itself.
+pub fn check_gif(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<()> {
+    let b = bytes;
+    if b.len() < 13 || !(b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a")) {
+        bail!("{name}: not a GIF (no GIF87a/GIF89a header)");
+    }
+    let le = |at: usize| u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    check_size(le(6), le(8), limits, &format!("{name} (GIF logical screen)"))?;
+    let table = |packed: u8| if packed & 0x80 != 0 { 3usize << ((packed & 7) + 1) } else { 0 };
+    let mut at = 13 + table(b[10]);
+    let mut frame = 0u64;
+    loop {
+        match b.get(at) {
+            None | Some(0x3b) => return Ok(()),
+            // Extension: introducer, label, then data sub-blocks.
+            Some(0x21) => at = skip_sub_blocks(b, at + 2),
+            Some(0x2c) => {
+                if at + 10 > b.len() {
+                    return Ok(());
+                }
+                frame += 1;
+                let (w, h) = (le(at + 5), le(at + 7));
+                if let Some((what, key)) = over_limit(w, h, limits) {
+                    bail!("{name}: GIF frame {frame} is {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
+                }
+                // Descriptor, local colour table, LZW minimum code size, then the data sub-blocks.
+                at = skip_sub_blocks(b, at + 10 + table(b[at + 9]) + 1);
+            }
+            Some(other) => bail!("{name}: not a well-formed GIF (unexpected block 0x{other:02x} at byte {at}); refused"),
+        }
+    }
+}
+
+/// The position after a run of GIF data sub-blocks (each a length byte and that many bytes,
+/// ended by a zero length) starting at `at`.
+fn skip_sub_blocks(b: &[u8], mut at: usize) -> usize {
+    while let Some(&len) = b.get(at) {
+        at += 1 + len as usize;
+        if len == 0 {
+            break;
+        }
+    }
+    at
 }
 
 /// Encode RGBA8 as PNG, with an optional `atelier` iTXt chunk (the provenance JSON).
@@ -187,6 +316,79 @@ mod tests {
         let back = decode(&bytes, DecodeLimits { max_pixels: 100, max_dimension: 10 }, "t").unwrap();
         assert_eq!(back.pixels, img.pixels);
         assert_eq!(read_png_provenance(&bytes).unwrap(), "{\"engine\":\"x\"}");
+    }
+
+    /// A 1×1-pixel GIF whose logical screen and only frame claim the given sizes.
+    fn gif(screen: (u16, u16), frame: (u16, u16)) -> Vec<u8> {
+        let mut g = b"GIF89a".to_vec();
+        g.extend_from_slice(&screen.0.to_le_bytes());
+        g.extend_from_slice(&screen.1.to_le_bytes());
+        g.extend_from_slice(&[0x80, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0]);
+        g.extend_from_slice(&[0x21, 0xf9, 4, 0, 0, 0, 0, 0]); // a graphic control extension to skip
+        g.extend_from_slice(&[0x2c, 0, 0, 0, 0]);
+        g.extend_from_slice(&frame.0.to_le_bytes());
+        g.extend_from_slice(&frame.1.to_le_bytes());
+        g.extend_from_slice(&[0, 2, 2, 0x44, 0x01, 0, 0x3b]);
+        g
+    }
+
+    const LIMITS: DecodeLimits = DecodeLimits { max_pixels: 100_000_000, max_dimension: 32768 };
+
+    #[test]
+    fn gif_screen_and_frames_are_checked_before_decoding() {
+        assert_eq!(decode(&gif((1, 1), (1, 1)), LIMITS, "ok.gif").unwrap().pixels, vec![255, 255, 255, 255]);
+        let e = decode(&gif((11000, 11000), (1, 1)), LIMITS, "screen.gif").unwrap_err().to_string();
+        assert!(e.contains("screen.gif (GIF logical screen): 11000x11000 = 121 Mpx is more than the 100 Mpx limit") && e.contains("[limits] max_pixels"), "{e}");
+        let e = check_gif(&gif((1, 1), (11000, 11000)), LIMITS, "frame.gif").unwrap_err().to_string();
+        assert!(e.contains("GIF frame 1 is 11000x11000") && e.contains("refused before decoding"), "{e}");
+        let small = DecodeLimits { max_pixels: 1000, max_dimension: 50 };
+        let e = check_gif(&gif((10, 10), (60, 1)), small, "wide.gif").unwrap_err().to_string();
+        assert!(e.contains("larger than the 50 px side limit") && e.contains("max_dimension"), "{e}");
+        assert!(check_gif(b"GIF89a", LIMITS, "short.gif").is_err());
+        // Truncated after the screen: every size present was checked; the decoder reports the rest.
+        assert!(check_gif(&gif((1, 1), (1, 1))[..13], LIMITS, "cut.gif").is_ok());
+    }
+
+    #[test]
+    fn returned_images_are_checked_without_wrapping() {
+        let who = "filter plugin `big`";
+        let huge = Image { width: 1 << 31, height: 1 << 31, pixels: vec![] };
+        let e = check_image(&huge, LIMITS, who).unwrap_err().to_string();
+        assert!(e.contains("filter plugin `big` returned an image of 2147483648x2147483648") && e.contains("[limits] max_dimension"), "{e}");
+        // No limit in the way: the size still has to match the pixels, without wrapping to 0.
+        let open = DecodeLimits { max_pixels: u64::MAX, max_dimension: u32::MAX };
+        let e = check_image(&huge, open, who).unwrap_err().to_string();
+        assert!(e.contains("malformed image") && e.contains("carries 0"), "{e}");
+        let short = Image { width: 4, height: 4, pixels: vec![0; 60] };
+        let e = check_image(&short, LIMITS, who).unwrap_err().to_string();
+        assert!(e.contains("4x4 needs 64 bytes of RGBA but it carries 60"), "{e}");
+        assert!(check_image(&Image { width: 0, height: 3, pixels: vec![] }, LIMITS, who).unwrap_err().to_string().contains("empty"));
+        let ok = Image { width: 4, height: 4, pixels: vec![0; 64] };
+        check_image(&ok, LIMITS, who).unwrap();
+        let e = check_image(&ok, DecodeLimits { max_pixels: 10, max_dimension: 100 }, who).unwrap_err().to_string();
+        assert!(e.contains("4x4 = 16 px is more than the 10 px limit") && e.contains("[limits] max_pixels"), "{e}");
+    }
+
+    #[test]
+    fn bytes_must_be_what_they_are_labelled() {
+        let png = encode_png(&Image { width: 1, height: 1, pixels: vec![0; 4] }, None).unwrap();
+        let mp4 = b"\0\0\0\x18ftypisom\0\0\0\0";
+        let html = b"<html><body>503</body></html>";
+        assert_eq!(check_claimed("image/png", &png), Ok("image/png"));
+        assert_eq!(check_claimed("image/jpeg", &png), Ok("image/png"), "within images the bytes win");
+        assert_eq!(check_claimed("application/octet-stream", mp4), Ok("video/mp4"));
+        assert_eq!(check_claimed("Video/MP4; codecs=avc1", mp4), Ok("video/mp4"));
+        assert_eq!(check_claimed("video/webm", &[0x1a, 0x45, 0xdf, 0xa3, 1, 2]), Ok("video/webm"));
+        assert_eq!(check_claimed("video/mp4", &gif((1, 1), (1, 1))), Ok("image/gif"), "a GIF passes as a video");
+        let e = check_claimed("image/gif", html).unwrap_err();
+        assert_eq!(e, "its bytes are not an image (they start with `<html><body>503<`; atelier writes PNG, JPEG, WebP or GIF)");
+        let e = check_claimed("text/html", html).unwrap_err();
+        assert!(e.starts_with("that is not a media type atelier writes") && e.contains("`<html>"), "{e}");
+        assert!(check_claimed("video/mp4", &png).unwrap_err().contains("still image (image/png), not a video"));
+        assert!(check_claimed("image/png", mp4).unwrap_err().contains("a video (video/mp4), not an image"));
+        assert!(check_claimed("image/heic", b"\0\0\0\x18ftypheic\0\0\0\0").unwrap_err().contains("its bytes are not an image"), "HEIC is not an MP4");
+        assert!(check_claimed("image/png", b"\x1b[2J`x").unwrap_err().contains("`\\x1b[2J\\x60x`"), "control bytes are escaped");
+        assert!(check_claimed("image/png", b"").unwrap_err().contains("they are empty"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::outputs::{self, OutputFile};
 use super::sheet;
 use super::steps::{self, Catalog, Step};
 use crate::imageio::{self, DecodeLimits};
-use crate::jobs::runner::{JobOutcome, Runner};
+use crate::jobs::runner::{JobOutcome, Runner, StoredArtifact};
 use crate::jobs::db::new_job_id;
 use crate::params;
 use crate::plugin::Plugin;
@@ -162,7 +162,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         }
         if let Some((m, _)) = &mut mask {
             if (m.width, m.height) != (refs[0].width, refs[0].height) {
-                *m = resize_exact(m, refs[0].width, refs[0].height, image::imageops::FilterType::Nearest);
+                *m = resize_exact(m, refs[0].width, refs[0].height, image::imageops::FilterType::Nearest)?;
             }
         }
     }
@@ -174,6 +174,9 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         Err(e) => bail!(crate::jobs::runner::explain(plugin.id(), &e, 1)),
     };
     if let Some((w, h)) = plan.exact_size {
+        // A size the plugin asks for is checked like any size it returns, before a buffer is made.
+        imageio::check_size(w, h, limits, &format!("model `{}` asked (in `prepare`) for inputs of exactly {w}x{h}", plugin.id()))
+            .context("the request was not sent; this is a bug in the plugin or its configuration")?;
         let c = match &catalog {
             Some(c) => c,
             None => &Catalog::load(rt).await?,
@@ -186,20 +189,20 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
             *r = steps::run(&job_prefix, std::mem::replace(r, empty()), std::slice::from_ref(&fit)).await?;
         }
         if let Some((m, _)) = &mut mask {
-            *m = resize_exact(m, w, h, image::imageops::FilterType::Nearest);
+            *m = resize_exact(m, w, h, image::imageops::FilterType::Nearest)?;
         }
     } else if let Some(max) = plan.max_side {
         for r in refs.iter_mut() {
             if r.width.max(r.height) > max {
                 let s = max as f64 / r.width.max(r.height) as f64;
                 let (w, h) = (((r.width as f64 * s).round() as u32).max(1), ((r.height as f64 * s).round() as u32).max(1));
-                *r = resize_exact(r, w, h, image::imageops::FilterType::Lanczos3);
+                *r = resize_exact(r, w, h, image::imageops::FilterType::Lanczos3)?;
             }
         }
         // The mask follows the image it belongs to.
         if let Some((m, _)) = &mut mask {
             if (m.width, m.height) != (refs[0].width, refs[0].height) {
-                *m = resize_exact(m, refs[0].width, refs[0].height, image::imageops::FilterType::Nearest);
+                *m = resize_exact(m, refs[0].width, refs[0].height, image::imageops::FilterType::Nearest)?;
             }
         }
     }
@@ -253,12 +256,15 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         let plugin = plugin.clone();
         let model = info.model.clone();
         let post = post.clone();
+        let force = req.force;
         futures.push(async move {
             let plan_json = serde_json::to_value(&finish).expect("plan serializes");
             let outcome = runner.run(&plugin, &job, &model, &plan_json, &request).await?;
-            let files = finish_outputs(&finish, &outcome, &post, req.force)?;
+            // Decoding, post-filters and encoding block: they run off the async workers.
+            let (first_index, done) = (finish.first_index, outcome.clone());
+            let (files, refused) = tokio::task::spawn_blocking(move || finish_each(&finish, &done, &post, force)).await?;
             runner.db.set_outputs(&job, &serde_json::to_value(&files)?)?;
-            Ok::<_, anyhow::Error>((outcome, files))
+            Ok::<_, anyhow::Error>((outcome, files, first_index, refused))
         });
         first += count;
     }
@@ -277,10 +283,11 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     };
     for r in results {
         match r {
-            Ok((o, files)) => {
+            Ok((o, files, first_index, refused)) => {
                 out.jobs.push(o.job.clone());
                 out.usage.push(o.usage.clone());
-                out.failures.extend(o.failures.iter().map(|(i, m)| format!("output {}: {m}", i + 1)));
+                out.failures.extend(o.failures.iter().map(|(i, m)| format!("output {}: {m}", first_index.saturating_add(*i))));
+                out.failures.extend(refused.iter().map(|(i, m)| format!("output {i}: {m}")));
                 out.outputs.extend(files);
             }
             Err(e) => out.failures.push(format!("{e:#}")),
@@ -291,61 +298,88 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     }
     // Part of a batch (`only`) gets no sheet of its own: the caller has the rest.
     if out.outputs.len() > 1 && !video && req.only.is_empty() {
-        out.contact_sheet = Some(write_sheet(&req.out_dir, &stem, plugin.id(), &out.outputs, req.force)?);
+        let (dir, engine, files, force) = (req.out_dir.clone(), plugin.id().to_string(), out.outputs.clone(), req.force);
+        out.contact_sheet = Some(tokio::task::spawn_blocking(move || write_sheet(&dir, &stem, &engine, &files, force, limits)).await??);
     }
     out.millis = started.elapsed().as_millis() as u64;
     Ok(out)
 }
 
 /// Turn a finished job's stored artifacts into output files: decode (images), post-filters,
-/// encode with provenance. Used right after the job and by `jobs resume`.
+/// encode with provenance. Used by `jobs resume`; fails if any output could not be written (the
+/// others are written first).
 pub fn finish_outputs(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], force: bool) -> Result<Vec<OutputFile>> {
-    let limits = DecodeLimits { max_pixels: plan.max_pixels, max_dimension: plan.max_dimension };
-    let mut files = vec![];
-    for a in &outcome.artifacts {
-        let Some(dest) = plan.paths.get(a.index as usize) else { continue };
-        let index = plan.first_index + a.index;
-        let mut prov = plan.provenance.clone();
-        prov["index"] = json!(index);
-        prov["seed"] = json!(a.seed);
-        prov["job"] = json!(outcome.job);
-        prov["usage"] = outcome.usage.clone();
-        prov["notes"] = json!(a.notes);
-        prov["timings"]["model_ms"] = json!(outcome.millis);
-        let bytes = std::fs::read(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()))?;
-        if a.mime.starts_with("image/") && a.mime != "image/gif" {
-            let t = Instant::now();
-            let mut img = imageio::decode(&bytes, limits, &a.path.display().to_string())?;
-            if !post.is_empty() {
-                img = block_on(steps::run(&outcome.job, img, post))?;
-            }
-            prov["timings"]["post_ms"] = json!(t.elapsed().as_millis() as u64);
-            prov["output"] = json!({"width": img.width, "height": img.height, "mime": "image/png"});
-            let dest = dest.with_extension("png");
-            if !force && dest.exists() {
-                bail!("{} already exists; pass --force to overwrite", dest.display());
-            }
-            let text = serde_json::to_string(&prov)?;
-            outputs::write_atomic(&dest, &imageio::encode_png(&img, Some(&text))?)?;
-            let sidecar = outputs::write_sidecar(&dest, &prov)?;
-            files.push(OutputFile { path: dest, sidecar, width: Some(img.width), height: Some(img.height), mime: "image/png".into(), index, seed: a.seed, job: outcome.job.clone() });
-        } else {
-            // Videos (and animated GIFs) are written as they came; post-filters do not apply.
-            let dest = dest.with_extension(imageio::extension(&a.mime));
-            if !force && dest.exists() {
-                bail!("{} already exists; pass --force to overwrite", dest.display());
-            }
-            let (w, h) = match image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok()) {
-                Some((w, h)) => (Some(w), Some(h)),
-                None => (None, None),
-            };
-            prov["output"] = json!({"mime": a.mime, "bytes": bytes.len(), "width": w, "height": h});
-            outputs::copy_atomic(&a.path, &dest)?;
-            let sidecar = outputs::write_sidecar(&dest, &prov)?;
-            files.push(OutputFile { path: dest, sidecar, width: w, height: h, mime: a.mime.clone(), index, seed: a.seed, job: outcome.job.clone() });
-        }
+    let (files, failures) = finish_each(plan, outcome, post, force);
+    if !failures.is_empty() {
+        let why: Vec<String> = failures.iter().map(|(i, m)| format!("output {i}: {m}")).collect();
+        bail!("{}", why.join("\n"));
     }
     Ok(files)
+}
+
+/// [`finish_outputs`], output by output: the files written, and each output that could not be
+/// (1-based index in the batch, why), so one refused output does not cost the others.
+pub fn finish_each(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], force: bool) -> (Vec<OutputFile>, Vec<(u32, String)>) {
+    let (mut files, mut failures) = (vec![], vec![]);
+    for a in &outcome.artifacts {
+        let Some(dest) = plan.paths.get(a.index as usize) else { continue };
+        let index = plan.first_index.saturating_add(a.index);
+        match finish_one(plan, outcome, a, dest, index, post, force) {
+            Ok(f) => files.push(f),
+            Err(e) => failures.push((index, format!("{e:#}"))),
+        }
+    }
+    (files, failures)
+}
+
+fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest: &Path, index: u32, post: &[Step], force: bool) -> Result<OutputFile> {
+    let limits = DecodeLimits { max_pixels: plan.max_pixels, max_dimension: plan.max_dimension };
+    let mut prov = plan.provenance.clone();
+    prov["index"] = json!(index);
+    prov["seed"] = json!(a.seed);
+    prov["job"] = json!(outcome.job);
+    prov["usage"] = outcome.usage.clone();
+    prov["notes"] = json!(a.notes);
+    prov["timings"]["model_ms"] = json!(outcome.millis);
+    // Errors about what the plugin returned name it; the raw file stays in the job folder.
+    let name = format!("output {index} from plugin `{}` ({})", plan.provenance["engine"].as_str().unwrap_or("?"), a.path.display());
+    let bytes = std::fs::read(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()))?;
+    if a.mime.starts_with("image/") && a.mime != "image/gif" {
+        let t = Instant::now();
+        let mut img = imageio::decode(&bytes, limits, &name)?;
+        drop(bytes);
+        if !post.is_empty() {
+            img = block_on(steps::run(&outcome.job, img, post))?;
+        }
+        prov["timings"]["post_ms"] = json!(t.elapsed().as_millis() as u64);
+        prov["output"] = json!({"width": img.width, "height": img.height, "mime": "image/png"});
+        let dest = dest.with_extension("png");
+        if !force && dest.exists() {
+            bail!("{} already exists; pass --force to overwrite", dest.display());
+        }
+        let text = serde_json::to_string(&prov)?;
+        outputs::write_atomic(&dest, &imageio::encode_png(&img, Some(&text))?)?;
+        let sidecar = outputs::write_sidecar(&dest, &prov)?;
+        Ok(OutputFile { path: dest, sidecar, width: Some(img.width), height: Some(img.height), mime: "image/png".into(), index, seed: a.seed, job: outcome.job.clone() })
+    } else {
+        // Videos (and animated GIFs) are written as they came; post-filters do not apply.
+        let dest = dest.with_extension(imageio::extension(&a.mime));
+        if !force && dest.exists() {
+            bail!("{} already exists; pass --force to overwrite", dest.display());
+        }
+        // A GIF is not decoded here, but whatever opens it will: its screen and frames keep to the limits.
+        if a.mime == "image/gif" {
+            imageio::check_gif(&bytes, limits, &name).context("the output was not written")?;
+        }
+        let (w, h) = match image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok()) {
+            Some((w, h)) => (Some(w), Some(h)),
+            None => (None, None),
+        };
+        prov["output"] = json!({"mime": a.mime, "bytes": bytes.len(), "width": w, "height": h});
+        outputs::copy_atomic(&a.path, &dest)?;
+        let sidecar = outputs::write_sidecar(&dest, &prov)?;
+        Ok(OutputFile { path: dest, sidecar, width: w, height: h, mime: a.mime.clone(), index, seed: a.seed, job: outcome.job.clone() })
+    }
 }
 
 /// Finish a stored job in this process (`jobs resume`): the same code path as a fresh run.
@@ -406,26 +440,30 @@ fn params_json(params: &[Param]) -> serde_json::Value {
     serde_json::Value::Object(params.iter().map(|p| (p.name.clone(), params::to_json(&p.value))).collect())
 }
 
-fn write_sheet(dir: &Path, stem: &str, engine: &str, files: &[OutputFile], force: bool) -> Result<PathBuf> {
-    let mut imgs = vec![];
-    for f in files.iter().filter(|f| f.mime.starts_with("image/")) {
-        imgs.push((image::open(&f.path)?.into_rgba8(), format!("#{}  seed {}", f.index, f.seed.map(|s| s.to_string()).unwrap_or("-".into()))));
-    }
-    let tiles: Vec<sheet::Tile> = imgs.iter().map(|(i, l)| sheet::Tile { image: i, label: l.clone() }).collect();
-    let sheet = sheet::contact_sheet(&tiles, 256);
+/// The stage's contact sheet, from its image outputs decoded one at a time with the limits.
+fn write_sheet(dir: &Path, stem: &str, engine: &str, files: &[OutputFile], force: bool, limits: DecodeLimits) -> Result<PathBuf> {
     let path = dir.join(format!("{stem}-{engine}-sheet.png"));
     if !force && path.exists() {
         bail!("{} already exists; pass --force to overwrite", path.display());
     }
+    let cells: Vec<(PathBuf, String)> = files
+        .iter()
+        .filter(|f| f.mime.starts_with("image/"))
+        .map(|f| (f.path.clone(), format!("#{}  seed {}", f.index, f.seed.map(|s| s.to_string()).unwrap_or("-".into()))))
+        .collect();
+    let sheet = sheet::from_files(&cells, limits, 256)?;
     let img = Image { width: sheet.width(), height: sheet.height(), pixels: sheet.into_raw() };
     outputs::write_atomic(&path, &imageio::encode_png(&img, None)?)?;
     Ok(path)
 }
 
-fn resize_exact(img: &Image, w: u32, h: u32, filter: image::imageops::FilterType) -> Image {
-    let buf = image::RgbaImage::from_raw(img.width, img.height, img.pixels.clone()).expect("consistent image");
+/// `img` resized to `w`×`h`. Every size reaching here was checked against the limits; a buffer that
+/// does not match its size is an error, never a panic.
+fn resize_exact(img: &Image, w: u32, h: u32, filter: image::imageops::FilterType) -> Result<Image> {
+    let buf = image::RgbaImage::from_raw(img.width, img.height, img.pixels.clone())
+        .ok_or_else(|| anyhow::anyhow!("an image of {}x{} has {} bytes of pixels; it cannot be resized", img.width, img.height, img.pixels.len()))?;
     let out = image::imageops::resize(&buf, w, h, filter);
-    Image { width: w, height: h, pixels: out.into_raw() }
+    Ok(Image { width: w, height: h, pixels: out.into_raw() })
 }
 
 fn empty() -> Image {

@@ -1,7 +1,10 @@
 //! The contact sheet for n > 1: a grid of thumbnails with index and seed under each.
 
+use crate::imageio::{self, DecodeLimits};
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use anyhow::{Context, Result};
 use image::{Rgba, RgbaImage, imageops};
+use std::path::{Path, PathBuf};
 
 /// The label font (DejaVu Sans Bold, shipped with the filters plugin; licence beside it).
 static FONT: &[u8] = include_bytes!("../../../plugins/filters/assets/DejaVuSans-Bold.ttf");
@@ -27,12 +30,40 @@ pub fn contact_sheet(tiles: &[Tile<'_>], cell: u32) -> RgbaImage {
         let (c, r) = (i as u32 % cols, i as u32 / cols);
         let (x0, y0) = (pad + c * (cell + pad), pad + r * (cell + label_h + pad));
         let (tw, th) = fit(t.image.width(), t.image.height(), cell);
-        let thumb = imageops::resize(t.image, tw, th, imageops::FilterType::Triangle);
+        // Thumbnails made by `thumbnail` already fit; only other images are resized here.
+        let resized;
+        let thumb = if (tw, th) == t.image.dimensions() {
+            t.image
+        } else {
+            resized = imageops::resize(t.image, tw, th, imageops::FilterType::Triangle);
+            &resized
+        };
         // Bottom-aligned, so each label sits right under its picture.
-        imageops::overlay(&mut sheet, &thumb, (x0 + (cell - tw) / 2) as i64, (y0 + cell - th) as i64);
+        imageops::overlay(&mut sheet, thumb, (x0 + (cell - tw) / 2) as i64, (y0 + cell - th) as i64);
         draw_text(&mut sheet, &font, &t.label, x0 + 2, y0 + cell + 4, 16.0);
     }
     sheet
+}
+
+/// A file decoded with the host's limits and shrunk at once to at most `cell` px on its longer side;
+/// the full-size buffer is dropped before this returns.
+pub fn thumbnail(path: &Path, limits: DecodeLimits, cell: u32) -> Result<RgbaImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read for the contact sheet", path.display()))?;
+    let full = imageio::decode_dynamic(&bytes, limits, &path.display().to_string())?;
+    drop(bytes);
+    Ok(full.thumbnail(cell, cell).into_rgba8())
+}
+
+/// The contact sheet of picture files with their labels, read one at a time and kept only as
+/// thumbnails: memory holds one full-size picture plus `n` small ones, never `n` full ones.
+/// Blocking (decoding): call it from `spawn_blocking`.
+pub fn from_files(files: &[(PathBuf, String)], limits: DecodeLimits, cell: u32) -> Result<RgbaImage> {
+    let mut thumbs = Vec::with_capacity(files.len());
+    for (path, label) in files {
+        thumbs.push((thumbnail(path, limits, cell)?, label.clone()));
+    }
+    let tiles: Vec<Tile> = thumbs.iter().map(|(image, label)| Tile { image, label: label.clone() }).collect();
+    Ok(contact_sheet(&tiles, cell))
 }
 
 fn fit(w: u32, h: u32, cell: u32) -> (u32, u32) {
@@ -77,5 +108,27 @@ mod tests {
         // Label pixels are light on the dark background.
         let light = s.pixels().filter(|p| p.0[1] > 150).count();
         assert!(light > 20, "labels drawn: {light}");
+    }
+
+    #[test]
+    fn sheets_from_files_hold_thumbnails_and_keep_to_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = DecodeLimits { max_pixels: 1_000_000, max_dimension: 4096 };
+        let mut files = vec![];
+        for i in 0..3 {
+            let p = dir.path().join(format!("{i}.png"));
+            RgbaImage::from_pixel(600, 300, Rgba([0, 200, 0, 255])).save(&p).unwrap();
+            files.push((p, format!("#{i}")));
+        }
+        let t = thumbnail(&files[0].0, limits, 64).unwrap();
+        assert_eq!(t.dimensions(), (64, 32), "shrunk as soon as it is decoded");
+        let s = from_files(&files, limits, 64).unwrap();
+        assert_eq!((s.width(), s.height()), (2 * 76 + 12, 2 * (64 + 26 + 12) + 12));
+        // An output whose header claims more than the limits is refused, never decoded.
+        let bomb = dir.path().join("bomb.png");
+        RgbaImage::from_pixel(2000, 1000, Rgba([0, 0, 0, 255])).save(&bomb).unwrap();
+        files.push((bomb, "#4".into()));
+        let e = from_files(&files, limits, 64).unwrap_err().to_string();
+        assert!(e.contains("bomb.png") && e.contains("[limits] max_pixels"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! Filter steps: `name[:k=v[,k=v...]]`, resolved against the installed filter plugins, and run with
 //! consecutive steps of one component in one call.
 
+use crate::imageio::{self, DecodeLimits};
 use crate::params;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
@@ -19,11 +20,14 @@ pub struct Step {
     pub plugin: Arc<Plugin>,
     /// The step for the plugin.
     pub step: wf::Step,
+    /// The host's pixel limits, which the image the plugin hands back must keep to.
+    pub limits: DecodeLimits,
 }
 
 /// Every filter the installed filter plugins provide.
 pub struct Catalog {
     filters: BTreeMap<String, (Arc<Plugin>, wf::FilterInfo)>,
+    limits: DecodeLimits,
 }
 
 impl Catalog {
@@ -35,7 +39,8 @@ impl Catalog {
                 filters.entry(f.name.clone()).or_insert((p.clone(), f));
             }
         }
-        Ok(Catalog { filters })
+        let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
+        Ok(Catalog { filters, limits })
     }
 
     /// Whether a filter of that name is installed.
@@ -59,7 +64,7 @@ impl Catalog {
             given.push(params::split_kv(&part).map_err(|e| anyhow::anyhow!("step `{text}`: {e}; write name:key=value,key=value"))?);
         }
         let params = params::resolve(&format!("filter `{name}`"), &info.params, &given)?;
-        Ok(Step { text: text.to_string(), plugin: plugin.clone(), step: wf::Step { name: name.to_string(), params } })
+        Ok(Step { text: text.to_string(), plugin: plugin.clone(), step: wf::Step { name: name.to_string(), params }, limits: self.limits })
     }
 
     /// Parse several steps; every problem is reported, not just the first.
@@ -107,16 +112,14 @@ pub async fn run(job: &str, mut image: Image, steps: &[Step]) -> Result<Image> {
             j += 1;
         }
         let batch: Vec<wf::Step> = steps[i..j].iter().map(|s| s.step.clone()).collect();
+        let texts: Vec<&str> = steps[i..j].iter().map(|s| s.text.as_str()).collect();
         image = match plugin.apply(job, &image, &batch).await? {
             Ok(img) => img,
-            Err(e) => {
-                let texts: Vec<&str> = steps[i..j].iter().map(|s| s.text.as_str()).collect();
-                bail!("filter step(s) {} failed: {}", texts.join(" → "), crate::jobs::runner::explain(plugin.id(), &e, 1));
-            }
+            Err(e) => bail!("filter step(s) {} failed: {}", texts.join(" → "), crate::jobs::runner::explain(plugin.id(), &e, 1)),
         };
-        if image.pixels.len() != image.width as usize * image.height as usize * 4 {
-            bail!("filter plugin `{}` returned a malformed image ({}x{} with {} bytes)", plugin.id(), image.width, image.height, image.pixels.len());
-        }
+        // Nothing the plugin says about the image is used before this: not its size, not its pixels.
+        let who = format!("filter plugin `{}` (step `{}`)", plugin.id(), texts.join(" → "));
+        imageio::check_image(&image, steps[i].limits, &who)?;
         i = j;
     }
     Ok(image)

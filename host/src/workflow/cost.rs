@@ -202,13 +202,13 @@ pub fn tier_pixels(name: &str) -> Option<u64> {
     if let Some(k) = n.strip_suffix(['K', 'k']) {
         let k: f64 = k.parse().ok()?;
         let side = (k * 1024.0) as u64;
-        return Some(side * side);
+        return side.checked_mul(side);
     }
     if let Some((w, h)) = n.split_once(['x', 'X', '*']) {
-        return Some(w.trim().parse::<u64>().ok()? * h.trim().parse::<u64>().ok()?);
+        return w.trim().parse::<u64>().ok()?.checked_mul(h.trim().parse::<u64>().ok()?);
     }
     let side: u64 = n.parse().ok()?;
-    Some(side * side)
+    side.checked_mul(side)
 }
 
 /// What a stage is expected to cost before it is submitted: `count` outputs with these
@@ -256,7 +256,8 @@ pub fn estimate(price: Option<&Price>, offline: bool, video: bool, count: u32, p
 
 /// What a finished run cost, from the usage its jobs reported. Images the engine did not report
 /// are counted from the files written (`images`: width, height of each image output); video
-/// seconds it did not report come from the stage's `seconds` parameter.
+/// seconds it did not report come from the stage's `seconds` parameter. Reported figures come
+/// from plugins: counts add up saturating, and negative or non-finite seconds count as none.
 pub fn actual(price: Option<&Price>, offline: bool, usage: &[serde_json::Value], images: &[(u32, u32)], videos: u32, params: &[Param]) -> Cost {
     if offline {
         return Cost { amount: Some(0.0), basis: "offline engine".into() };
@@ -268,14 +269,14 @@ pub fn actual(price: Option<&Price>, offline: bool, usage: &[serde_json::Value],
         let mut reported: Vec<(u64, u64)> = vec![];
         for u in usage {
             for i in u["images"].as_array().into_iter().flatten() {
-                let px = i["width"].as_u64().unwrap_or(0) * i["height"].as_u64().unwrap_or(0);
+                let px = i["width"].as_u64().unwrap_or(0).saturating_mul(i["height"].as_u64().unwrap_or(0));
                 reported.push((px, i["count"].as_u64().unwrap_or(1)));
             }
         }
         if reported.is_empty() {
             reported = images.iter().map(|(w, h)| (*w as u64 * *h as u64, 1)).collect();
         }
-        let count: u64 = reported.iter().map(|r| r.1).sum();
+        let count = reported.iter().fold(0u64, |n, r| n.saturating_add(r.1));
         if count > 0 {
             let sum: f64 = reported.iter().map(|(px, c)| t.price(Some(*px)) * *c as f64).sum();
             amount += sum;
@@ -283,7 +284,7 @@ pub fn actual(price: Option<&Price>, offline: bool, usage: &[serde_json::Value],
         }
     }
     if let Some(ps) = p.per_video_second {
-        let mut secs: f64 = usage.iter().filter_map(|u| u["video_seconds"].as_f64()).sum();
+        let mut secs: f64 = usage.iter().filter_map(|u| u["video_seconds"].as_f64()).filter(|s| s.is_finite() && *s >= 0.0).sum();
         if secs == 0.0 && videos > 0 {
             let each = params.iter().find(|x| x.name == "seconds").and_then(|x| match &x.value {
                 Value::Integer(i) => Some(*i as f64),
@@ -291,14 +292,14 @@ pub fn actual(price: Option<&Price>, offline: bool, usage: &[serde_json::Value],
                 Value::Text(t) => t.parse().ok(),
                 _ => None,
             });
-            secs = each.unwrap_or(0.0) * videos as f64;
+            secs = each.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(0.0) * videos as f64;
         }
         if secs > 0.0 {
             amount += ps * secs;
             basis.push(format!("{secs} s of video"));
         }
     }
-    let tokens = |k: &str| usage.iter().filter_map(|u| u[k].as_u64()).sum::<u64>();
+    let tokens = |k: &str| usage.iter().filter_map(|u| u[k].as_u64()).fold(0u64, u64::saturating_add);
     if let Some(pi) = p.per_1k_input_tokens {
         let n = tokens("input_tokens");
         amount += pi * n as f64 / 1000.0;
@@ -343,9 +344,28 @@ mod tests {
         assert!((estimate(Some(&v), false, true, 1, &secs).amount.unwrap() - 3.2).abs() < 1e-9);
         let c = actual(Some(&v), false, &[serde_json::json!({"images": [], "video_seconds": 6.0})], &[], 1, &secs);
         assert!((c.amount.unwrap() - 2.4).abs() < 1e-9, "reported seconds win: {c:?}");
+        // Negative seconds reported by a plugin cannot make a run cost less.
+        let c = actual(Some(&v), false, &[serde_json::json!({"video_seconds": -1.0e30}), serde_json::json!({"video_seconds": 6.0})], &[], 2, &secs);
+        assert!((c.amount.unwrap() - 2.4).abs() < 1e-9, "{c:?}");
         assert_eq!(estimate(None, false, false, 1, &[]).basis, "no price set");
         assert_eq!(estimate(None, true, false, 1, &[]).amount, Some(0.0));
         assert_eq!([fmt_amount(0.039), fmt_amount(3.2), fmt_amount(0.0004), fmt_amount(0.0)], ["0.039", "3.20", "0.0004", "0.00"]);
+    }
+
+    #[test]
+    fn hostile_usage_saturates_instead_of_wrapping() {
+        let t = table("[prices.x]\nper_image = 0.5\nper_1k_input_tokens = 1.0\nper_1k_output_tokens = 1.0\n");
+        let p = t.price("x", "m").unwrap();
+        let max = u64::MAX;
+        let u = serde_json::json!({
+            "images": [{"width": max, "height": max, "count": max}, {"width": max, "height": 2, "count": max}],
+            "input_tokens": max, "output_tokens": max,
+        });
+        let c = actual(Some(&p), false, &[u.clone(), u], &[], 0, &[]);
+        assert!(c.basis.contains(&format!("{max} image(s)")) && c.basis.contains(&format!("{max} input tokens")), "{c:?}");
+        assert!(c.amount.unwrap().is_finite() && c.amount.unwrap() > 0.0, "{c:?}");
+        assert_eq!(tier_pixels("4294967296x4294967296"), None, "a size whose pixel count overflows is not a size");
+        assert_eq!(tier_pixels("2K"), Some(2048 * 2048));
     }
 
     #[test]
