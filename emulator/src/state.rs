@@ -164,6 +164,9 @@ async fn read_body(body: Body, limit: usize) -> ReadBody {
     ReadBody::Whole(buf.freeze())
 }
 
+/// Paths of the result stores (signed URLs on the other host): they take no API key.
+const STORAGE_PATHS: [&str; 3] = ["/gemini-delivery/", "/ark-results/", "/bfl-delivery/"];
+
 /// Middleware: record every request; a body within [`MAX_BODY`] is handed on unchanged, a bigger
 /// or broken one is answered here (a handler never sees a truncated or empty stand-in).
 pub(crate) async fn record(AxState(state): AxState<State>, req: Request, next: Next) -> Response {
@@ -187,6 +190,15 @@ pub(crate) async fn record(AxState(state): AxState<State>, req: Request, next: N
             body: String::from_utf8_lossy(head).into_owned(),
             host: which.into(),
         });
+    }
+    // Storage hosts serve signed URLs: a provider key arriving there is a leak, refused loudly
+    // (as a strict provider-side check would flag it) so a test sees it.
+    if STORAGE_PATHS.iter().any(|p| parts.uri.path().starts_with(p)) {
+        let keys = [&state.keys.gemini, &state.keys.ark, &state.keys.bfl, &state.keys.openai];
+        let leaked = parts.headers.iter().any(|(_, v)| v.to_str().is_ok_and(|v| keys.iter().any(|k| v.contains(k.as_str()))));
+        if leaked {
+            return (StatusCode::BAD_REQUEST, "credential leak: a provider API key was sent to the storage host, which needs none").into_response();
+        }
     }
     match read {
         ReadBody::Whole(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,

@@ -63,7 +63,7 @@ impl Plugin {
             anyhow::anyhow!("{e:#}").context(format!("plugin `{}` ({})", manifest.id, manifest.path.display()))
         })?;
         check_exports(&engine.engine, &component, &manifest)?;
-        let grants = Arc::new(Grants::new(&manifest, &ops, settings.shown_path()));
+        let grants = Arc::new(Grants::new(&manifest, settings));
         let mut config = manifest.defaults.clone();
         config.extend(ops.config.clone());
         // Secrets never reach config.get, even if an operator put one there by mistake.
@@ -90,6 +90,7 @@ impl Plugin {
             call_timeout: Duration::from_secs_f64(limits.call_timeout_s),
             limits: limits.clone(),
             config_path: settings.shown_path(),
+            log_rate: Default::default(),
         });
         let pre = match manifest.kind {
             Kind::Model => Pre::Model(model::ModelPre::new(linkers.model.instantiate_pre(&component)?)?),

@@ -23,6 +23,11 @@ pub struct Settings {
     pub plugins: BTreeMap<String, PluginSettings>,
     /// `[server]`: how `atelier serve` listens and whom it lets in.
     pub server: ServerSettings,
+    /// `[secrets] from_env = ["nano-banana", ...]`: plugin ids the operator lets read each secret
+    /// they declare from the environment variable of the same name.
+    pub secrets_from_env: Vec<String>,
+    /// Where `from_env` is written (`file:line`), for messages.
+    pub secrets_from_env_at: String,
     /// The raw document, for sections read by other modules (prices, ...).
     pub raw: toml::Table,
 }
@@ -66,6 +71,19 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// `max_body_mb = 64`: the largest request body accepted, MiB.
     pub max_body_mb: Option<u64>,
+    /// `header_timeout_s = 10`: time a connection has to send a request's headers (also how long
+    /// an idle keep-alive connection is kept).
+    pub header_timeout_s: Option<f64>,
+    /// `body_timeout_s = 120`: time a request has to send its whole body once its headers are in.
+    pub body_timeout_s: Option<f64>,
+    /// `max_connections = 4096`: open connections at once; more wait to be accepted.
+    pub max_connections: Option<u64>,
+    /// `max_queue = 32`: requests per model that may wait for a turn; beyond, 429 with Retry-After.
+    pub max_queue: Option<u64>,
+    /// `max_running = 2`: requests per model run at once (default: see `server::admission`).
+    pub max_running: Option<u64>,
+    /// `keep_results_h = 1`: hours `url` results (and leftovers of failed requests) are kept.
+    pub keep_results_h: Option<f64>,
     /// Where `tokens` is written, for messages (`file:line`).
     pub tokens_at: String,
 }
@@ -81,8 +99,9 @@ pub struct PluginSettings {
     pub allow_hosts: Vec<HostPattern>,
     /// Hosts the operator refuses even if the manifest asks.
     pub deny_hosts: Vec<HostPattern>,
-    /// Where each secret comes from.
-    pub secrets: BTreeMap<String, SecretSource>,
+    /// The secrets the operator assigns to this plugin: where each value comes from, and any
+    /// hosts beyond the manifest's that it may be sent to.
+    pub secrets: BTreeMap<String, SecretSetting>,
     /// Overrides of the manifest's `[limits]`, checked when the plugin loads (so one bad value
     /// stops only that plugin).
     pub limits: BTreeMap<String, LimitOverride>,
@@ -95,6 +114,16 @@ pub struct LimitOverride {
     pub value: toml::Value,
     /// Where it was written (`file:line`), for messages.
     pub at: String,
+}
+
+/// One `[plugins.<id>.secrets]` entry: `NAME = "env:VAR"`, or
+/// `NAME = { from = "env:VAR", hosts = ["https://proxy.example"] }` to also bind it to hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretSetting {
+    /// Where the value is read.
+    pub source: SecretSource,
+    /// Hosts the operator binds it to, beyond those the manifest binds it to.
+    pub hosts: Vec<HostPattern>,
 }
 
 /// Where a secret's value is read from.
@@ -163,6 +192,10 @@ impl Settings {
         if let Some(l) = raw.get("limits") {
             s.limits = l.clone().try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: [limits]: {}", at("[limits]"), e.message()))?;
         }
+        if let Some(secrets) = raw.get("secrets") {
+            s.secrets_from_env_at = at("from_env");
+            s.secrets_from_env = parse_secrets(secrets, &|k| at(k))?;
+        }
         if let Some(server) = raw.get("server") {
             let t = server.as_table().ok_or_else(|| anyhow::anyhow!("{}: `server` must be a table ([server])", at("server")))?;
             s.server = parse_server(t, &|k| at(k))?;
@@ -222,9 +255,8 @@ fn parse_plugin(id: &str, t: &toml::Table, at: &dyn Fn(&str) -> String) -> Resul
     if let Some(sec) = t.get("secrets") {
         let sec = sec.as_table().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}.secrets] must be a table", at("secrets")))?;
         for (name, v) in sec {
-            let text = v.as_str().ok_or_else(|| anyhow::anyhow!("{}: secret {name}: write \"env:VAR\" or \"file:PATH\"", at(name)))?;
-            let src = SecretSource::parse(text).with_context(|| format!("{}: [plugins.{id}.secrets] {name}", at(name)))?;
-            p.secrets.insert(name.clone(), src);
+            let setting = parse_secret_setting(v).with_context(|| format!("{}: [plugins.{id}.secrets] {name}", at(name)))?;
+            p.secrets.insert(name.clone(), setting);
         }
     }
     if let Some(l) = t.get("limits") {
@@ -241,6 +273,54 @@ fn parse_plugin(id: &str, t: &toml::Table, at: &dyn Fn(&str) -> String) -> Resul
         p.config.insert(k.clone(), toml_scalar(v));
     }
     Ok(p)
+}
+
+/// One secret's setting: a source string, or a table with `from` and `hosts`.
+fn parse_secret_setting(v: &toml::Value) -> Result<SecretSetting> {
+    const SHAPE: &str = "write \"env:VAR\", \"file:PATH\", or { from = \"env:VAR\", hosts = [\"https://host\"] }";
+    match v {
+        toml::Value::String(text) => Ok(SecretSetting { source: SecretSource::parse(text)?, hosts: vec![] }),
+        toml::Value::Table(t) => {
+            if let Some(k) = t.keys().find(|k| !matches!(k.as_str(), "from" | "hosts")) {
+                bail!("no setting `{k}`: {SHAPE}");
+            }
+            let from = t.get("from").and_then(|f| f.as_str()).ok_or_else(|| anyhow::anyhow!("`from` is missing: {SHAPE}"))?;
+            let hosts = match t.get("hosts") {
+                None => vec![],
+                Some(h) => h
+                    .as_array()
+                    .ok_or_else(|| anyhow::anyhow!("`hosts` must be a list: {SHAPE}"))?
+                    .iter()
+                    .map(|h| HostPattern::parse(h.as_str().ok_or_else(|| anyhow::anyhow!("`hosts`: not a string: {SHAPE}"))?))
+                    .collect::<Result<_>>()?,
+            };
+            Ok(SecretSetting { source: SecretSource::parse(from)?, hosts })
+        }
+        _ => bail!("{SHAPE}"),
+    }
+}
+
+/// `[secrets]`: only `from_env`, a list of plugin ids; unknown keys are refused.
+fn parse_secrets(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<Vec<String>> {
+    let t = v.as_table().ok_or_else(|| anyhow::anyhow!("{}: `secrets` must be a table ([secrets])", at("secrets")))?;
+    let mut ids = vec![];
+    for (k, v) in t {
+        if k != "from_env" {
+            bail!(
+                "{}: [secrets] has no setting `{k}`; it has from_env = [\"plugin-id\", ...] (a plugin's own secrets go in [plugins.<id>.secrets])",
+                at(k)
+            );
+        }
+        let list = v.as_array().ok_or_else(|| anyhow::anyhow!("{}: [secrets] from_env must be a list of plugin ids, e.g. from_env = [\"nano-banana\"]", at(k)))?;
+        for id in list {
+            let id = id.as_str().ok_or_else(|| anyhow::anyhow!("{}: [secrets] from_env: plugin ids are strings", at(k)))?;
+            if id == "*" {
+                bail!("{}: [secrets] from_env: name each plugin; `*` would hand any installed plugin the host's environment", at(k));
+            }
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
 }
 
 /// `[server]`; unknown keys are refused so a typo never silently leaves the server open.
@@ -270,7 +350,30 @@ fn parse_server(t: &toml::Table, at: &dyn Fn(&str) -> String) -> Result<ServerSe
                     s.tokens.insert(name.clone(), src);
                 }
             }
-            other => bail!("{}: [server] has no setting `{other}`; the settings are listen, tokens, public_url and max_body_mb", at(other)),
+            "header_timeout_s" | "body_timeout_s" | "keep_results_h" => {
+                let n = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).filter(|n| n.is_finite() && *n > 0.0).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [server] {k} must be a positive number ({}), e.g. {k} = {}", at(k), if k == "keep_results_h" { "hours" } else { "seconds" }, if k == "keep_results_h" { "1" } else { "30" })
+                })?;
+                match k.as_str() {
+                    "header_timeout_s" => s.header_timeout_s = Some(n),
+                    "body_timeout_s" => s.body_timeout_s = Some(n),
+                    _ => s.keep_results_h = Some(n),
+                }
+            }
+            "max_connections" | "max_queue" | "max_running" => {
+                // max_queue = 0 is meaningful: no waiting at all, busy means 429 at once.
+                let min = if k == "max_queue" { 0 } else { 1 };
+                let n = v.as_integer().filter(|n| *n >= min).ok_or_else(|| anyhow::anyhow!("{}: [server] {k} must be a whole number, at least {min}, e.g. {k} = {}", at(k), if k == "max_connections" { 4096 } else { 32 }))?;
+                match k.as_str() {
+                    "max_connections" => s.max_connections = Some(n as u64),
+                    "max_queue" => s.max_queue = Some(n as u64),
+                    _ => s.max_running = Some(n as u64),
+                }
+            }
+            other => bail!(
+                "{}: [server] has no setting `{other}`; the settings are listen, tokens, public_url, max_body_mb, header_timeout_s, body_timeout_s, max_connections, max_queue, max_running and keep_results_h",
+                at(other)
+            ),
         }
     }
     Ok(s)
@@ -325,8 +428,27 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         let p = s.plugin("nano-banana");
         assert_eq!(p.config["model"], "gemini-2.5-flash-image");
         assert_eq!(p.allow_hosts.len(), 1);
-        assert_eq!(p.secrets["GEMINI_API_KEY"], SecretSource::Env("GEMINI_API_KEY".into()));
+        assert_eq!(p.secrets["GEMINI_API_KEY"].source, SecretSource::Env("GEMINI_API_KEY".into()));
         assert!(!p.config.contains_key("allow_hosts"));
+    }
+
+    #[test]
+    fn reads_secret_bindings_and_from_env() {
+        let s = Settings::parse(
+            "[secrets]\nfrom_env = [\"nano-banana\"]\n[plugins.veo-3.secrets]\nGEMINI_API_KEY = { from = \"file:/run/k\", hosts = [\"https://proxy.example\"] }\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.secrets_from_env, vec!["nano-banana".to_string()]);
+        let k = &s.plugin("veo-3").secrets["GEMINI_API_KEY"];
+        assert_eq!(k.source, SecretSource::File("/run/k".into()));
+        assert_eq!(k.hosts, vec![HostPattern::parse("https://proxy.example").unwrap()]);
+        let e = Settings::parse("[secrets]\nfrom_env = [\"*\"]\n", Some(Path::new("a.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("name each plugin"), "{e:#}");
+        let e = Settings::parse("[plugins.x.secrets]\nK = { form = \"env:K\" }\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("no setting `form`"), "{e:#}");
+        let e = Settings::parse("[secrets]\nGEMINI_API_KEY = \"env:G\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("[plugins.<id>.secrets]"), "{e:#}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ async fn main() {
     let emu = atelier_emulator::Emulator::start().await.unwrap();
     unsafe { std::env::set_var("GEMINI_API_KEY", "emu-gemini-key") };
     let (b, a) = (&emu.base_url, &emu.alt_url);
-    let config = format!("[plugins.veo-3]\nbase_url = \"{b}\"\nallow_hosts = [\"{b}\", \"{a}\"]\npoll_interval_ms = 500\n");
+    let config = format!("[plugins.veo-3]\nbase_url = \"{b}\"\nallow_hosts = [\"{b}\", \"{a}\"]\npoll_interval_ms = 500\n[secrets]\nfrom_env = [\"veo-3\"]\n");
     let rt = runtime_over(vec![plugins_dir().join("veo-3")], &config, std::env::temp_dir().join("atelier-bench-cache"));
     let veo = rt.plugin("veo-3").unwrap();
     let info = veo.describe_model().await.unwrap();

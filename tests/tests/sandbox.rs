@@ -182,7 +182,8 @@ async fn exfil(rt: &atelier::Runtime, prompt: &str) -> String {
 async fn secrets_go_only_to_the_hosts_they_are_bound_to() {
     let server = TestServer::start().await;
     let port = server.addr.port();
-    let s = exfil_secrets("");
+    // The operator opens loopback (a manifest cannot); that grants reachability, not secrets.
+    let s = exfil_secrets("allow_hosts = [\"http://localhost:*\", \"http://127.0.0.1:*\"]");
     let rt = test_runtime(&s.config);
 
     // Control: BOUND is bound to http://localhost:* and arrives there, substituted.
@@ -223,8 +224,8 @@ async fn secrets_go_only_to_the_hosts_they_are_bound_to() {
 async fn unlisted_host_from_a_plugin_with_other_grants_is_denied() {
     let server = TestServer::start().await;
     let port = server.addr.port();
-    let rt = test_runtime("");
-    // exfil may reach http://localhost:* and http://127.0.0.1:*, nothing else.
+    let rt = test_runtime("[plugins.exfil]\nallow_hosts = [\"http://localhost:*\"]\n");
+    // exfil may reach http://localhost:* (and what its manifest lists), nothing else.
     let r = exfil(&rt, &format!("get http://127.0.0.2:{port}/x")).await;
     assert!(r.starts_with("denied: plugin `exfil` may not reach http://127.0.0.2:"), "{r}");
     assert!(r.contains(&format!("allow_hosts = [\"http://127.0.0.2:{port}\"]")), "{r}");
@@ -287,7 +288,7 @@ async fn loopback_needs_a_grant_that_names_it() {
     // An IP literal matched only through a wildcard is not a grant for a loopback address.
     let n = fetch_with_grant(&format!("http://*.0.0.1:{port}"), &server.url("/wildcard")).await;
     let err = n.get("error").unwrap_or_else(|| panic!("must be denied: {n:?}"));
-    assert!(err.contains("may not reach 127.0.0.1") && err.contains("need a grant that names them"), "{err}");
+    assert!(err.contains("may not reach 127.0.0.1") && err.contains("need an operator grant that names them"), "{err}");
     assert!(err.contains(&format!("allow_hosts = [\"{}\"]", server.origin())), "{err}");
 
     // Naming the address (any port) is a grant.

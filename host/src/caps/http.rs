@@ -228,13 +228,19 @@ impl HttpCap {
         Err(Failure::Connection(format!("more than {} redirects", self.limits.max_redirects)))
     }
 
-    /// An IP literal in a sensitive range goes out only when the matching grant names it exactly.
+    /// An IP literal in a sensitive range goes out only when an operator grant names it exactly;
+    /// a manifest listing it is not enough (the host's own network is the operator's to open).
     fn check_literal_address(&self, url: &url::Url, grant: &HostPattern) -> Result<(), Failure> {
         let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
-            if is_sensitive(ip) && !grant.names_address(ip) {
+            if is_sensitive(ip) && !self.grants.operator_names(url, ip) {
+                let whose = if self.grants.operator_hosts.contains(grant) {
+                    format!("the operator's grant `{grant}` does not name it")
+                } else {
+                    format!("the plugin's manifest asks for `{grant}`, but only the operator can open such addresses")
+                };
                 return Err(Failure::Denied(format!(
-                    "plugin `{}` may not reach {ip}: loopback, private, link-local and metadata addresses need a grant that names them, e.g. in {}:\n    [plugins.{}]\n    allow_hosts = [\"{}\"]",
+                    "plugin `{}` may not reach {ip}: loopback, private, link-local and metadata addresses need an operator grant that names them ({whose}); if it is really meant, add to {}:\n    [plugins.{}]\n    allow_hosts = [\"{}\"]",
                     self.grants.plugin,
                     self.grants.config_path,
                     self.grants.plugin,
@@ -299,11 +305,11 @@ impl reqwest::dns::Resolve for CheckedResolver {
         Box::pin(async move {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let localhost_named = host == "localhost"
-                && grants.operator_hosts.iter().chain(grants.manifest_hosts.iter()).any(|p| p.host == "localhost");
+            // Only the operator can open loopback by name; a manifest's `localhost` is not enough.
+            let localhost_named = host == "localhost" && grants.operator_hosts.iter().any(|p| p.host == "localhost");
             if let Some(bad) = addrs.iter().find(|a| is_sensitive(a.ip()) && !(localhost_named && a.ip().is_loopback())) {
                 return Err(Box::new(ResolveDenied(format!(
-                    "plugin `{}`: {host} resolves to {}, a loopback/private/link-local/metadata address; grant that address by IP in {} ([plugins.{}] allow_hosts) if it is really meant",
+                    "plugin `{}`: {host} resolves to {}, a loopback/private/link-local/metadata address, which only the operator can open; grant that address by IP in {} ([plugins.{}] allow_hosts) if it is really meant",
                     grants.plugin,
                     bad.ip(),
                     grants.config_path,

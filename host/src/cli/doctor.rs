@@ -32,6 +32,16 @@ pub async fn run(cli: &Cli, _a: &DoctorArgs) -> Result<ExitCode> {
         for name in p.grants.missing_secrets() {
             problems.push(p.grants.missing_secret_message(&name).replace('\n', " "));
         }
+        // A manifest cannot open the host's own network; say so before a job finds out.
+        for h in &p.grants.manifest_hosts {
+            let own_network = h.host == "localhost" || h.host.parse::<std::net::IpAddr>().is_ok_and(atelier::caps::hosts::is_sensitive);
+            if own_network && !p.grants.operator_hosts.contains(h) {
+                problems.push(format!(
+                    "plugin `{}` asks in its manifest for {h}, on the host's own network, which only the operator can open; if it is really meant, add to {}: [plugins.{}] allow_hosts = [\"{h}\"]",
+                    p.id(), settings.shown_path(), p.id()
+                ));
+            }
+        }
         if p.manifest.kind == Kind::Model {
             if let Some(base) = p.config("base_url") {
                 match url::Url::parse(base) {

@@ -4,6 +4,7 @@ use super::Cli;
 use anyhow::Result;
 use atelier::manifest::Kind;
 use atelier::params::{describe_spec, to_json};
+use atelier::text::{printable, printable_lines};
 use atelier::wit_backend::Task;
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -76,15 +77,17 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 .secrets
                 .iter()
                 .map(|(name, s)| {
-                    json!({"name": name, "bound_to": s.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                           "source": s.source.to_string(), "available": s.source.read().is_some()})
+                    json!({"name": name,
+                           "sent_to": g.destinations(name).iter().map(|b| json!({"host": b.host.to_string(), "bound_by": bound_by(&b.by)})).collect::<Vec<_>>(),
+                           "source": s.source.as_ref().map(|s| s.to_string()), "assigned": s.source.is_some(),
+                           "available": s.source.as_ref().and_then(|s| s.read()).is_some()})
                 })
                 .collect();
             let denied: Vec<String> = g.denied.iter().map(|h| h.to_string()).collect();
             let asked: Vec<_> = g
                 .manifest_hosts
                 .iter()
-                .map(|h| json!({"host": h.to_string(), "granted": !g.denied.iter().any(|d| d == h)}))
+                .map(|h| json!({"host": h.to_string(), "granted": !g.denied.iter().any(|d| d == h), "needs_operator": needs_operator(h)}))
                 .collect();
             let v = json!({
                 "id": p.id(), "kind": p.manifest.kind.to_string(), "version": p.manifest.version,
@@ -93,7 +96,7 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 "hosts_asked": asked, "hosts_added_by_operator": g.operator_hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 "hosts_denied_by_operator": denied, "secrets": secrets,
                 "config": p.manifest.defaults.keys().chain(p.settings.config.keys()).map(|k| (k.clone(), json!(p.config(k)))).collect::<serde_json::Map<_,_>>(),
-                "limits": {"memory_mb": p.limits.memory_mb, "call_timeout_s": p.limits.call_timeout_s, "max_in_flight": p.limits.max_in_flight},
+                "limits": serde_json::to_value(&p.limits)?,
             });
             if *as_json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -104,7 +107,13 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 println!("  component: {}", p.manifest.component.display());
                 println!("  hosts asked for:");
                 for h in &g.manifest_hosts {
-                    let state = if g.denied.iter().any(|d| d == h) { "DENIED by operator" } else { "granted" };
+                    let state = if g.denied.iter().any(|d| d == h) {
+                        "DENIED by operator"
+                    } else if needs_operator(h) {
+                        "not reachable unless the operator grants it (host's own network)"
+                    } else {
+                        "granted"
+                    };
                     println!("    {h:<50} {state}");
                 }
                 for h in &g.operator_hosts {
@@ -112,20 +121,41 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 }
                 println!("  secrets:");
                 for (name, s) in &g.secrets {
-                    let hosts: Vec<String> = s.hosts.iter().map(|h| h.to_string()).collect();
-                    let state = if s.source.read().is_some() { "available" } else { "MISSING" };
-                    println!("    {name:<20} from {:<28} {state:<9} sent only to {}", s.source.to_string(), hosts.join(", "));
+                    let hosts: Vec<String> = g.destinations(name).iter().map(|b| b.to_string()).collect();
+                    let (from, state) = match &s.source {
+                        None => ("(not assigned)".to_string(), "NOT ASSIGNED"),
+                        Some(src) if src.read().is_some() => (src.to_string(), "available"),
+                        Some(src) => (src.to_string(), "MISSING"),
+                    };
+                    let to = if hosts.is_empty() { "nowhere".to_string() } else { hosts.join(", ") };
+                    println!("    {name:<20} from {from:<28} {state:<12} sent only to {to}");
                 }
                 println!("  config:");
                 for (k, val) in v["config"].as_object().into_iter().flatten() {
                     println!("    {k} = {}", val.as_str().unwrap_or(""));
                 }
-                println!("  limits: memory {} MiB, call timeout {} s, in flight {}", p.limits.memory_mb, p.limits.call_timeout_s,
-                    p.limits.max_in_flight.map(|n| n.to_string()).unwrap_or("unlimited".into()));
+                let limits: Vec<String> = p.limits.entries().iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                println!("  limits: {}", limits.join(", "));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a secret binding came about, for `--json`.
+fn bound_by(by: &atelier::caps::grants::BoundBy) -> String {
+    use atelier::caps::grants::BoundBy;
+    match by {
+        BoundBy::Manifest => "manifest".into(),
+        BoundBy::Setting(key) => format!("operator's {key}"),
+        BoundBy::Operator => "operator".into(),
+    }
+}
+
+/// Whether a manifest's host names the host's own network (loopback, private, metadata), which
+/// only the operator can open.
+fn needs_operator(h: &atelier::caps::hosts::HostPattern) -> bool {
+    h.host == "localhost" || h.host.parse::<std::net::IpAddr>().is_ok_and(atelier::caps::hosts::is_sensitive)
 }
 
 pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
@@ -136,9 +166,9 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
         match rt.plugin(&id) {
             Ok(p) => match p.describe_model().await {
                 Ok(info) => out.push((p, info)),
-                Err(e) => eprintln!("problem: {e:#}"),
+                Err(e) => eprintln!("problem: {}", printable_lines(&format!("{e:#}"))),
             },
-            Err(e) => eprintln!("problem: {e:#}"),
+            Err(e) => eprintln!("problem: {}", printable_lines(&format!("{e:#}"))),
         }
     }
     if a.json {
@@ -163,9 +193,9 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
             Task::ImageEdit => "image edit",
             Task::ImageToVideo => "image to video",
         };
-        println!("{} — {} [{task}, model id {}]", p.id(), i.display_name, i.model);
+        println!("{} — {} [{task}, model id {}]", p.id(), printable(&i.display_name), printable(&i.model));
         if !i.description.is_empty() {
-            println!("  {}", i.description);
+            println!("  {}", printable(&i.description));
         }
         let mut caps = vec![format!("up to {} reference(s)", i.max_references), format!("{} output(s) per call", i.max_outputs)];
         if i.supports_mask {
@@ -179,13 +209,13 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
         }
         println!("  {}", caps.join(", "));
         if !i.aspect_ratios.is_empty() {
-            println!("  aspect: {}", i.aspect_ratios.join(" "));
+            println!("  aspect: {}", printable(&i.aspect_ratios.join(" ")));
         }
         if !i.sizes.is_empty() {
-            println!("  size: {}", i.sizes.join(" "));
+            println!("  size: {}", printable(&i.sizes.join(" ")));
         }
         for s in &i.params {
-            println!("    --param {}=…  {}  ({})", s.name, s.description, describe_spec(s));
+            println!("    --param {}=…  {}  ({})", printable(&s.name), printable(&s.description), printable(&describe_spec(s)));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -197,7 +227,7 @@ pub async fn filters(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
     for p in rt.filter_plugins()? {
         match p.describe_filters().await {
             Ok(fs) => all.extend(fs.into_iter().map(|f| (p.id().to_string(), f))),
-            Err(e) => eprintln!("problem: {e:#}"),
+            Err(e) => eprintln!("problem: {}", printable_lines(&format!("{e:#}"))),
         }
     }
     if a.json {
@@ -214,9 +244,9 @@ pub async fn filters(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for (pid, f) in &all {
-        println!("{} ({pid}) — {}", f.name, f.description);
+        println!("{} ({pid}) — {}", printable(&f.name), printable(&f.description));
         for s in &f.params {
-            println!("    {}=…  {}  ({})", s.name, s.description, describe_spec(s));
+            println!("    {}=…  {}  ({})", printable(&s.name), printable(&s.description), printable(&describe_spec(s)));
         }
     }
     Ok(ExitCode::SUCCESS)

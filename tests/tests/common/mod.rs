@@ -157,6 +157,15 @@ impl Emu {
                 s.push('\n');
             }
         }
+        // BFL polls on the host that took the task (the other listener here), with the key: the
+        // operator binds it there by name, as for a regional endpoint. Veo's and Seedream's
+        // result stores on that listener get no key (the emulator refuses one as a leak).
+        if ids.contains(&"flux-kontext") {
+            s.push_str(&format!("[plugins.flux-kontext.secrets]\nBFL_API_KEY = {{ from = \"env:BFL_API_KEY\", hosts = [\"{a}\"] }}\n"));
+        }
+        // The in-tree engines read their keys from the test's environment: the operator's choice.
+        let ids: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+        s.push_str(&format!("[secrets]\nfrom_env = [{}]\n", ids.join(", ")));
         if let Some(global) = extra.split("\n---\n").find(|x| x.starts_with("#global\n")) {
             s = format!("{}\n{s}", global.split_once('\n').unwrap().1);
         }
