@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod runtime;
 pub mod server;
 pub mod settings;
+pub mod text;
 pub mod wasm;
 pub mod workflow;
 

@@ -232,6 +232,7 @@ async fn bench_call_breakdown(cache: &Path) {
         call_timeout: Duration::from_secs(60),
         limits: Default::default(),
         config_path: "atelier.toml".into(),
+        log_rate: Default::default(),
     });
     const N: u32 = 3000;
     let (mut store_t, mut inst_t, mut call_t, mut drop_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);

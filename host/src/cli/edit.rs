@@ -173,9 +173,9 @@ fn report(r: &EditResult, as_json: bool) -> Result<()> {
         println!("contact sheet: {}", s.display());
     }
     for f in &r.failures {
-        eprintln!("failed: {f}");
+        eprintln!("failed: {}", atelier::text::printable_lines(f));
     }
-    println!("{} output(s) from {} (model {}) in {:.1} s; usage: {}", r.outputs.len(), r.engine, r.model, r.millis as f64 / 1000.0, progress::usage_line(&r.usage));
+    println!("{} output(s) from {} (model {}) in {:.1} s; usage: {}", r.outputs.len(), r.engine, atelier::text::printable(&r.model), r.millis as f64 / 1000.0, progress::usage_line(&r.usage));
     Ok(())
 }
 

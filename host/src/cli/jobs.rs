@@ -4,9 +4,13 @@ use super::{Cli, StateArgs, progress};
 use anyhow::{Result, bail};
 use atelier::jobs::runner::JobOutcome;
 use atelier::jobs::{JobDb, JobRecord, JobState};
+use atelier::text::{clipped, printable, printable_lines};
 use clap::Subcommand;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+/// How much of a pending job's token `jobs show` prints (`--json` has it whole).
+const SHOWN_TOKEN_BYTES: usize = 200;
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -74,7 +78,7 @@ pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
             } else {
                 for j in &jobs {
                     println!("{:<26} {:<14} {:<10} submits {} polls {}  {}", j.id, j.plugin, j.state.to_string(), j.submits, j.polls,
-                        j.error.as_deref().unwrap_or("").lines().next().unwrap_or(""));
+                        printable(&clipped(j.error.as_deref().unwrap_or("").lines().next().unwrap_or(""), 300)));
                 }
                 if jobs.is_empty() {
                     println!("no jobs in {}", state_dir.dir().display());
@@ -88,13 +92,14 @@ pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&j)?);
             } else {
-                println!("{}  {}  {} (model {})", j.id, j.state, j.plugin, j.model);
+                println!("{}  {}  {} (model {})", j.id, j.state, j.plugin, printable(&j.model));
                 println!("  submits {}, polls {}", j.submits, j.polls);
                 if let Some(t) = &j.token {
-                    println!("  token: {t}");
+                    // A token is the plugin's text and may be large: its start, escaped, is enough to recognise it.
+                    println!("  token: {}", printable(&clipped(t, SHOWN_TOKEN_BYTES)));
                 }
                 if let Some(e) = &j.error {
-                    println!("  error: {e}");
+                    println!("  error: {}", printable_lines(e));
                 }
                 for o in j.outputs.as_ref().and_then(|o| o.as_array()).into_iter().flatten() {
                     println!("  output: {}", o["path"].as_str().unwrap_or(""));
@@ -162,7 +167,7 @@ async fn resume(cli: &Cli, id: Option<&str>, all: bool, force: bool, as_json: bo
     } else {
         for r in &report {
             match r["error"].as_str() {
-                Some(e) => println!("{}: {e}", r["id"].as_str().unwrap_or("")),
+                Some(e) => println!("{}: {}", r["id"].as_str().unwrap_or(""), printable_lines(e)),
                 None => {
                     for o in r["outputs"].as_array().into_iter().flatten() {
                         println!("{}: {}", r["id"].as_str().unwrap_or(""), o["path"].as_str().unwrap_or(""));

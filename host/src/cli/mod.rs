@@ -98,7 +98,7 @@ pub fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", atelier::text::printable_lines(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -28,10 +28,14 @@ pub fn runner(state: &super::StateArgs, quiet: bool, label: &str) -> Result<(Run
     let b = bar.clone();
     let events: Arc<dyn Fn(RunnerEvent) + Send + Sync> = Arc::new(move |e| match e {
         RunnerEvent::Pending { job } => b.set_message(format!("{job}: accepted, waiting")),
-        RunnerEvent::Progress { job, fraction, state } => b.set_message(match fraction {
-            Some(f) => format!("{job}: {state} {:.0}%", f * 100.0),
-            None => format!("{job}: {state}"),
-        }),
+        RunnerEvent::Progress { job, fraction, state } => {
+            // The provider's status word, via the plugin: at most a line's worth, escaped.
+            let state = atelier::text::printable(&atelier::text::clipped(&state, 80)).into_owned();
+            b.set_message(match fraction {
+                Some(f) => format!("{job}: {state} {:.0}%", f * 100.0),
+                None => format!("{job}: {state}"),
+            })
+        }
         RunnerEvent::Retrying { job, after, reason } => b.set_message(format!("{job}: {reason}, retrying in {:.1} s", after.as_secs_f64())),
         RunnerEvent::Fetching { job } => b.set_message(format!("{job}: fetching results")),
     });

@@ -82,7 +82,7 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
             Event::StageEnd { index, total, name, status, millis, outputs } => {
                 format!("[{}/{total}] {name}: {} — {outputs} output(s) in {:.1} s", index + 1, status_text(status), millis as f64 / 1000.0)
             }
-            Event::Warning(w) => format!("warning: {w}"),
+            Event::Warning(w) => format!("warning: {}", atelier::text::printable_lines(&w)),
         };
         if !quiet {
             b.suspend(|| eprintln!("{line}"));
@@ -125,7 +125,7 @@ pub async fn run(cli: &Cli, a: &RunArgs) -> Result<ExitCode> {
         summary(&report);
     }
     if let Some(m) = &report.message {
-        eprintln!("{}{m}", if report.status == RunStatus::Failed { "error: " } else { "" });
+        eprintln!("{}{}", if report.status == RunStatus::Failed { "error: " } else { "" }, atelier::text::printable_lines(m));
     }
     let partial = report.stages.iter().flat_map(|s| s.runs.iter()).any(|r| !r.failures.is_empty());
     Ok(match report.status {
@@ -166,7 +166,7 @@ async fn check(rt: &atelier::Runtime, a: &RunArgs) -> Result<ExitCode> {
                 let est = workflow::cost::estimate(price.as_ref(), p.offline, p.video, p.candidates, &p.params);
                 rows.push(json!({"stage": s.name, "engine": s.engine, "model": p.info.model, "candidates": p.candidates, "pick": p.pick.to_string(), "estimate": est}));
                 if !a.json {
-                    println!("{:>2} {:<12} {:<14} {:<28} {} candidate(s), pick {}, estimated {}", i + 1, s.name, s.engine, p.info.model, p.candidates, p.pick, cost_text(&est, &prices.currency));
+                    println!("{:>2} {:<12} {:<14} {:<28} {} candidate(s), pick {}, estimated {}", i + 1, s.name, s.engine, atelier::text::printable(&p.info.model), p.candidates, p.pick, cost_text(&est, &prices.currency));
                 }
             }
             if a.json {
@@ -224,7 +224,7 @@ fn summary(r: &RunReport) {
             i + 1,
             s.name,
             s.engine,
-            s.model.as_deref().unwrap_or("-"),
+            atelier::text::printable(s.model.as_deref().unwrap_or("-")),
             status_text(s.status),
             millis as f64 / 1000.0,
             s.candidates.len(),
@@ -239,7 +239,7 @@ fn summary(r: &RunReport) {
             println!("      contact sheet: {}", sheet.display());
         }
         for f in s.runs.iter().flat_map(|x| x.failures.iter()) {
-            println!("      failed: {f}");
+            println!("      failed: {}", atelier::text::printable_lines(f));
         }
     }
     let total = format!("{} {}", fmt_amount(r.total_cost), r.currency);
@@ -280,9 +280,9 @@ pub async fn rerun(cli: &Cli, a: &RerunArgs) -> Result<ExitCode> {
             println!("{}  seed {}", o.path.display(), o.seed.map(|s| s.to_string()).unwrap_or("-".into()));
         }
         for f in &r.failures {
-            eprintln!("failed: {f}");
+            eprintln!("failed: {}", atelier::text::printable_lines(f));
         }
-        println!("re-ran {} (model {}) in {:.1} s; usage: {}", r.engine, r.model, r.millis as f64 / 1000.0, progress::usage_line(&r.usage));
+        println!("re-ran {} (model {}) in {:.1} s; usage: {}", r.engine, atelier::text::printable(&r.model), r.millis as f64 / 1000.0, progress::usage_line(&r.usage));
     }
     Ok(if r.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
 }

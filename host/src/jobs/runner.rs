@@ -4,14 +4,19 @@
 use super::db::{JobDb, JobState, now_ms};
 use crate::caps::http::Outbound;
 use crate::plugin::Plugin;
+use crate::text::{clipped, printable};
 use crate::wit_backend as wb;
 use crate::wit_types as wt;
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What a cancelled job records.
+const CANCELLED: &str = "cancelled by the user";
 
 /// Progress reports for displays.
 #[derive(Clone, Debug)]
@@ -89,18 +94,72 @@ pub struct Runner {
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     events: Option<Arc<dyn Fn(RunnerEvent) + Send + Sync>>,
     cancel: tokio::sync::watch::Receiver<bool>,
+    /// The jobs being driven (by `run` or `wait`): each one's cancel token and how many drivers share it.
+    driving: Mutex<HashMap<String, (CancellationToken, usize)>>,
+}
+
+/// One `run` or `wait` driving a job: its cancel token, registered while it lasts.
+struct Driving<'a> {
+    runner: &'a Runner,
+    job: String,
+    cancel: CancellationToken,
+}
+
+impl Drop for Driving<'_> {
+    fn drop(&mut self) {
+        let mut m = self.runner.driving.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, drivers)) = m.get_mut(&self.job) {
+            *drivers -= 1;
+            if *drivers == 0 {
+                m.remove(&self.job);
+            }
+        }
+    }
 }
 
 impl Runner {
     /// A runner; `cancel` turning true cancels every job it is driving.
     pub fn new(db: Arc<JobDb>, cancel: tokio::sync::watch::Receiver<bool>) -> Runner {
-        Runner { db, policy: RetryPolicy::default(), in_flight: Mutex::default(), events: None, cancel }
+        Runner {
+            db,
+            policy: RetryPolicy::default(),
+            in_flight: Mutex::default(),
+            events: None,
+            cancel,
+            driving: Mutex::default(),
+        }
     }
 
     /// Report progress to `f`.
     pub fn with_events(mut self, f: Arc<dyn Fn(RunnerEvent) + Send + Sync>) -> Runner {
         self.events = Some(f);
         self
+    }
+
+    /// Cancel one job this runner is driving (in [`Runner::run`] or [`Runner::wait`]); the others go on.
+    /// A wait between calls ends at once and a poll under way is abandoned (polls are safe to
+    /// drop); a submit under way is let finish, since stopping it could leave unknown whether the
+    /// provider took the job. A job the provider accepted is then cancelled there where it allows,
+    /// and the job ends `cancelled` (its `run`/`wait` returns an error saying so). Returns `false`,
+    /// changing nothing, when this runner is not driving `job` (finished, not started yet, or run
+    /// by another process: `atelier jobs cancel` handles those).
+    pub fn cancel_job(&self, job: &str) -> bool {
+        let m = self.driving.lock().unwrap_or_else(PoisonError::into_inner);
+        match m.get(job) {
+            Some((cancel, _)) => {
+                cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Register a driver of `job`, for [`Runner::cancel_job`].
+    fn drive(&self, job: &str) -> Driving<'_> {
+        let mut m = self.driving.lock().unwrap_or_else(PoisonError::into_inner);
+        let (cancel, drivers) = m.entry(job.to_string()).or_insert_with(|| (CancellationToken::new(), 0));
+        *drivers += 1;
+        Driving { runner: self, job: job.to_string(), cancel: cancel.clone() }
     }
 
     fn emit(&self, e: RunnerEvent) {
@@ -117,28 +176,36 @@ impl Runner {
 
     /// Submit a new job and wait for it. The job is recorded before anything is sent.
     pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &wb::Request) -> Result<JobOutcome> {
+        let driving = self.drive(job);
+        let cancel = &driving.cancel;
         self.db.create(job, plugin.id(), model, plan)?;
         let slots = self.slots(plugin);
         let _permit = match &slots {
-            Some(s) => Some(s.clone().acquire_owned().await?),
+            Some(s) => tokio::select! {
+                permit = s.clone().acquire_owned() => Some(permit?),
+                _ = self.until_cancelled(cancel) => return self.fail(job, JobState::Cancelled, CANCELLED.into()),
+            },
             None => None,
         };
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.check_cancelled(plugin, job, None).await?;
+            self.check_cancelled(plugin, job, None, cancel).await?;
             self.db.count_submit(job)?;
             let called = match plugin.submit(job, req).await {
                 Ok(c) => c,
                 Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
             };
-            let retry_after = match called.value {
+            let e = match called.value {
                 Ok(wb::Submission::Done(o)) => return self.finish(plugin, job, o, started).await,
                 Ok(wb::Submission::Pending(p)) => {
+                    if p.token.len() > (plugin.limits.max_token_kb as usize) << 10 {
+                        return self.token_too_large(plugin, job, &p.token).await;
+                    }
                     self.db.set_pending(job, &p.token)?;
                     self.emit(RunnerEvent::Pending { job: job.into() });
-                    return self.wait(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started).await;
+                    return self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await;
                 }
                 Err(e) if called.ambiguous => {
                     return self.fail(
@@ -150,33 +217,71 @@ impl Runner {
                         ),
                     );
                 }
-                Err(wt::Error::RateLimited(r)) if attempt < self.policy.max_attempts => {
-                    r.retry_after_ms.map(Duration::from_millis).unwrap_or_else(|| self.backoff(attempt))
+                Err(e) => e,
+            };
+            let retry_after = match &e {
+                wt::Error::RateLimited(r) if attempt < self.policy.max_attempts => {
+                    r.retry_after_ms.map(|ms| self.plugin_delay(ms)).unwrap_or_else(|| self.backoff(attempt))
                 }
-                Err(wt::Error::Unavailable(_)) if attempt < self.policy.max_attempts => self.backoff(attempt),
-                Err(e) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)),
+                wt::Error::Unavailable(_) if attempt < self.policy.max_attempts => self.backoff(attempt),
+                _ => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)),
             };
             let delay = jitter(retry_after);
+            // The provider did not take the job; one that could only be tried again past the job's
+            // time limit ends now rather than at the limit.
+            if started.elapsed() + delay > self.policy.job_timeout {
+                return self.fail(job, JobState::Failed, format!(
+                    "{}; not tried again, as the next attempt would come after the job's time limit of {} s",
+                    explain(plugin.id(), &e, attempt),
+                    self.policy.job_timeout.as_secs_f64()
+                ));
+            }
             self.emit(RunnerEvent::Retrying { job: job.into(), after: delay, reason: format!("attempt {attempt} refused") });
-            self.sleep_or_cancel(plugin, job, None, delay).await?;
+            self.sleep_or_cancel(plugin, job, None, delay, cancel).await?;
         }
     }
 
     /// Poll a pending job until it ends (also used by `jobs resume`, without submitting again).
     pub async fn wait(&self, plugin: &Plugin, job: &str, token: &str, first: Duration, started: Instant) -> Result<JobOutcome> {
+        let driving = self.drive(job);
+        self.poll_until_done(plugin, job, token, first, started, &driving.cancel).await
+    }
+
+    async fn poll_until_done(
+        &self,
+        plugin: &Plugin,
+        job: &str,
+        token: &str,
+        first: Duration,
+        started: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<JobOutcome> {
         let mut delay = first;
         let mut transient = 0;
         loop {
-            if started.elapsed() > self.policy.job_timeout {
+            let remaining = self.policy.job_timeout.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
                 let _ = plugin.cancel(job, token).await;
                 return self.fail(job, JobState::Failed, format!(
                     "{}: the job did not finish within {} s; it was cancelled at the provider where possible",
-                    plugin.id(), self.policy.job_timeout.as_secs()
+                    plugin.id(), self.policy.job_timeout.as_secs_f64()
                 ));
             }
-            self.sleep_or_cancel(plugin, job, Some(token), jitter(delay.clamp(Duration::from_millis(50), Duration::from_secs(60)))).await?;
+            let pause = jitter(self.poll_delay(delay));
+            self.sleep_or_cancel(plugin, job, Some(token), pause.min(remaining), cancel).await?;
+            if pause >= remaining {
+                continue; // the time limit came first: the check above ends the job
+            }
             self.db.count_poll(job)?;
-            let status = match plugin.poll(job, token).await {
+            // A poll is safe to abandon, so a cancellation does not wait for it.
+            let status = tokio::select! {
+                s = plugin.poll(job, token) => s,
+                _ = self.until_cancelled(cancel) => {
+                    self.check_cancelled(plugin, job, Some(token), cancel).await?;
+                    continue;
+                }
+            };
+            let status = match status {
                 Ok(s) => s,
                 Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
             };
@@ -201,23 +306,67 @@ impl Runner {
         }
     }
 
-    async fn check_cancelled(&self, plugin: &Plugin, job: &str, token: Option<&str>) -> Result<()> {
-        if *self.cancel.borrow() {
+    /// A pending job whose token is over `max_token_kb`: the provider may have accepted (and
+    /// may bill) it, but the token is not stored, so it could never be polled. Ask the provider
+    /// to cancel it and record the job `unknown`, naming the limit.
+    async fn token_too_large(&self, plugin: &Plugin, job: &str, token: &str) -> Result<JobOutcome> {
+        let cancelled = match plugin.cancel(job, token).await {
+            Ok(Ok(())) => "the provider confirmed its cancellation",
+            _ => "the provider did not confirm a cancellation",
+        };
+        let what = format!(
+            "handed back a job token of {} KiB, which was not stored, so the job cannot be polled (the provider may have accepted it and may bill it: check its dashboard; {cancelled})",
+            token.len().div_ceil(1024)
+        );
+        let message = plugin.limits.over_message(plugin.id(), &plugin.grants.config_path, "max_token_kb", &what);
+        self.fail(job, JobState::Unknown, message)
+    }
+
+    /// A delay a plugin asked for, bounded by the policy's largest backoff: a plugin cannot
+    /// park a job for longer (`u64::MAX` ms is a hang, not a delay).
+    fn plugin_delay(&self, ms: u64) -> Duration {
+        Duration::from_millis(ms).min(self.policy.max_backoff)
+    }
+
+    /// The pause before a poll: the plugin's delay, bounded, and never under 50 ms.
+    fn poll_delay(&self, d: Duration) -> Duration {
+        d.min(self.policy.max_backoff).max(Duration::from_millis(50))
+    }
+
+    /// Resolves once `job` is cancelled: all jobs (the runner's watch) or this one (its token).
+    async fn until_cancelled(&self, cancel: &CancellationToken) {
+        let mut all = self.cancel.clone();
+        tokio::select! {
+            sender_gone = async { all.wait_for(|c| *c).await.is_err() } => {
+                // A dropped sender can no longer cancel everything; only the job's own token can.
+                if sender_gone {
+                    cancel.cancelled().await
+                }
+            }
+            _ = cancel.cancelled() => {}
+        }
+    }
+
+    fn is_cancelled(&self, cancel: &CancellationToken) -> bool {
+        *self.cancel.borrow() || cancel.is_cancelled()
+    }
+
+    async fn check_cancelled(&self, plugin: &Plugin, job: &str, token: Option<&str>, cancel: &CancellationToken) -> Result<()> {
+        if self.is_cancelled(cancel) {
             if let Some(t) = token {
                 let _ = plugin.cancel(job, t).await;
             }
-            self.fail(job, JobState::Cancelled, "cancelled by the user".into())?;
+            self.fail(job, JobState::Cancelled, CANCELLED.into())?;
         }
         Ok(())
     }
 
-    async fn sleep_or_cancel(&self, plugin: &Plugin, job: &str, token: Option<&str>, d: Duration) -> Result<()> {
-        let mut rx = self.cancel.clone();
+    async fn sleep_or_cancel(&self, plugin: &Plugin, job: &str, token: Option<&str>, d: Duration, cancel: &CancellationToken) -> Result<()> {
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = rx.wait_for(|c| *c) => {}
+            _ = self.until_cancelled(cancel) => {}
         }
-        self.check_cancelled(plugin, job, token).await
+        self.check_cancelled(plugin, job, token, cancel).await
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -319,8 +468,10 @@ pub fn usage_json(u: &wt::Usage) -> serde_json::Value {
     })
 }
 
-/// A plugin's error as a user reads it: which engine, what the provider said, what to do.
+/// A plugin's error as a user reads it: which engine, what the provider said, what to do. The
+/// plugin's own text is escaped ([`printable`]): it ends up on terminals and in logs.
 pub fn explain(engine: &str, e: &wt::Error, attempts: u32) -> String {
+    let e = &escaped(e);
     match e {
         wt::Error::InvalidInput(m) => format!("{engine}: invalid request: {m}"),
         wt::Error::Unauthorized(m) => format!("{engine}: the provider refused the credentials: {m}; check the API key (`atelier plugins inspect {engine}` shows where it is read from)"),
@@ -329,5 +480,19 @@ pub fn explain(engine: &str, e: &wt::Error, attempts: u32) -> String {
         wt::Error::Unavailable(m) => format!("{engine}: the provider is unavailable (gave up after {attempts} attempts): {m}; try again later"),
         wt::Error::Provider(p) => format!("{engine}: the provider answered {}: {}", p.code, p.message),
         wt::Error::Internal(m) => format!("{engine}: plugin error: {m}"),
+    }
+}
+
+/// The error with every string the plugin wrote cut to 4 KiB and made printable.
+fn escaped(e: &wt::Error) -> wt::Error {
+    let p = |m: &str| printable(&clipped(m, 4096)).into_owned();
+    match e {
+        wt::Error::InvalidInput(m) => wt::Error::InvalidInput(p(m)),
+        wt::Error::Unauthorized(m) => wt::Error::Unauthorized(p(m)),
+        wt::Error::RateLimited(r) => wt::Error::RateLimited(wt::RateLimit { retry_after_ms: r.retry_after_ms, message: p(&r.message) }),
+        wt::Error::Moderated(m) => wt::Error::Moderated(p(m)),
+        wt::Error::Unavailable(m) => wt::Error::Unavailable(p(m)),
+        wt::Error::Provider(e) => wt::Error::Provider(wt::ProviderError { code: p(&e.code), message: p(&e.message) }),
+        wt::Error::Internal(m) => wt::Error::Internal(p(m)),
     }
 }

@@ -3,6 +3,7 @@
 use super::bindings::model::atelier::plugin as wit;
 use crate::caps;
 use crate::caps::http::{Failure, HttpCap, Outbound};
+use crate::text::{printable, printable_lines};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -27,6 +28,8 @@ pub struct PluginCtx {
     pub limits: crate::manifest::Limits,
     /// The config file to cite in "raise it here" messages.
     pub config_path: String,
+    /// The plugin's log allowance, shared by all its calls (`log_lines_per_s`).
+    pub log_rate: caps::log::LogRate,
 }
 
 /// The data of one store.
@@ -43,6 +46,27 @@ pub struct HostState {
     pub ambiguous: AtomicBool,
     /// Set when the deadline fired.
     pub deadline_hit: bool,
+    /// `http.send` calls made in this call, against `max_http_requests`.
+    http_requests: u32,
+    /// Log lines of this call dropped since the last one written, against `log_lines_per_s`.
+    log_dropped: u64,
+}
+
+impl Drop for HostState {
+    /// The call is over: say how many of its last log lines were dropped, if any were.
+    fn drop(&mut self) {
+        self.report_dropped_logs();
+    }
+}
+
+impl HostState {
+    fn report_dropped_logs(&mut self) {
+        if self.log_dropped > 0 {
+            let p = &self.plugin;
+            caps::log::report_dropped(&p.id, &self.job, self.log_dropped, &p.limits, &p.config_path);
+            self.log_dropped = 0;
+        }
+    }
 }
 
 /// Refuses memory growth past the plugin's cap and remembers that it did, so the error can say so.
@@ -101,6 +125,8 @@ pub fn new_store(engine: &wasmtime::Engine, plugin: Arc<PluginCtx>, job: &str) -
         job: job.to_string(),
         ambiguous: AtomicBool::new(false),
         deadline_hit: false,
+        http_requests: 0,
+        log_dropped: 0,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -133,6 +159,15 @@ impl wit::log::Host for HostState {
             wit::log::Level::Warn => L::Warn,
             wit::log::Level::Error => L::Error,
         };
+        if !caps::log::enabled(level) {
+            return;
+        }
+        if !self.plugin.log_rate.take(self.plugin.limits.log_lines_per_s) {
+            self.log_dropped += 1;
+            return;
+        }
+        // Logging resumes: first say what was dropped before this line.
+        self.report_dropped_logs();
         caps::log::write(&self.plugin.id, &self.job, level, &message);
     }
 }
@@ -152,6 +187,18 @@ impl wit::http::Host for HostState {
         let Some(http) = &self.plugin.http else {
             return Err(E::Denied(format!("plugin `{}` has no network access", self.plugin.id)));
         };
+        // Every attempt counts, sent or refused, so a plugin cannot spin on a denied request either.
+        self.http_requests = self.http_requests.saturating_add(1);
+        let limits = &self.plugin.limits;
+        if self.http_requests > limits.max_http_requests {
+            let what = format!("tried to send HTTP request {} in one call", self.http_requests);
+            let message = limits.over_message(&self.plugin.id, &self.plugin.config_path, "max_http_requests", &what);
+            // Once per call in the host's log, whatever the plugin does with the refusal.
+            if self.http_requests == limits.max_http_requests + 1 {
+                tracing::warn!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{message}");
+            }
+            return Err(E::Denied(message));
+        }
         let out = Outbound {
             method: req.method,
             url: req.url,
@@ -159,11 +206,11 @@ impl wit::http::Host for HostState {
             body: req.body,
             timeout: req.timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
         };
-        tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %out.method, url = %out.url);
+        tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %printable(&out.method), url = %printable(&out.url));
         match http.send(out, &self.ambiguous).await {
             Ok(r) => Ok(wit::http::Response { status: r.status, headers: r.headers, body: r.body }),
             Err(f) => {
-                tracing::info!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{f}");
+                tracing::info!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{}", printable_lines(&f.to_string()));
                 Err(match f {
                     Failure::Denied(m) => E::Denied(m),
                     Failure::Timeout(m) => E::Timeout(m),
