@@ -172,7 +172,7 @@ fn a_veo_key_never_reaches_the_storage_host_when_base_url_points_elsewhere() {
     // base_url points at a stand-in for a proxy; the download redirect goes to another host the
     // operator opened. The emulator refuses (400, "credential leak") a key at the storage host.
     let emu = Emu::start();
-    let mut env = Env::new(&["veo-3"]);
+    let mut env = Env::new(&["veo-3", "filters"]);
     env.config(&emu.config_for(&["veo-3"], "#veo-3\npoll_interval_ms = 100"));
     env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
     let photo = small_photo(env.dir.path(), "coffee.png", 64);
