@@ -65,14 +65,46 @@ impl Response {
             })
         })
     }
-    /// The first 300 characters of the body, for messages.
+    /// The body of a 2xx answer to a submit, parsed as JSON. When it cannot be read, the
+    /// provider took the call and may hold (and bill) the job, so the error says so: it is
+    /// not a reason to send the submit again.
+    pub fn submit_json(&self, provider: &str) -> Result<serde_json::Value, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::unreadable_submit(provider, self.status, &format!("malformed JSON ({e}): {}", self.body_excerpt())))
+    }
+    /// The body of a 2xx answer to a poll, parsed as JSON. An answer that cannot be read says
+    /// nothing about the job, and asking again is safe: `unavailable`, so the host polls again.
+    pub fn poll_json(&self, provider: &str) -> Result<serde_json::Value, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::Unavailable(format!(
+                "{provider} answered the poll {} with malformed JSON ({e}): {}; polling again",
+                self.status,
+                self.body_excerpt()
+            ))
+        })
+    }
+    /// The first 300 characters of the body, for messages ([`crate::retry::excerpt`]).
     pub fn body_excerpt(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        let mut s: String = text.chars().take(300).collect();
-        if text.chars().count() > 300 {
-            s.push('…');
-        }
-        s
+        crate::retry::excerpt(&self.body, 300)
+    }
+    /// This non-2xx answer to a submit as an [`Error`], by the one retry table
+    /// ([`Error::from_status`]), quoting the body. Providers with an error envelope parse it
+    /// and call [`Error::from_status`] with its code and message instead.
+    pub fn error_for(&self, service: &crate::retry::Service) -> Error {
+        Error::from_status(service, self.status, retry_after_ms(self), None, &self.body_excerpt())
+    }
+}
+
+impl Error {
+    /// The provider answered a submit with a 2xx but the answer cannot be read (`what`): the
+    /// job may exist at the provider, so the message says so and names what to check.
+    pub fn unreadable_submit(provider: &str, status: u16, what: &str) -> Error {
+        Error::Provider(crate::ProviderError {
+            code: "unreadable-answer".into(),
+            message: format!(
+                "{provider} answered {status} but the answer could not be read: {what}; the job may exist at the provider \
+                 (and be billed): check its dashboard before trying again"
+            ),
+        })
     }
 }
 
@@ -89,10 +121,61 @@ impl From<HttpError> for Error {
     }
 }
 
-/// Parse a `Retry-After` header (seconds or milliseconds variants) into milliseconds.
+/// How long the provider asked to wait, in milliseconds: `retry-after-ms` (OpenAI's), else
+/// `Retry-After` as delta-seconds or an HTTP-date ([`crate::retry::parse_retry_after`]).
 pub fn retry_after_ms(resp: &Response) -> Option<u64> {
+    retry_after_ms_at(resp, || crate::clock::wall_ms())
+}
+
+/// [`retry_after_ms`] with the current time from `now_ms` (called only for an HTTP-date).
+pub fn retry_after_ms_at(resp: &Response, now_ms: impl FnOnce() -> u64) -> Option<u64> {
     if let Some(ms) = resp.header("retry-after-ms").and_then(|v| v.trim().parse::<u64>().ok()) {
         return Some(ms);
     }
-    resp.header("retry-after").and_then(|v| v.trim().parse::<f64>().ok()).map(|s| (s * 1000.0) as u64)
+    let value = resp.header("retry-after")?;
+    // Delta-seconds need no clock; only an HTTP-date is counted from now.
+    let now = if value.trim().parse::<f64>().is_ok() { 0 } else { now_ms() };
+    crate::retry::parse_retry_after(value, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(headers: &[(&str, &str)]) -> Response {
+        Response { status: 429, headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body: b"{}".to_vec() }
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let never = || -> u64 { panic!("no clock needed for seconds") };
+        assert_eq!(retry_after_ms_at(&resp(&[("retry-after", "2")]), never), Some(2000));
+        assert_eq!(retry_after_ms_at(&resp(&[("retry-after-ms", "300"), ("retry-after", "1")]), never), Some(300));
+        assert_eq!(retry_after_ms_at(&resp(&[]), never), None);
+        let date = resp(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]);
+        assert_eq!(retry_after_ms_at(&date, || 1_445_412_480_000 - 4_000), Some(4_000));
+    }
+
+    #[test]
+    fn submit_and_poll_answers_that_cannot_be_read() {
+        let r = Response { status: 200, headers: vec![], body: b"{\"id\": \"a".to_vec() };
+        match r.submit_json("BFL") {
+            Err(Error::Provider(p)) => {
+                assert_eq!(p.code, "unreadable-answer");
+                assert!(p.message.starts_with("BFL answered 200 but the answer could not be read: malformed JSON"), "{}", p.message);
+                assert!(p.message.contains("the job may exist at the provider") && p.message.contains("{\"id\": \"a"), "{}", p.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.poll_json("BFL"), Err(Error::Unavailable(m)) if m.contains("malformed")));
+        let ok = Response { status: 200, headers: vec![], body: b"{\"id\": 1}".to_vec() };
+        assert_eq!(ok.submit_json("BFL").unwrap()["id"], 1);
+    }
+
+    #[test]
+    fn error_for_uses_the_table() {
+        let s = crate::retry::Service { name: "X", plugin_id: "x", secret: "K" };
+        let r = Response { status: 503, headers: vec![], body: b"<html>busy</html>".to_vec() };
+        assert!(matches!(r.error_for(&s), Error::Unavailable(m) if m.contains("busy")));
+    }
 }

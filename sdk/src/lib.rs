@@ -4,7 +4,8 @@
 //! [`register_filter!`]. The generated WIT bindings stay private; this crate re-exports the
 //! contract's types under plain names and adds the helpers a provider plugin needs:
 //! JSON over the host's HTTP ([`http`]), base64 and data URIs ([`encoding`]), multipart bodies
-//! ([`multipart`]), image sniffing ([`sniff`]) and typed parameter access ([`params`]).
+//! ([`multipart`]), image sniffing ([`sniff`]), typed parameter access ([`params`]) and the one
+//! table that turns a provider's HTTP status into an [`Error`] the host can retry or not ([`retry`]).
 //!
 //! ```ignore
 //! use atelier_sdk::*;
@@ -27,6 +28,7 @@ pub mod encoding;
 pub mod http;
 pub mod multipart;
 pub mod params;
+pub mod retry;
 pub mod sniff;
 mod info;
 
@@ -74,6 +76,7 @@ pub use wit_backend::{
 };
 pub use wit_filters::{FilterInfo, Step};
 pub use params::Params;
+pub use retry::{excerpt, Service};
 
 /// Settings from the plugin's manifest defaults and the operator's `atelier.toml`.
 pub mod config {
