@@ -5,6 +5,7 @@ mod edit;
 mod inspect;
 mod jobs;
 mod progress;
+mod prune;
 mod run;
 mod serve;
 mod scaffold;
@@ -62,11 +63,20 @@ enum Command {
     Rerun(run::RerunArgs),
     /// Serve an OpenAI-compatible HTTP API (images, videos, models) over the installed plugins.
     Serve(serve::ServeArgs),
-    /// Jobs: list, show, cancel, resume.
+    /// Jobs: list, show, cancel, resume, prune.
     Jobs {
         #[command(subcommand)]
-        command: jobs::JobsCommand,
+        command: JobsCmd,
     },
+}
+
+/// `atelier jobs ...`: the commands of `jobs.rs`, plus `prune`.
+#[derive(Subcommand)]
+enum JobsCmd {
+    #[command(flatten)]
+    Other(jobs::JobsCommand),
+    /// Delete the folders (raw artifacts) of finished jobs older than --older-than; their rows stay.
+    Prune(prune::PruneArgs),
 }
 
 /// Where jobs are kept.
@@ -113,7 +123,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Edit(a) => edit::edit(&cli, a).await,
         Command::Animate(a) => edit::animate(&cli, a).await,
         Command::Filter(a) => edit::filter(&cli, a).await,
-        Command::Jobs { command } => jobs::run(&cli, command).await,
+        Command::Jobs { command: JobsCmd::Other(command) } => jobs::run(&cli, command).await,
+        Command::Jobs { command: JobsCmd::Prune(a) } => prune::run(a),
         Command::Run(a) => run::run(&cli, a).await,
         Command::Rerun(a) => run::rerun(&cli, a).await,
         Command::Serve(a) => serve::serve(&cli, a).await,

@@ -90,8 +90,7 @@ pub async fn require(State(tokens): State<Arc<Tokens>>, mut req: Request, next: 
         return ApiError::unauthorized("You didn't provide an API key. Send `Authorization: Bearer TOKEN` with a token from the operator's [server] tokens (OpenAI clients: api_key=TOKEN).")
             .into_response();
     };
-    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim);
-    let Some(token) = token else {
+    let Some(token) = bearer(header) else {
         return ApiError::unauthorized("The Authorization header must be `Bearer TOKEN`.").into_response();
     };
     match tokens.caller(token) {
@@ -103,8 +102,31 @@ pub async fn require(State(tokens): State<Arc<Tokens>>, mut req: Request, next: 
     }
 }
 
+/// The token of `Bearer TOKEN`; the scheme's case does not matter (RFC 9110 §11.1), and any
+/// run of spaces or tabs may follow it.
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.trim_start().split_once([' ', '\t'])?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The caller rides on the response too, so the request log can name it.
 fn with_caller(mut resp: Response, name: &str) -> Response {
     resp.extensions_mut().insert(Caller(name.to_string()));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc ", "Bearer\tabc"] {
+            assert_eq!(bearer(h), Some("abc"), "{h:?}");
+        }
+        for h in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer(h), None, "{h:?}");
+        }
+    }
 }

@@ -26,8 +26,19 @@ pub struct Form {
 }
 
 impl Form {
-    /// Read a multipart or JSON body (chosen by `Content-Type`); body limits give 413.
-    pub async fn read(req: Request, max_body: u64) -> ApiResult<Form> {
+    /// Read a multipart or JSON body (chosen by `Content-Type`); body limits give 413, a body
+    /// not in within `timeout` gives 408 (so a trickled upload cannot hold its connection).
+    pub async fn read(req: Request, max_body: u64, timeout: std::time::Duration) -> ApiResult<Form> {
+        match tokio::time::timeout(timeout, Self::read_body(req, max_body)).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::timeout(format!(
+                "the request body did not arrive within {} s; send it faster or smaller (the operator sets the time with [server] body_timeout_s)",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    async fn read_body(req: Request, max_body: u64) -> ApiResult<Form> {
         let ct = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if ct.starts_with("multipart/form-data") {
             let mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad(format!("cannot read the multipart body: {e}")))?;

@@ -18,9 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long `url` results stay fetchable (OpenAI's URLs lived 60 minutes).
-pub const URL_LIFETIME: Duration = Duration::from_secs(3600);
-
 /// OpenAI image fields atelier has no engine for, with the values that change nothing.
 const DEFAULT_ONLY: &[(&str, &[&str])] = &[
     ("quality", &["auto"]),
@@ -78,24 +75,66 @@ fn parse_size(s: &str) -> Option<(u32, u32)> {
 }
 
 /// A request's folder under `<state>/server/images/`; removed when the answer is b64 (nothing
-/// refers to it any more), kept for an hour when it holds `url` results.
+/// refers to it any more), kept for `[server] keep_results_h` when it holds `url` results. The
+/// jobs' raw artifacts in `<state>/jobs/` go in any case: the results carry their provenance,
+/// and the jobs' rows in jobs.sqlite stay as the record of what was made.
 struct Scratch {
+    app: Arc<App>,
     id: String,
     dir: PathBuf,
     keep: bool,
+    /// Jobs whose folders go with the request.
+    jobs: Vec<String>,
+    /// Set once the pipeline has returned; a request dropped before that lost its client.
+    ran: bool,
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        let mut dirs: Vec<PathBuf> = self.jobs.iter().map(|j| self.app.runner.db.job_dir(j)).collect();
         if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            dirs.push(self.dir.clone());
+        }
+        let abandoned = !self.ran;
+        let (app, dir, id) = (self.app.clone(), self.dir.clone(), self.id.clone());
+        let work = move || {
+            if abandoned {
+                abandon(&app, &id, &dir);
+            }
+            for d in dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        };
+        // Off the async workers when there is a runtime (there always is in the server).
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(work)),
+            Err(_) => work(),
         }
     }
 }
 
-fn scratch(app: &App) -> Scratch {
+fn scratch(app: &Arc<App>) -> Scratch {
     let id = new_id("img_");
-    Scratch { dir: app.dir.join("images").join(&id), id, keep: false }
+    Scratch { app: app.clone(), dir: app.dir.join("images").join(&id), id, keep: false, jobs: vec![], ran: false }
+}
+
+/// The client left before its answer, so the request's future was dropped (which stops a model
+/// running in this process at its next yield). Its jobs would stay `submitting` / `pending` in
+/// jobs.sqlite for ever: record them as cancelled, with why, and their folders go with the
+/// request's.
+fn abandon(app: &App, id: &str, dir: &std::path::Path) {
+    let db = &app.runner.db;
+    let Ok(jobs) = db.list(&[crate::jobs::JobState::Submitting, crate::jobs::JobState::Pending]) else { return };
+    for j in jobs.iter().filter(|j| job_is_under(j, dir)) {
+        tracing::info!(target: "atelier::server", "{id}: the client left; job {} is cancelled", j.id);
+        let _ = db.set_final(&j.id, crate::jobs::JobState::Cancelled, "cancelled: the client closed the connection before the answer");
+        let _ = std::fs::remove_dir_all(db.job_dir(&j.id));
+    }
+}
+
+/// Whether a job writes its outputs under `dir` (its stored plan names where).
+fn job_is_under(j: &crate::jobs::JobRecord, dir: &std::path::Path) -> bool {
+    j.plan["paths"].as_array().is_some_and(|ps| ps.iter().filter_map(|p| p.as_str()).any(|p| std::path::Path::new(p).starts_with(dir)))
 }
 
 /// `size`: the model's own `size` parameter when it has one, else an exact `fit` after the model.
@@ -123,17 +162,33 @@ async fn apply_size(app: &App, c: &Chosen, size: Option<(u32, u32)>, params: &mu
     Ok(())
 }
 
-/// Run the pipeline after the same checks the CLI makes, with 400s for what the caller can fix.
-async fn run(app: &App, c: &Chosen, req: &EditRequest) -> ApiResult<EditResult> {
+/// The checks the CLI makes, with 400s for what the caller can fix (before a place in line is taken).
+fn check(c: &Chosen, req: &EditRequest) -> ApiResult<()> {
     check_request(&c.plugin, &c.info, req).map_err(|e| ApiError::bad(format!("{e:#}")))?;
     if let Some(name) = c.plugin.grants.missing_secrets().first() {
         // The operator's setup, not the caller's request.
         return Err(ApiError::internal(format!("model `{}` is not set up on this server: {}", c.plugin.id(), c.plugin.grants.missing_secret_message(name))));
     }
-    let r = edit_named(&app.rt, &app.runner, req, Some("image")).await.map_err(|e| ApiError::from_run(&e))?;
-    for o in r.outputs.iter().filter(|o| o.mime == "image/png") {
-        hide_server_paths(&o.path).map_err(|e| ApiError::internal(format!("{}: cannot rewrite the provenance: {e:#}", o.path.display())))?;
-    }
+    Ok(())
+}
+
+/// Run the pipeline (the caller holds the model's turn).
+async fn run(app: &App, s: &mut Scratch, req: &EditRequest) -> ApiResult<EditResult> {
+    let r = edit_named(&app.rt, &app.runner, req, Some("image")).await;
+    s.ran = true;
+    // A failed request's job folders stay until the janitor's sweep (keep_results_h): what a
+    // failure after the model kept may be needed to see why it failed.
+    let r = r.map_err(|e| ApiError::from_run(&e))?;
+    s.jobs = r.jobs.clone();
+    let pngs: Vec<PathBuf> = r.outputs.iter().filter(|o| o.mime == "image/png").map(|o| o.path.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        for p in pngs {
+            hide_server_paths(&p).map_err(|e| ApiError::internal(format!("{}: cannot rewrite the provenance: {e:#}", p.display())))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("rewriting the provenance stopped: {e}")))??;
     Ok(r)
 }
 
@@ -162,20 +217,30 @@ fn hide_server_paths(png: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `ImagesResponse` from the files the pipeline wrote.
-fn answer(base: &str, s: &mut Scratch, r: &EditResult, url: bool) -> ApiResult<Json<Value>> {
+async fn answer(base: &str, s: &mut Scratch, r: &EditResult, url: bool) -> ApiResult<Json<Value>> {
     let mut outputs: Vec<_> = r.outputs.iter().filter(|o| o.mime.starts_with("image/")).collect();
     outputs.sort_by_key(|o| o.index);
-    let mut data = vec![];
-    for o in &outputs {
-        if url {
-            // Results sit in `<request>/out/`; the URL names the request and the file.
-            let name = o.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            data.push(json!({"url": format!("{base}/v1/images/files/{}/{name}", s.id)}));
-        } else {
-            let bytes = std::fs::read(&o.path).map_err(|e| ApiError::internal(format!("{}: cannot read the result: {e}", o.path.display())))?;
-            data.push(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes)}));
-        }
-    }
+    let data: Vec<Value> = if url {
+        // Results sit in `<request>/out/`; the URL names the request and the file.
+        outputs
+            .iter()
+            .map(|o| json!({"url": format!("{base}/v1/images/files/{}/{}", s.id, o.path.file_name().and_then(|n| n.to_str()).unwrap_or_default())}))
+            .collect()
+    } else {
+        let paths: Vec<PathBuf> = outputs.iter().map(|o| o.path.clone()).collect();
+        // Reading and base64 of big results is codec work: the blocking pool.
+        tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|p| {
+                    let bytes = std::fs::read(p).map_err(|e| ApiError::internal(format!("{}: cannot read the result: {e}", p.display())))?;
+                    Ok(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(bytes)}))
+                })
+                .collect::<ApiResult<Vec<Value>>>()
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("encoding the results stopped: {e}")))??
+    };
     s.keep = url;
     for f in &r.failures {
         tracing::warn!(target: "atelier::server", "{}: one output failed: {f}", s.id);
@@ -209,7 +274,7 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
 /// `POST /v1/images/edits`.
 pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, req: Request) -> ApiResult<Json<Value>> {
     let base = base_url(&app, req.headers());
-    let mut form = Form::read(req, app.max_body).await?;
+    let mut form = Form::read(req, app.max_body, app.body_timeout).await?;
     let images = form.files(&["image", "image[]", "images"])?;
     let masks = form.files(&["mask"])?;
     let prompt = request::prompt(&mut form)?;
@@ -224,34 +289,50 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
     let c = models::choose(&app, common.model.as_deref(), Want::Edit).await?;
     openai_defaults(&mut form, &c)?;
     let mut params = request::model_params(&mut form, &c)?;
-    let mut s = scratch(&app);
-    let mut inputs = vec![];
-    let mut first = (0, 0);
+    drop(form);
+    // Everything that can be refused from headers alone is, before a place in line is taken.
+    let count = images.len();
+    let field = |i: usize| if count == 1 { "image".to_string() } else { format!("image[{i}]") };
+    let mut heads = vec![];
     for (i, up) in images.iter().enumerate() {
-        let field = if images.len() == 1 { "image".to_string() } else { format!("image[{i}]") };
-        let (img, ext) = request::image(&app, &field, &up.bytes)?;
-        if i == 0 {
-            first = (img.width, img.height);
-        }
-        inputs.push(request::save(&s.dir, &format!("in-{:02}.{ext}", i + 1), &up.bytes)?);
+        heads.push(request::image_header(&app, &field(i), &up.bytes)?);
     }
-    let mask = match masks.first() {
-        None => None,
-        Some(m) => Some(request::save(&s.dir, "mask.png", &openai_mask(&app, &m.bytes, first)?)?),
-    };
+    let mask_head = masks.first().map(|m| request::image_header(&app, "mask", &m.bytes)).transpose()?;
     let mut post = vec![];
     apply_size(&app, &c, common.size, &mut params, &mut post).await?;
+    let mut s = scratch(&app);
+    let inputs: Vec<PathBuf> = heads.iter().enumerate().map(|(i, (_, ext))| s.dir.join(format!("in-{:02}.{ext}", i + 1))).collect();
+    let mask = mask_head.as_ref().map(|_| s.dir.join("mask.png"));
     let req = EditRequest { inputs, prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, mask, post, out_dir: s.dir.join("out"), ..Default::default() };
+    check(&c, &req)?;
+    let place = app.admission.enter(&c.plugin)?;
+    // Waiting requests hold no image bytes: the uploads go to disk first.
+    for (i, up) in images.into_iter().enumerate() {
+        request::save(&s.dir, &format!("in-{:02}.{}", i + 1, heads[i].1), &up.bytes).await?;
+    }
+    let raw_mask = match (masks.into_iter().next(), &mask_head) {
+        (Some(m), Some((_, ext))) => Some(request::save(&s.dir, &format!("mask-openai.{ext}"), &m.bytes).await?),
+        _ => None,
+    };
+    let _turn = place.turn().await;
+    for (i, p) in req.inputs.iter().enumerate() {
+        request::check_decodes(&app, &field(i), p).await?;
+    }
+    if let Some(raw) = raw_mask {
+        let bytes = tokio::fs::read(&raw).await.map_err(|e| ApiError::internal(format!("{}: cannot read the mask back: {e}", raw.display())))?;
+        let png = openai_mask(&app, bytes.into(), heads[0].0).await?;
+        request::save(&s.dir, "mask.png", &png).await?;
+    }
     tracing::info!(target: "atelier::server", "{}: edit by {} with {} (n={})", s.id, caller.0, req.model, req.n);
-    let r = run(&app, &c, &req).await?;
-    answer(&base, &mut s, &r, common.url)
+    let r = run(&app, &mut s, &req).await?;
+    answer(&base, &mut s, &r, common.url).await
 }
 
 /// `POST /v1/images/generations`: only models whose `prepare()` accepts a request without an input
 /// image can serve it; for the others the 400 says which can.
 pub async fn generations(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, req: Request) -> ApiResult<Json<Value>> {
     let base = base_url(&app, req.headers());
-    let mut form = Form::read(req, app.max_body).await?;
+    let mut form = Form::read(req, app.max_body, app.body_timeout).await?;
     let prompt = request::prompt(&mut form)?;
     let common = common(&mut form)?;
     let seed = request::seed(&mut form)?;
@@ -263,15 +344,21 @@ pub async fn generations(State(app): State<Arc<App>>, Extension(caller): Extensi
     let mut s = scratch(&app);
     // No input image: the pipeline lets a server request (named, unmasked) through without one.
     let req = EditRequest { prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, post, out_dir: s.dir.join("out"), ..Default::default() };
+    check(&c, &req)?;
+    let _turn = app.admission.enter(&c.plugin)?.turn().await;
     tracing::info!(target: "atelier::server", "{}: generation by {} with {} (n={})", s.id, caller.0, req.model, req.n);
-    let r = run(&app, &c, &req).await?;
-    answer(&base, &mut s, &r, common.url)
+    let r = run(&app, &mut s, &req).await?;
+    answer(&base, &mut s, &r, common.url).await
 }
 
 /// OpenAI masks mark the area to edit with fully transparent pixels; atelier's are white = edit.
 /// The mask must match the first image's size.
-fn openai_mask(app: &App, bytes: &[u8], (w, h): (u32, u32)) -> ApiResult<Vec<u8>> {
-    let (img, _) = request::image(app, "mask", bytes)?;
+async fn openai_mask(app: &App, bytes: bytes::Bytes, (w, h): (u32, u32)) -> ApiResult<Vec<u8>> {
+    let img = request::decode(app, "mask", bytes).await?;
+    tokio::task::spawn_blocking(move || convert_mask(img, (w, h))).await.map_err(|e| ApiError::internal(format!("converting the mask stopped: {e}")))?
+}
+
+fn convert_mask(img: crate::wit_types::Image, (w, h): (u32, u32)) -> ApiResult<Vec<u8>> {
     if (img.width, img.height) != (w, h) {
         return Err(ApiError::field("mask", format!("`mask` is {}x{} but `image` is {w}x{h}; they must be the same size", img.width, img.height)));
     }
@@ -289,15 +376,15 @@ fn openai_mask(app: &App, bytes: &[u8], (w, h): (u32, u32)) -> ApiResult<Vec<u8>
     crate::imageio::encode_png(&crate::wit_types::Image { width: w, height: h, pixels: out }, None).map_err(|e| ApiError::internal(format!("cannot encode the mask: {e:#}")))
 }
 
-/// `GET /v1/images/files/{request}/{name}`: a `url` result, for an hour.
+/// `GET /v1/images/files/{request}/{name}`: a `url` result, for `[server] keep_results_h`.
 pub async fn file(State(app): State<Arc<App>>, Path((request, name)): Path<(String, String)>) -> Response {
     let safe = |s: &str| !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    let gone = || ApiError::not_found("no such image: result URLs expire an hour after they are made; make the request again").into_response();
+    let gone = || ApiError::not_found(format!("no such image: result URLs expire {} after they are made; make the request again", shown_age(app.keep_results))).into_response();
     if !safe(&request) || !request.starts_with("img_") || !safe(&name) || !name.ends_with(".png") {
         return gone();
     }
     let path = app.dir.join("images").join(&request).join("out").join(&name);
-    let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age < URL_LIFETIME);
+    let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age < app.keep_results);
     if !fresh {
         return gone();
     }
@@ -307,20 +394,52 @@ pub async fn file(State(app): State<Arc<App>>, Path((request, name)): Path<(Stri
     }
 }
 
-/// Delete `url` results (and any folder a crash left) once they are older than [`URL_LIFETIME`].
+/// Delete `url` results, and what failed or interrupted requests left (their folders and their
+/// jobs' raw artifacts), once older than `[server] keep_results_h`.
 pub fn start_janitor(app: &Arc<App>) {
-    let dir = app.dir.join("images");
+    let a = app.clone();
+    // Often enough that nothing outlives its time by more than a tenth of it.
+    let every = (app.keep_results / 10).clamp(Duration::from_secs(1), Duration::from_secs(300));
     app.spawn(async move {
         loop {
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for e in entries.flatten() {
-                    let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > URL_LIFETIME);
-                    if old {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(300)).await;
+            let b = a.clone();
+            let _ = tokio::task::spawn_blocking(move || sweep(&b)).await;
+            tokio::time::sleep(every).await;
         }
     });
+}
+
+fn sweep(app: &App) {
+    let old = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > app.keep_results);
+    let images = app.dir.join("images");
+    for e in std::fs::read_dir(&images).into_iter().flatten().flatten() {
+        if old(&e.path()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    // Job folders of the server's image requests (never those of videos: they live until DELETE).
+    let jobs = app.runner.db.job_dir("");
+    for e in std::fs::read_dir(&jobs).into_iter().flatten().flatten() {
+        if !old(&e.path()) {
+            continue;
+        }
+        let Some(id) = e.file_name().to_str().map(str::to_string) else { continue };
+        if let Ok(Some(j)) = app.runner.db.get(&id) {
+            if j.state.is_final() && job_is_under(&j, &images) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// "1 h", "5 min", "30 s": how long results are kept, for messages.
+pub(crate) fn shown_age(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{} h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
 }

@@ -53,6 +53,11 @@ pub async fn render(State(app): State<Arc<App>>) -> Response {
     out.push_str("# HELP atelier_http_requests_in_flight Requests being served now.\n# TYPE atelier_http_requests_in_flight gauge\n");
     // This scrape itself is in flight; leave it out.
     let _ = writeln!(out, "atelier_http_requests_in_flight {}", (app.metrics.in_flight.load(Ordering::Relaxed) - 1).max(0));
+    out.push_str("# HELP atelier_model_requests Requests per model holding a turn (running) or waiting for one ([server] max_queue).\n# TYPE atelier_model_requests gauge\n");
+    for (model, (running, waiting)) in app.admission.snapshot() {
+        let _ = writeln!(out, "atelier_model_requests{{model=\"{}\",state=\"running\"}} {running}", escape(&model));
+        let _ = writeln!(out, "atelier_model_requests{{model=\"{}\",state=\"waiting\"}} {waiting}", escape(&model));
+    }
     out.push_str("# HELP atelier_videos Video jobs made through this server, by status.\n# TYPE atelier_videos gauge\n");
     let by_status = app.store.count_by_status().unwrap_or_default();
     for s in ["queued", "in_progress", "completed", "failed"] {

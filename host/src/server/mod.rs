@@ -5,10 +5,12 @@
 //! tokens`), plus `/healthz` and `/metrics`. Videos run in background tasks on the shared job
 //! runner; they are recorded in `<state dir>/server.sqlite` and resumed when the server starts.
 
+pub(crate) mod admission;
 pub mod auth;
 pub mod errors;
 pub mod form;
 pub mod images;
+mod listen;
 pub mod metrics;
 pub mod models;
 pub mod request;
@@ -30,6 +32,16 @@ use tokio::net::TcpListener;
 
 /// Largest request body when `[server] max_body_mb` is not set: OpenAI's own per-image cap.
 pub const DEFAULT_MAX_BODY_MB: u64 = 50;
+/// Seconds a connection has to send a request's headers when `[server] header_timeout_s` is not
+/// set; also how long an idle keep-alive connection stays open.
+pub const DEFAULT_HEADER_TIMEOUT_S: f64 = 10.0;
+/// Seconds a request has to send its whole body when `[server] body_timeout_s` is not set
+/// (50 MiB at 4 Mbit/s).
+pub const DEFAULT_BODY_TIMEOUT_S: f64 = 120.0;
+/// Open connections when `[server] max_connections` is not set.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// Hours `url` results are kept when `[server] keep_results_h` is not set (OpenAI's URLs lived 60 minutes).
+pub const DEFAULT_KEEP_RESULTS_H: f64 = 1.0;
 
 /// How the server is started.
 #[derive(Clone, Debug)]
@@ -58,6 +70,11 @@ pub struct App {
     pub public_url: Option<String>,
     /// Largest request body, bytes.
     pub max_body: u64,
+    /// Time a request has to send its body.
+    pub body_timeout: std::time::Duration,
+    /// How long `url` results (and what failed requests leave) are kept.
+    pub keep_results: std::time::Duration,
+    pub(crate) admission: admission::Admission,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     // Held, never sent: the runner's cancel signal would cancel jobs at the provider, and a server
     // that stops must leave its jobs pending so the next start resumes them.
@@ -134,7 +151,15 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
     let events = videos::progress_events(db.clone(), store.clone(), dir.join("videos"));
     let runner = Arc::new(Runner::new(db, rx).with_events(Arc::new(move |e: RunnerEvent| events(e))));
     let max_body = rt.settings.server.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) << 20;
+    let ss = &rt.settings.server;
+    let conn = listen::ConnLimits {
+        header_timeout: std::time::Duration::from_secs_f64(ss.header_timeout_s.unwrap_or(DEFAULT_HEADER_TIMEOUT_S)),
+        max_connections: listen::fit_fd_limit(ss.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) as usize, &shown),
+    };
     let app = Arc::new(App {
+        body_timeout: std::time::Duration::from_secs_f64(ss.body_timeout_s.unwrap_or(DEFAULT_BODY_TIMEOUT_S)),
+        keep_results: std::time::Duration::from_secs_f64(ss.keep_results_h.unwrap_or(DEFAULT_KEEP_RESULTS_H) * 3600.0),
+        admission: admission::Admission::new(ss),
         public_url: rt.settings.server.public_url.clone(),
         rt: Arc::new(rt),
         runner,
@@ -149,7 +174,7 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
     videos::resume_all(&app)?;
     images::start_janitor(&app);
     let router = router(app.clone(), Arc::new(tokens));
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(listen::serve(listener, router, conn));
     tracing::info!("atelier serve: listening on http://{addr}/v1 ({} plugin(s))", app.rt.manifests().count());
     Ok(Running { addr, app, server })
 }

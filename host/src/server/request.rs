@@ -15,9 +15,10 @@ pub fn limits(app: &App) -> DecodeLimits {
     DecodeLimits { max_pixels: app.rt.settings.limits.max_pixels, max_dimension: app.rt.settings.limits.max_dimension }
 }
 
-/// Check an uploaded image (`field` names it in errors): a real image, within the limits (413 if
-/// not, before decoding), decodable. Returns the pixels and the file extension it should carry.
-pub fn image(app: &App, field: &str, bytes: &[u8]) -> ApiResult<(Image, &'static str)> {
+/// The cheap checks of an uploaded image (`field` names it in errors), from its first bytes only:
+/// a format atelier reads, within the limits (413 if not). Returns its size and the file
+/// extension it should carry. No pixels are decoded: that waits for the request's turn.
+pub fn image_header(app: &App, field: &str, bytes: &[u8]) -> ApiResult<((u32, u32), &'static str)> {
     let Some(mime) = imageio::sniff_mime(bytes).filter(|m| m.starts_with("image/")) else {
         return Err(ApiError::field(field, format!("`{field}` is not an image atelier can read; send a PNG, JPEG, WebP or GIF file")).with_code("invalid_image_format"));
     };
@@ -28,15 +29,29 @@ pub fn image(app: &App, field: &str, bytes: &[u8]) -> ApiResult<(Image, &'static
     if let Err(e) = imageio::check_size(w, h, limits(app), &format!("`{field}`")) {
         return Err(ApiError::too_large(Some(field), format!("{e:#}")));
     }
-    let img = imageio::decode(bytes, limits(app), &format!("`{field}`")).map_err(|e| ApiError::field(field, format!("{e:#}")))?;
-    Ok((img, imageio::extension(mime)))
+    Ok(((w, h), imageio::extension(mime)))
+}
+
+/// Decode an image (after [`image_header`]) on the blocking pool: a 400 naming `field` if the
+/// pixels are broken.
+pub async fn decode(app: &App, field: &str, bytes: bytes::Bytes) -> ApiResult<Image> {
+    let (lim, f) = (limits(app), field.to_string());
+    tokio::task::spawn_blocking(move || imageio::decode(&bytes, lim, &format!("`{f}`")).map_err(|e| ApiError::field(&f, format!("{e:#}"))))
+        .await
+        .map_err(|e| ApiError::internal(format!("decoding `{field}` stopped: {e}")))?
+}
+
+/// [`decode`] of a file saved earlier, dropping the pixels: only whether they decode matters.
+pub async fn check_decodes(app: &App, field: &str, path: &Path) -> ApiResult<()> {
+    let bytes = tokio::fs::read(path).await.map_err(|e| ApiError::internal(format!("{}: cannot read the upload back: {e}", path.display())))?;
+    decode(app, field, bytes.into()).await.map(drop)
 }
 
 /// Write bytes into a request's folder.
-pub fn save(dir: &Path, name: &str, bytes: &[u8]) -> ApiResult<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| ApiError::internal(format!("{}: cannot create the folder: {e}; check the state dir's permissions and free space", dir.display())))?;
+pub async fn save(dir: &Path, name: &str, bytes: &[u8]) -> ApiResult<PathBuf> {
+    tokio::fs::create_dir_all(dir).await.map_err(|e| ApiError::internal(format!("{}: cannot create the folder: {e}; check the state dir's permissions and free space", dir.display())))?;
     let p = dir.join(name);
-    std::fs::write(&p, bytes).map_err(|e| ApiError::internal(format!("{}: cannot write: {e}; check the state dir's free space", p.display())))?;
+    tokio::fs::write(&p, bytes).await.map_err(|e| ApiError::internal(format!("{}: cannot write: {e}; check the state dir's free space", p.display())))?;
     Ok(p)
 }
 

@@ -141,6 +141,33 @@ impl Store {
         Ok(())
     }
 
+    /// Its turn came: the pipeline runs (the job is not known yet).
+    pub fn set_started(&self, id: &str) -> Result<()> {
+        self.conn.lock().unwrap().execute("UPDATE videos SET status = 'in_progress' WHERE id = ?1 AND status = 'queued'", params![id])?;
+        Ok(())
+    }
+
+    /// An estimated percentage for a video whose provider reports none yet (no job on record:
+    /// once the runner reports, its figures win). Never goes down.
+    pub fn set_estimate(&self, id: &str, progress: u32) -> Result<()> {
+        self.conn.lock().unwrap().execute(
+            "UPDATE videos SET progress = MAX(progress, ?2) WHERE id = ?1 AND status = 'in_progress' AND job IS NULL",
+            params![id, progress.min(95)],
+        )?;
+        Ok(())
+    }
+
+    /// How long this model's last (up to 10) completed videos took, seconds; None before the first.
+    pub fn typical_seconds(&self, model: &str) -> Result<Option<f64>> {
+        let conn = self.conn.lock().unwrap();
+        let avg: Option<f64> = conn.query_row(
+            "SELECT AVG(completed_at - created_at) FROM (SELECT completed_at, created_at FROM videos WHERE model = ?1 AND status = 'completed' ORDER BY completed_at DESC LIMIT 10)",
+            params![model],
+            |r| r.get(0),
+        )?;
+        Ok(avg)
+    }
+
     /// Finished with this file.
     pub fn set_completed(&self, id: &str, job: &str, output: &Path, mime: &str, at: u64) -> Result<()> {
         self.conn.lock().unwrap().execute(

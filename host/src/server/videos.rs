@@ -6,6 +6,7 @@ use super::auth::Caller;
 use super::errors::{ApiError, ApiResult};
 use super::form::Form;
 use super::models::{self, Want};
+use super::admission::Place;
 use super::store::{Deleted, Store, VideoRequest, VideoRow};
 use super::{App, new_id, now_s, request};
 use crate::jobs::runner::JobOutcome;
@@ -84,7 +85,7 @@ fn owned(app: &App, caller: &Caller, id: &str) -> ApiResult<VideoRow> {
 
 /// `POST /v1/videos`: check everything, store the request, start the job, answer `queued`.
 pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, req: Request) -> ApiResult<Response> {
-    let mut form = Form::read(req, app.max_body).await?;
+    let mut form = Form::read(req, app.max_body, app.body_timeout).await?;
     let refs = form.files(&["input_reference"])?;
     let prompt = request::prompt(&mut form)?;
     let model = form.text("model")?;
@@ -112,7 +113,7 @@ pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     if refs.len() > 1 {
         return Err(ApiError::field("input_reference", "give one `input_reference` (the first frame)"));
     }
-    let (_, ext) = request::image(&app, "input_reference", &reference.bytes)?;
+    let (_, ext) = request::image_header(&app, "input_reference", &reference.bytes)?;
     let id = new_id("video_");
     let dir = app.dir.join("videos").join(&id);
     let vreq = VideoRequest { input: dir.join(format!("input.{ext}")), prompt, model: c.plugin.id().to_string(), seed, params, out_file: dir.join("video.out") };
@@ -122,7 +123,10 @@ pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     if let Some(name) = c.plugin.grants.missing_secrets().first() {
         return Err(ApiError::internal(format!("model `{}` is not set up on this server: {}", c.plugin.id(), c.plugin.grants.missing_secret_message(name))));
     }
-    request::save(&dir, &format!("input.{ext}"), &reference.bytes)?;
+    // A place in the model's line is kept by the video's task until it ends; none left → 429 now.
+    let place = app.admission.enter(&c.plugin)?;
+    request::decode(&app, "input_reference", reference.bytes.clone()).await?;
+    request::save(&dir, &format!("input.{ext}"), &reference.bytes).await?;
     let shown = |name: &str| resolved.iter().find(|p| p.name == name).map(|p| crate::params::show(&p.value));
     let row = VideoRow {
         id: id.clone(),
@@ -144,7 +148,7 @@ pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     app.store.insert(&row).map_err(|e| ApiError::internal(format!("cannot record the video: {e:#}")))?;
     tracing::info!(target: "atelier::server", "{id}: video by {} with {}", caller.0, row.model);
     let a = app.clone();
-    app.spawn(async move { run(&a, &id, ereq).await });
+    app.spawn(async move { run(&a, &id, place, ereq).await });
     Ok(with_poll_header(&row))
 }
 
@@ -164,9 +168,27 @@ fn edit_request(v: &VideoRequest, force: bool) -> EditRequest {
     }
 }
 
-/// The whole pipeline for one video, recording how it ended.
-async fn run(app: &App, id: &str, req: EditRequest) {
-    let r = edit_named(&app.rt, &app.runner, &req, Some(id)).await;
+/// The whole pipeline for one video once its turn comes (`queued` until then, `in_progress`
+/// after), recording how it ended.
+async fn run(app: &App, id: &str, place: Place, req: EditRequest) {
+    let _turn = place.turn().await;
+    run_pipeline(app, id, &req).await
+}
+
+/// The pipeline, with the video `in_progress` while the work is done: from its turn on for a
+/// model that works in this process (no network: `classic`), from the provider's acceptance on
+/// (the runner's first report) for the others.
+async fn run_pipeline(app: &App, id: &str, req: &EditRequest) {
+    let in_process = app.rt.model(&req.model).is_ok_and(|p| p.http().is_none());
+    if in_process {
+        if let Err(e) = app.store.set_started(id) {
+            tracing::warn!(target: "atelier::server", "{id}: cannot record the start: {e:#}");
+        }
+    }
+    let r = tokio::select! {
+        r = edit_named(&app.rt, &app.runner, req, Some(id)) => r,
+        never = estimate_progress(app, id, &req.model) => match never {},
+    };
     match r {
         Ok(r) => match r.outputs.first() {
             Some(o) => completed(app, id, o),
@@ -175,6 +197,22 @@ async fn run(app: &App, id: &str, req: EditRequest) {
         Err(e) => {
             let ae = ApiError::from_run(&e);
             failed(app, id, ae.code.unwrap_or("video_generation_failed"), &ae.message)
+        }
+    }
+}
+
+/// While a model that reports no progress of its own runs (classic renders a whole video in one
+/// call), an estimate: the time so far against how long this model's last videos took, capped
+/// at 95 %. Stops counting as soon as the runner reports for the job (the row then names it).
+async fn estimate_progress(app: &App, id: &str, model: &str) -> std::convert::Infallible {
+    let started = Instant::now();
+    let typical = app.store.typical_seconds(model).ok().flatten().map(|s| s.max(1.0));
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(typical) = typical else { continue };
+        let pct = (started.elapsed().as_secs_f64() / typical * 100.0) as u32;
+        if let Err(e) = app.store.set_estimate(id, pct) {
+            tracing::warn!(target: "atelier::server", "{id}: cannot record progress: {e:#}");
         }
     }
 }
@@ -317,7 +355,14 @@ pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
         let a = app.clone();
         app.spawn(async move {
             let id = row.id.clone();
-            if let Err(e) = resume(&a, row).await {
+            // Accepted before the restart, so never refused now; it still waits for a turn.
+            let turn = match a.rt.model(&row.model) {
+                Ok(p) => Some(a.admission.enter_resumed(&p).turn().await),
+                Err(_) => None,
+            };
+            let r = resume(&a, row).await;
+            drop(turn);
+            if let Err(e) = r {
                 let ae = ApiError::from_run(&e);
                 failed(&a, &id, ae.code.unwrap_or("video_generation_failed"), &ae.message);
             }
@@ -334,8 +379,9 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
         None => db.list(&[])?.into_iter().find(|j| video_of(j, &dir).as_deref() == Some(row.id.as_str())),
     };
     let Some(j) = job else {
-        // Stopped before any job was recorded, so nothing reached a provider: run it again.
-        run(app, &row.id, edit_request(&row.request, true)).await;
+        // Stopped before any job was recorded, so nothing reached a provider: run it again
+        // (its turn is held by the caller).
+        run_pipeline(app, &row.id, &edit_request(&row.request, true)).await;
         return Ok(());
     };
     let outcome: JobOutcome = match j.state {

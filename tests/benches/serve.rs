@@ -1,0 +1,160 @@
+//! Issue 11's benchmark: `atelier serve` (classic, no keys) under concurrent `images.edit` calls
+//! (multipart, a 512² PNG) at concurrency 1, 4, 16 and 64: requests per second, p50 / p95 latency,
+//! how many were shed with 429 (retried after `Retry-After`, as the OpenAI SDKs do), and the
+//! server's peak and after-burst RSS.
+//!
+//! The server runs in a child process (this binary again, started with `ATELIER_BENCH_SERVE=1`,
+//! calling `atelier::server::start` as `atelier serve --insecure-no-auth` does), so the RSS read
+//! from `/proc/<pid>/status` is the server's alone.
+//! Run: `cargo bench -p atelier-tests --bench serve` (`REQUESTS=N` per level, default 4 × concurrency, at least 16).
+
+use atelier_tests::{plugins_dir, runtime_over};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() {
+    if std::env::var_os("ATELIER_BENCH_SERVE").is_some() {
+        return serve();
+    }
+    // The child: a server on a free loopback port, which prints its address.
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("ATELIER_BENCH_SERVE", "1")
+        .env("ATELIER_BENCH_STATE", state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().to_string();
+    assert!(!addr.is_empty(), "the server did not start");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(drive(&addr, pid));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The server side: `atelier serve` over the classic plugin, with no tokens, on loopback.
+fn serve() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let state = std::path::PathBuf::from(std::env::var_os("ATELIER_BENCH_STATE").unwrap());
+        let runtime = runtime_over(vec![plugins_dir().join("classic")], "", std::env::temp_dir().join("atelier-bench-cache"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = atelier::server::start(runtime, listener, atelier::server::ServeOptions { state_dir: state, insecure_no_auth: true }).await.unwrap();
+        println!("{}", running.addr);
+        running.wait().await.unwrap();
+    });
+}
+
+/// KiB of `field` (`VmRSS:`, `VmHWM:`) of process `pid`.
+fn kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn multipart(png: &[u8], seed: usize) -> (String, Vec<u8>) {
+    let boundary = "----atelier-bench-7d9f";
+    let mut body = vec![];
+    for (name, value) in [("model", "classic"), ("prompt", "oil painting, warmer, vignette"), ("seed", &seed.to_string())] {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"photo.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+    body.extend_from_slice(png);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn drive(addr: &str, pid: u32) {
+    let png = {
+        let img = image::RgbaImage::from_fn(512, 512, |x, y| image::Rgba([(x / 2) as u8, (y / 2) as u8, ((x * y) % 251) as u8, 255]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/images/edits");
+    // Warm up: the first call compiles nothing (the cache is warm after one run) but faults in the pool.
+    let (ct, body) = multipart(&png, 0);
+    let r = client.post(&url).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    println!("server pid {pid}, RSS after one edit: {} MiB", kib(pid, "VmRSS:") / 1024);
+    println!("{:>11} {:>8} {:>8} {:>9} {:>9} {:>6} {:>14} {:>16}", "concurrency", "requests", "req/s", "p50 s", "p95 s", "429s", "peak RSS MiB", "after-burst MiB");
+    for concurrency in [1usize, 4, 16, 64] {
+        let n: usize = std::env::var("REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or((4 * concurrency).max(16));
+        let next = Arc::new(AtomicU64::new(0));
+        let shed = Arc::new(AtomicU64::new(0));
+        let peak = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (peak, done) = (peak.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(kib(pid, "VmRSS:"), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let t = Instant::now();
+        let mut workers = vec![];
+        for _ in 0..concurrency {
+            let (client, url, png, next, shed) = (client.clone(), url.clone(), png.clone(), next.clone(), shed.clone());
+            workers.push(tokio::spawn(async move {
+                let mut latencies = vec![];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    if i >= n {
+                        return latencies;
+                    }
+                    let started = Instant::now();
+                    // As the OpenAI SDKs do: a 429 is retried after its Retry-After.
+                    for _attempt in 0..20 {
+                        let (ct, body) = multipart(&png, i + 1);
+                        let r = client.post(&url).header("content-type", ct).body(body).send().await.unwrap();
+                        match r.status().as_u16() {
+                            200 => {
+                                r.bytes().await.unwrap();
+                                break;
+                            }
+                            429 => {
+                                shed.fetch_add(1, Ordering::Relaxed);
+                                let wait: u64 = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1);
+                                tokio::time::sleep(Duration::from_secs(wait)).await;
+                            }
+                            s => panic!("HTTP {s}: {}", r.text().await.unwrap()),
+                        }
+                    }
+                    latencies.push(started.elapsed().as_secs_f64());
+                }
+            }));
+        }
+        let mut lat = vec![];
+        for w in workers {
+            lat.extend(w.await.unwrap());
+        }
+        let wall = t.elapsed().as_secs_f64();
+        done.store(true, Ordering::Relaxed);
+        sampler.await.unwrap();
+        // After the burst: give the server a moment to finish its clean-up and hand memory back.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = kib(pid, "VmRSS:");
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "{concurrency:>11} {:>8} {:>8.1} {:>9.3} {:>9.3} {:>6} {:>14} {:>16}",
+            lat.len(),
+            lat.len() as f64 / wall,
+            pct(0.5),
+            pct(0.95),
+            shed.load(Ordering::Relaxed),
+            peak.load(Ordering::Relaxed) / 1024,
+            after / 1024
+        );
+    }
+    println!("server VmHWM (peak RSS over the whole run): {} MiB", kib(pid, "VmHWM:") / 1024);
+}
