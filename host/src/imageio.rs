@@ -46,8 +46,8 @@ pub fn check_claimed(claimed: &str, head: &[u8]) -> std::result::Result<&'static
         ("any media type atelier writes", "PNG, JPEG, WebP, GIF, MP4 or WebM")
     } else {
         return Err(format!(
-            "that is not a media type atelier writes (images: PNG, JPEG, WebP, GIF; videos: MP4, WebM){}",
-            sniff_mime(head).map(|m| format!(" — the bytes are {m}")).unwrap_or_else(|| format!(" ({})", starts_with(head)))
+            "that is not a media type atelier writes (images: PNG, JPEG, WebP, GIF; videos: MP4, WebM; {})",
+            sniff_mime(head).map(|m| format!("the bytes are {m}")).unwrap_or_else(|| starts_with(head))
         ));
     };
     match sniff_mime(head) {
@@ -123,14 +123,14 @@ pub fn read(path: &Path, limits: DecodeLimits) -> Result<(Image, Vec<u8>)> {
     Ok((img, bytes))
 }
 
-/// Which limit a `w`×`h` picture breaks, if any: what is wrong and the `[limits]` key that governs it.
-/// In `u64`, `w × h` of two `u32`s cannot overflow.
+/// Which limit a `w`×`h` picture breaks, if any: how (to follow "is") and the `[limits]` key that
+/// governs it. In `u64`, `w × h` of two `u32`s cannot overflow.
 fn over_limit(w: u32, h: u32, limits: DecodeLimits) -> Option<(String, &'static str)> {
     if w > limits.max_dimension || h > limits.max_dimension {
-        return Some((format!("{w}x{h} is larger than the {} px side limit", limits.max_dimension), "max_dimension"));
+        return Some((format!("larger than the {} px side limit", limits.max_dimension), "max_dimension"));
     }
     let px = u64::from(w) * u64::from(h);
-    (px > limits.max_pixels).then(|| (format!("{w}x{h} = {} is more than the {} limit", pixels(px), pixels(limits.max_pixels)), "max_pixels"))
+    (px > limits.max_pixels).then(|| (format!("{}, more than the {} limit", pixels(px), pixels(limits.max_pixels)), "max_pixels"))
 }
 
 /// `121 Mpx`, or `4000 px` under a megapixel (so a small test limit is not shown as 0 Mpx).
@@ -144,7 +144,19 @@ pub fn check_size(w: u32, h: u32, limits: DecodeLimits, name: &str) -> Result<()
         bail!("{name}: the image is empty ({w}x{h})");
     }
     if let Some((what, key)) = over_limit(w, h, limits) {
-        bail!("{name}: {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
+        bail!("{name}: {w}x{h} is {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
+    }
+    Ok(())
+}
+
+/// Refuse an input size a model asked for in `prepare` (`who` names it) when no image of that
+/// size could be made within the limits; nothing has been sent yet.
+pub fn check_asked_size(w: u32, h: u32, limits: DecodeLimits, who: &str) -> Result<()> {
+    if w == 0 || h == 0 {
+        bail!("{who} asked for inputs of exactly {w}x{h}, an empty size; nothing was sent (a bug in the plugin: report it to its author)");
+    }
+    if let Some((what, key)) = over_limit(w, h, limits) {
+        bail!("{who} asked for inputs of exactly {w}x{h}, which is {what}; nothing was sent (raise [limits] {key} in atelier.toml if such sizes are genuine, else report it to the plugin's author)");
     }
     Ok(())
 }
@@ -159,7 +171,7 @@ pub fn check_image(img: &Image, limits: DecodeLimits, who: &str) -> Result<()> {
         bail!("{who} returned an empty image ({w}x{h}); it was refused (a bug in the plugin: report it to its author)");
     }
     if let Some((what, key)) = over_limit(w, h, limits) {
-        bail!("{who} returned an image of {what}; it was refused (raise [limits] {key} in atelier.toml if such images are genuine)");
+        bail!("{who} returned a {w}x{h} image, which is {what}; it was refused (raise [limits] {key} in atelier.toml if such images are genuine)");
     }
     let expected = (w as usize).checked_mul(h as usize).and_then(|p| p.checked_mul(4));
     if expected != Some(img.pixels.len()) {
@@ -181,7 +193,13 @@ pub fn check_gif(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<()> {
         bail!("{name}: not a GIF (no GIF87a/GIF89a header)");
     }
     let le = |at: usize| u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
-    check_size(le(6), le(8), limits, &format!("{name} (GIF logical screen)"))?;
+    let (w, h) = (le(6), le(8));
+    if w == 0 || h == 0 {
+        bail!("{name}: the GIF's logical screen is empty ({w}x{h})");
+    }
+    if let Some((what, key)) = over_limit(w, h, limits) {
+        bail!("{name}: the GIF's logical screen ({w}x{h}) is {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
+    }
     let table = |packed: u8| if packed & 0x80 != 0 { 3usize << ((packed & 7) + 1) } else { 0 };
     let mut at = 13 + table(b[10]);
     let mut frame = 0u64;
@@ -197,7 +215,7 @@ pub fn check_gif(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<()> {
                 frame += 1;
                 let (w, h) = (le(at + 5), le(at + 7));
                 if let Some((what, key)) = over_limit(w, h, limits) {
-                    bail!("{name}: GIF frame {frame} is {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
+                    bail!("{name}: GIF frame {frame} ({w}x{h}) is {what}; refused before decoding (raise [limits] {key} in atelier.toml if it is genuine)");
                 }
                 // Descriptor, local colour table, LZW minimum code size, then the data sub-blocks.
                 at = skip_sub_blocks(b, at + 10 + table(b[at + 9]) + 1);
@@ -338,9 +356,9 @@ mod tests {
     fn gif_screen_and_frames_are_checked_before_decoding() {
         assert_eq!(decode(&gif((1, 1), (1, 1)), LIMITS, "ok.gif").unwrap().pixels, vec![255, 255, 255, 255]);
         let e = decode(&gif((11000, 11000), (1, 1)), LIMITS, "screen.gif").unwrap_err().to_string();
-        assert!(e.contains("screen.gif (GIF logical screen): 11000x11000 = 121 Mpx is more than the 100 Mpx limit") && e.contains("[limits] max_pixels"), "{e}");
+        assert!(e.contains("screen.gif: the GIF's logical screen (11000x11000) is 121 Mpx, more than the 100 Mpx limit") && e.contains("[limits] max_pixels"), "{e}");
         let e = check_gif(&gif((1, 1), (11000, 11000)), LIMITS, "frame.gif").unwrap_err().to_string();
-        assert!(e.contains("GIF frame 1 is 11000x11000") && e.contains("refused before decoding"), "{e}");
+        assert!(e.contains("GIF frame 1 (11000x11000) is 121 Mpx") && e.contains("refused before decoding"), "{e}");
         let small = DecodeLimits { max_pixels: 1000, max_dimension: 50 };
         let e = check_gif(&gif((10, 10), (60, 1)), small, "wide.gif").unwrap_err().to_string();
         assert!(e.contains("larger than the 50 px side limit") && e.contains("max_dimension"), "{e}");
@@ -354,7 +372,7 @@ mod tests {
         let who = "filter plugin `big`";
         let huge = Image { width: 1 << 31, height: 1 << 31, pixels: vec![] };
         let e = check_image(&huge, LIMITS, who).unwrap_err().to_string();
-        assert!(e.contains("filter plugin `big` returned an image of 2147483648x2147483648") && e.contains("[limits] max_dimension"), "{e}");
+        assert!(e.contains("filter plugin `big` returned a 2147483648x2147483648 image, which is larger than the 32768 px side limit") && e.contains("[limits] max_dimension"), "{e}");
         // No limit in the way: the size still has to match the pixels, without wrapping to 0.
         let open = DecodeLimits { max_pixels: u64::MAX, max_dimension: u32::MAX };
         let e = check_image(&huge, open, who).unwrap_err().to_string();
@@ -365,8 +383,11 @@ mod tests {
         assert!(check_image(&Image { width: 0, height: 3, pixels: vec![] }, LIMITS, who).unwrap_err().to_string().contains("empty"));
         let ok = Image { width: 4, height: 4, pixels: vec![0; 64] };
         check_image(&ok, LIMITS, who).unwrap();
+        let e = check_asked_size(1 << 31, 1 << 31, LIMITS, "model `m`").unwrap_err().to_string();
+        assert!(e.contains("model `m` asked for inputs of exactly 2147483648x2147483648, which is larger than the 32768 px side limit; nothing was sent"), "{e}");
+        assert!(check_asked_size(0, 8, LIMITS, "model `m`").is_err() && check_asked_size(640, 480, LIMITS, "model `m`").is_ok());
         let e = check_image(&ok, DecodeLimits { max_pixels: 10, max_dimension: 100 }, who).unwrap_err().to_string();
-        assert!(e.contains("4x4 = 16 px is more than the 10 px limit") && e.contains("[limits] max_pixels"), "{e}");
+        assert!(e.contains("4x4 image, which is 16 px, more than the 10 px limit") && e.contains("[limits] max_pixels"), "{e}");
     }
 
     #[test]
@@ -383,7 +404,8 @@ mod tests {
         let e = check_claimed("image/gif", html).unwrap_err();
         assert_eq!(e, "its bytes are not an image (they start with `<html><body>503<`; atelier writes PNG, JPEG, WebP or GIF)");
         let e = check_claimed("text/html", html).unwrap_err();
-        assert!(e.starts_with("that is not a media type atelier writes") && e.contains("`<html>"), "{e}");
+        assert_eq!(e, "that is not a media type atelier writes (images: PNG, JPEG, WebP, GIF; videos: MP4, WebM; they start with `<html><body>503<`)");
+        assert!(check_claimed("text/html", &png).unwrap_err().ends_with("; the bytes are image/png)"));
         assert!(check_claimed("video/mp4", &png).unwrap_err().contains("still image (image/png), not a video"));
         assert!(check_claimed("image/png", mp4).unwrap_err().contains("a video (video/mp4), not an image"));
         assert!(check_claimed("image/heic", b"\0\0\0\x18ftypheic\0\0\0\0").unwrap_err().contains("its bytes are not an image"), "HEIC is not an MP4");

@@ -175,8 +175,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     };
     if let Some((w, h)) = plan.exact_size {
         // A size the plugin asks for is checked like any size it returns, before a buffer is made.
-        imageio::check_size(w, h, limits, &format!("model `{}` asked (in `prepare`) for inputs of exactly {w}x{h}", plugin.id()))
-            .context("the request was not sent; this is a bug in the plugin or its configuration")?;
+        imageio::check_asked_size(w, h, limits, &format!("model `{}` (in `prepare`)", plugin.id()))?;
         let c = match &catalog {
             Some(c) => c,
             None => &Catalog::load(rt).await?,
@@ -342,11 +341,12 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
     prov["notes"] = json!(a.notes);
     prov["timings"]["model_ms"] = json!(outcome.millis);
     // Errors about what the plugin returned name it; the raw file stays in the job folder.
-    let name = format!("output {index} from plugin `{}` ({})", plan.provenance["engine"].as_str().unwrap_or("?"), a.path.display());
+    let name = format!("plugin `{}`'s file {}", plan.provenance["engine"].as_str().unwrap_or("?"), a.path.display());
+    let refused = |e: anyhow::Error| anyhow::anyhow!("{e:#}; the output was not written");
     let bytes = std::fs::read(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()))?;
     if a.mime.starts_with("image/") && a.mime != "image/gif" {
         let t = Instant::now();
-        let mut img = imageio::decode(&bytes, limits, &name)?;
+        let mut img = imageio::decode(&bytes, limits, &name).map_err(refused)?;
         drop(bytes);
         if !post.is_empty() {
             img = block_on(steps::run(&outcome.job, img, post))?;
@@ -369,7 +369,7 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
         }
         // A GIF is not decoded here, but whatever opens it will: its screen and frames keep to the limits.
         if a.mime == "image/gif" {
-            imageio::check_gif(&bytes, limits, &name).context("the output was not written")?;
+            imageio::check_gif(&bytes, limits, &name).map_err(refused)?;
         }
         let (w, h) = match image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok()) {
             Some((w, h)) => (Some(w), Some(h)),
