@@ -379,26 +379,61 @@ impl Runner {
     }
 
     /// Store every artifact in the job folder (downloading where needed) and record the outcome.
+    /// What the plugin handed back is checked before anything is kept: the number of artifacts
+    /// against its `max_artifacts` (over it, the call fails), each artifact's notes against
+    /// `max_notes_kb` and its bytes against the media type it claims (a refused artifact becomes a
+    /// failure of that output and is not stored).
     async fn finish(&self, plugin: &Plugin, job: &str, o: wb::Outcome, started: Instant) -> Result<JobOutcome> {
+        let (id, limits, config_path) = (plugin.id(), &plugin.limits, plugin.grants.config_path.as_str());
+        let max = limits.max_artifacts as usize;
+        if o.artifacts.len() > max || o.failures.len() > max {
+            let what = if o.artifacts.len() >= o.failures.len() {
+                format!("returned {} artifacts", o.artifacts.len())
+            } else {
+                format!("reported {} failed outputs", o.failures.len())
+            };
+            return self.fail(job, JobState::Failed, limits.over_message(id, config_path, "max_artifacts", &what));
+        }
         self.emit(RunnerEvent::Fetching { job: job.into() });
         let dir = self.db.job_dir(job);
         tokio::fs::create_dir_all(&dir).await?;
         let mut artifacts = vec![];
-        let mut failures: Vec<(u32, String)> = o.failures.iter().map(|f| (f.index, explain(plugin.id(), &f.error, 1))).collect();
+        let mut failures: Vec<(u32, String)> = o.failures.iter().map(|f| (f.index, explain(id, &f.error, 1))).collect();
+        let max_notes = (limits.max_notes_kb as usize).saturating_mul(1024);
         for (i, a) in o.artifacts.into_iter().enumerate() {
             let i = i as u32;
-            let tmp = dir.join(format!("raw-{i}.part"));
-            let fetched = match a.body {
-                wb::Body::Inline(bytes) => tokio::fs::write(&tmp, &bytes).await.map_err(|e| e.to_string()),
-                wb::Body::Download(d) => self.download(plugin, &d, &tmp).await,
-            };
-            if let Err(m) = fetched {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                failures.push((i, m));
+            // Notes are copied into the PNG and its sidecar: counted as stored, a JSON pair each.
+            let notes = a.notes.iter().fold(0usize, |n, (k, v)| n.saturating_add(k.len()).saturating_add(v.len()).saturating_add(6));
+            if notes > max_notes {
+                let what = format!("returned an output with {} KiB of notes (the output was not written)", notes.div_ceil(1024));
+                failures.push((i, limits.over_message(id, config_path, "max_notes_kb", &what)));
                 continue;
             }
-            let head = read_head(&tmp).await;
-            let mime = crate::imageio::sniff_mime(&head).map(str::to_string).unwrap_or(a.mime);
+            let label = printable(&clipped(&a.mime, 100)).into_owned();
+            let claimed = |head: &[u8]| {
+                crate::imageio::check_claimed(&a.mime, head)
+                    .map_err(|why| format!("plugin `{id}` returned this output labelled `{label}`, but {why}; the output was not written"))
+            };
+            // Inline bytes are checked before they reach the disk, downloads as soon as they are there.
+            let tmp = dir.join(format!("raw-{i}.part"));
+            let fetched = match a.body {
+                wb::Body::Inline(bytes) => match claimed(&bytes[..bytes.len().min(64)]) {
+                    Ok(mime) => tokio::fs::write(&tmp, &bytes).await.map(|_| mime).map_err(|e| e.to_string()),
+                    Err(m) => Err(m),
+                },
+                wb::Body::Download(d) => match self.download(plugin, &d, &tmp).await {
+                    Ok(()) => claimed(&read_head(&tmp).await),
+                    Err(m) => Err(m),
+                },
+            };
+            let mime = match fetched {
+                Ok(mime) => mime.to_string(),
+                Err(m) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    failures.push((i, m));
+                    continue;
+                }
+            };
             let path = dir.join(format!("raw-{i}.{}", crate::imageio::extension(&mime)));
             tokio::fs::rename(&tmp, &path).await?;
             artifacts.push(StoredArtifact { index: i, path, mime, seed: a.seed, notes: a.notes });
@@ -411,8 +446,8 @@ impl Runner {
             millis: started.elapsed().as_millis() as u64,
         };
         if out.artifacts.is_empty() {
-            let why = out.failures.iter().map(|(i, m)| format!("output {i}: {m}")).collect::<Vec<_>>().join("; ");
-            return self.fail(job, JobState::Failed, format!("{}: no output could be fetched: {why}", plugin.id()));
+            let why = out.failures.iter().map(|(i, m)| format!("output {}: {m}", u64::from(*i) + 1)).collect::<Vec<_>>().join("; ");
+            return self.fail(job, JobState::Failed, format!("{id}: no output could be kept: {why}"));
         }
         self.db.set_done(job, &serde_json::to_value(&out)?)?;
         Ok(out)
@@ -426,7 +461,7 @@ impl Runner {
             return Ok(());
         }
         let body = tokio::fs::read(dest).await.unwrap_or_default();
-        let excerpt: String = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        let excerpt = printable(&String::from_utf8_lossy(&body[..body.len().min(300)])).into_owned();
         let expired = d.expires_at_ms.is_some_and(|t| now_ms() >= t);
         if expired || (d.expires_at_ms.is_some() && matches!(status, 403 | 404 | 410)) {
             return Err(format!(
@@ -438,17 +473,14 @@ impl Runner {
     }
 }
 
+/// The first 64 bytes of a file (fewer if it is shorter), for sniffing its media type.
 async fn read_head(p: &std::path::Path) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 64];
-    match tokio::fs::File::open(p).await {
-        Ok(mut f) => {
-            let n = f.read(&mut buf).await.unwrap_or(0);
-            buf.truncate(n);
-            buf
-        }
-        Err(_) => vec![],
+    let mut buf = Vec::with_capacity(64);
+    if let Ok(f) = tokio::fs::File::open(p).await {
+        let _ = f.take(64).read_to_end(&mut buf).await;
     }
+    buf
 }
 
 /// Up to +25 % random delay, so many clients do not poll in lockstep.
@@ -460,12 +492,53 @@ fn fmt_time(ms: u64) -> String {
     format!("{} s after the Unix epoch", ms / 1000)
 }
 
-/// Usage as JSON.
+/// Usage as JSON, with what the plugin reported made safe to add up and multiply: counts of
+/// tokens and images at most 2^53 (exact in JSON and f64; sums over a run cannot wrap a u64),
+/// images of one size merged (at most 64 sizes), video seconds finite and not negative. What was
+/// changed is listed under `adjusted`.
 pub fn usage_json(u: &wt::Usage) -> serde_json::Value {
-    json!({
-        "images": u.images.iter().map(|i| json!({"width": i.width, "height": i.height, "count": i.count})).collect::<Vec<_>>(),
-        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "video_seconds": u.video_seconds,
-    })
+    const MAX_COUNT: u64 = 1 << 53;
+    const MAX_SIZES: usize = 64;
+    let mut adjusted: Vec<String> = vec![];
+    let mut sizes: std::collections::BTreeMap<(u32, u32), u64> = Default::default();
+    let mut dropped = 0usize;
+    for i in &u.images {
+        let full = sizes.len() >= MAX_SIZES;
+        match sizes.get_mut(&(i.width, i.height)) {
+            Some(c) => *c = c.saturating_add(u64::from(i.count)),
+            None if !full => {
+                sizes.insert((i.width, i.height), u64::from(i.count));
+            }
+            None => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        adjusted.push(format!("{dropped} image entries beyond {MAX_SIZES} sizes dropped"));
+    }
+    let mut capped = |what: &str, n: u64| {
+        if n > MAX_COUNT {
+            adjusted.push(format!("{what} {n} capped at 2^53"));
+        }
+        n.min(MAX_COUNT)
+    };
+    let images: Vec<serde_json::Value> = sizes
+        .into_iter()
+        .map(|((w, h), c)| json!({"width": w, "height": h, "count": capped(&format!("images of {w}x{h}:"), c)}))
+        .collect();
+    let input_tokens = u.input_tokens.map(|n| capped("input_tokens", n));
+    let output_tokens = u.output_tokens.map(|n| capped("output_tokens", n));
+    let video_seconds = u.video_seconds.filter(|s| {
+        let ok = s.is_finite() && *s >= 0.0;
+        if !ok {
+            adjusted.push(format!("video_seconds {s} dropped"));
+        }
+        ok
+    });
+    let mut v = json!({"images": images, "input_tokens": input_tokens, "output_tokens": output_tokens, "video_seconds": video_seconds});
+    if !adjusted.is_empty() {
+        v["adjusted"] = json!(adjusted);
+    }
+    v
 }
 
 /// A plugin's error as a user reads it: which engine, what the provider said, what to do. The
