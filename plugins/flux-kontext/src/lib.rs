@@ -71,25 +71,18 @@ impl Model for FluxKontext {
         if !resp.is_success() {
             return Err(status::map_submit_error(resp.status, http::retry_after_ms(&resp), &resp.body, &endpoint));
         }
-        let token = status::token_from_submit(&resp.json()?, &endpoint, &req)?;
+        let token = status::token_from_submit(&resp.submit_json("BFL")?, &endpoint, &req)?;
         Ok(Submission::Pending(Pending { token: encode_token(&token), retry_after_ms: poll_interval_ms() }))
     }
 
     fn poll(&self, token: &str) -> Result<Status, Error> {
         let token = decode_token(token)?;
         let polling_url = provider_common::token_str(&token, "polling_url")?;
-        let sent = http::Request::get(polling_url)
+        // A lost answer is `unavailable` (the SDK's transport mapping): the host counts it and polls again.
+        let resp = http::Request::get(polling_url)
             .header("x-key", &http::secret("BFL_API_KEY"))
             .header("accept", "application/json")
-            .send();
-        let resp = match sent {
-            Ok(r) => r,
-            // Polling is a GET: a lost answer is retried on the next poll.
-            Err(http::HttpError::Timeout(m)) | Err(http::HttpError::Connection(m)) => {
-                return Ok(provider_common::poll_again(&m, poll_interval_ms()));
-            }
-            Err(e) => return Err(e.into()),
-        };
+            .send()?;
         status::read_poll(&token, resp.status, http::retry_after_ms(&resp), &resp.body, clock::wall_ms(), poll_interval_ms())
     }
 }

@@ -1,9 +1,12 @@
 //! BFL's answers: the submit response (→ token), `get_result` statuses (→ progress, outcome or
 //! error), and HTTP error mapping.
 
-use atelier_sdk::{Artifact, Body, Download, Error, Outcome, Progress, ProviderError, RateLimit, Request, Status, Usage};
-use provider_common::{map_status, parse_error_body, poll_again, token_str};
+use atelier_sdk::{excerpt, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, RateLimit, Request, Service, Status, Usage};
+use provider_common::{map_poll_status, map_status, parse_error_body, token_str};
 use serde_json::{json, Value};
+
+/// BFL as the retry table names it.
+pub const BFL: Service = Service { name: "BFL", plugin_id: "flux-kontext", secret: "BFL_API_KEY" };
 
 /// `result.sample` works for 10 minutes.
 pub const DELIVERY_LIFETIME_MS: u64 = 10 * 60 * 1000;
@@ -11,7 +14,8 @@ pub const DELIVERY_LIFETIME_MS: u64 = 10 * 60 * 1000;
 /// The token for a submitted task: id, the `polling_url` exactly as BFL returned it, and what
 /// the outcome needs (endpoint, output format, seed, cost).
 pub fn token_from_submit(body: &Value, endpoint: &str, req: &Request) -> Result<Value, Error> {
-    let malformed = |what: &str| Error::Provider(ProviderError { code: "malformed".into(), message: format!("BFL's submit answer has no {what}: {body}") });
+    // BFL answered 2xx, so the task may exist (and be billed) even though we cannot poll it.
+    let malformed = |what: &str| Error::unreadable_submit("BFL", 200, &format!("it has no {what}: {}", excerpt(body.to_string().as_bytes(), 300)));
     let id = body.get("id").and_then(Value::as_str).ok_or_else(|| malformed("`id`"))?;
     let polling_url = body.get("polling_url").and_then(Value::as_str).ok_or_else(|| malformed("`polling_url`"))?;
     let format = req.params.iter().find(|p| p.name == "output_format").and_then(|p| match &p.value {
@@ -34,7 +38,14 @@ pub fn token_from_submit(body: &Value, endpoint: &str, req: &Request) -> Result<
     Ok(token)
 }
 
-/// A submit that did not get a 2xx.
+/// The delay a 429 asks for: `Retry-After` when sent, else the `retry_after` seconds some 429
+/// bodies carry.
+fn rate_limit_delay(retry_after_ms: Option<u64>, body: &[u8]) -> Option<u64> {
+    let body_retry = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("retry_after").and_then(Value::as_f64));
+    retry_after_ms.or(body_retry.filter(|s| s.is_finite() && *s >= 0.0).map(|s| (s * 1000.0) as u64))
+}
+
+/// A submit that did not get a 2xx: BFL's own cases, then the SDK's retry table.
 pub fn map_submit_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], endpoint: &str) -> Error {
     let e = parse_error_body(body);
     match status {
@@ -44,46 +55,40 @@ pub fn map_submit_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], e
             code: "404".into(),
             message: format!("BFL has no endpoint /v1/{endpoint} ({}): check `model` / `fill_model` under [plugins.flux-kontext]", e.message),
         }),
-        429 => {
-            // Retry-After when sent, else the `retry_after` seconds some 429 bodies carry.
-            let body_retry = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("retry_after").and_then(Value::as_f64));
-            Error::RateLimited(RateLimit {
-                retry_after_ms: retry_after_ms.or(body_retry.map(|s| (s * 1000.0) as u64)),
-                message: format!(
-                    "BFL: {} (at most 24 active tasks per key, 6 for flux-kontext-max)",
-                    e.message
-                ),
-            })
-        }
-        _ => map_status("BFL", "BFL_API_KEY", status, retry_after_ms, body),
+        429 => Error::RateLimited(RateLimit {
+            retry_after_ms: rate_limit_delay(retry_after_ms, body),
+            message: format!("BFL: {} (at most 24 active tasks per key, 6 for flux-kontext-max)", e.message),
+        }),
+        _ => map_status(&BFL, status, retry_after_ms, body),
     }
 }
 
-/// Read a `get_result` answer.
+/// Read a `get_result` answer. Only BFL saying the task failed (`Error`, moderation, an unknown
+/// status) ends the job; an answer that says nothing about the task (5xx, 429, not JSON) and a
+/// `Task not found` for a task BFL just accepted are transient, for the host to count and retry.
 pub fn read_poll(token: &Value, status: u16, retry_after_ms: Option<u64>, body: &[u8], now_ms: u64, interval_ms: u64) -> Result<Status, Error> {
     let id = token_str(token, "id")?;
-    if status == 429 || status >= 500 {
-        return Ok(poll_again(&format!("HTTP {status}"), retry_after_ms.unwrap_or(interval_ms).max(interval_ms)));
-    }
     let parsed = serde_json::from_slice::<Value>(body).ok();
     let state = parsed.as_ref().and_then(|v| v.get("status")).and_then(Value::as_str).map(str::to_string);
-    if !(200..300).contains(&status) && state.is_none() {
-        if status == 401 || status == 403 {
-            let host = token_str(token, "polling_url").unwrap_or_default().split('/').take(3).collect::<Vec<_>>().join("/");
-            return Err(Error::Unauthorized(format!(
-                "BFL refused the key while polling {host} (HTTP {status}: {}): BFL_API_KEY must be bound to that host \
-                 (add it to the secret's hosts in atelier.toml)",
-                parse_error_body(body).message
-            )));
-        }
-        return Err(map_status("BFL", "BFL_API_KEY", status, retry_after_ms, body));
+    if status == 401 || status == 403 {
+        let host = token_str(token, "polling_url").unwrap_or_default().split('/').take(3).collect::<Vec<_>>().join("/");
+        let said = format!("HTTP {status}, polling {host}");
+        return Err(Error::unauthorized_for(&BFL, &said, &parse_error_body(body).message));
     }
-    let v = parsed.clone().ok_or_else(|| Error::Provider(ProviderError {
-        code: "malformed".into(),
-        message: format!("BFL's poll answer is not JSON: {}", provider_common::excerpt(body, 200)),
-    }))?;
+    if status == 404 || state.as_deref() == Some("Task not found") {
+        return Err(Error::not_found_yet(&BFL, &format!("task {id}"), "BFL answered `Task not found` (a task also expires, or may live in another region)"));
+    }
+    if status == 429 {
+        return Err(map_poll_status(&BFL, status, rate_limit_delay(retry_after_ms, body), body));
+    }
+    if !(200..300).contains(&status) {
+        return Err(map_poll_status(&BFL, status, retry_after_ms, body));
+    }
+    let (Some(v), Some(state)) = (parsed, state) else {
+        return Err(Error::Unavailable(format!("BFL answered the poll of task {id} with no readable status: {}; polling again", excerpt(body, 200))));
+    };
     let details = v.get("details").filter(|d| !d.is_null()).map(|d| format!(" ({d})")).unwrap_or_default();
-    match state.as_deref().unwrap_or("") {
+    match state.as_str() {
         "Pending" => {
             let fraction = v.get("progress").and_then(Value::as_f64).map(|p| if p > 1.0 { p / 100.0 } else { p } as f32);
             Ok(Status::Running(Progress { fraction, retry_after_ms: interval_ms, state: "Pending".into() }))
@@ -95,11 +100,8 @@ pub fn read_poll(token: &Value, status: u16, retry_after_ms: Option<u64>, body: 
         "Content Moderated" => Err(Error::Moderated(format!(
             "BFL generated the image but its output moderation withheld it{details}; rephrase or raise safety_tolerance"
         ))),
-        "Task not found" => Err(Error::Provider(ProviderError {
-            code: "task-not-found".into(),
-            message: format!("BFL does not know task {id} (it may have expired, or was sent to another region)"),
-        })),
         "Error" => Err(Error::Provider(ProviderError { code: "Error".into(), message: format!("BFL task {id} failed{details}") })),
+        // BFL's SDK treats an unknown status as a failure too.
         other => Err(Error::Provider(ProviderError { code: other.into(), message: format!("BFL task {id} ended with status `{other}`{details}") })),
     }
 }
@@ -164,7 +166,10 @@ mod tests {
         let req = Request { prompt: "p".into(), references: vec![], mask: None, n: 1, seed: Some(42), params: vec![Param::new("output_format", "jpeg")] };
         let body = json!({"id":"t1","polling_url":"https://api.eu1.bfl.ai/v1/get_result?id=t1","cost":4.0});
         assert_eq!(token_from_submit(&body, "flux-kontext-pro", &req).unwrap(), token());
-        assert!(token_from_submit(&json!({"id":"x"}), "e", &req).is_err());
+        match token_from_submit(&json!({"id":"x"}), "e", &req) {
+            Err(Error::Provider(p)) => assert!(p.message.contains("could not be read") && p.message.contains("may exist at the provider"), "{}", p.message),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -217,14 +222,37 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(read_poll(&t, 200, None, br#"{"id":"t1","status":"Error"}"#, 0, 500), Err(Error::Provider(p)) if p.code == "Error"));
-        assert!(matches!(read_poll(&t, 200, None, br#"{"id":"t1","status":"Task not found"}"#, 0, 500), Err(Error::Provider(p)) if p.code == "task-not-found"));
-        assert!(matches!(read_poll(&t, 404, None, br#"{"id":"t1","status":"Task not found"}"#, 0, 500), Err(Error::Provider(p)) if p.code == "task-not-found"));
+        assert!(matches!(read_poll(&t, 200, None, br#"{"id":"t1","status":"Something new"}"#, 0, 500), Err(Error::Provider(p)) if p.code == "Something new"));
     }
 
     #[test]
-    fn transient_poll_failures_retry() {
-        assert!(matches!(read_poll(&token(), 500, None, b"oops", 0, 500), Ok(Status::Running(p)) if p.state.contains("500")));
-        assert!(matches!(read_poll(&token(), 403, None, br#"{"detail":"Not authenticated"}"#, 0, 500), Err(Error::Unauthorized(m)) if m.contains("https://api.eu1.bfl.ai")));
+    fn a_task_not_found_yet_is_transient() {
+        let t = token();
+        for (status, body) in [(200, &br#"{"id":"t1","status":"Task not found"}"#[..]), (404, br#"{"id":"t1","status":"Task not found"}"#), (404, b"{\"detail\":\"Not Found\"}")] {
+            match read_poll(&t, status, None, body, 0, 500) {
+                Err(Error::Unavailable(m)) => assert!(m.contains("not found (yet)") && m.contains("t1"), "{m}"),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn failed_polls_report_their_kind_instead_of_running() {
+        for status in [500, 502, 503, 504, 520] {
+            match read_poll(&token(), status, None, br#"{"detail":"Internal Server Error"}"#, 0, 500) {
+                Err(Error::Unavailable(m)) => assert!(m.contains(&status.to_string()) && m.contains("Internal Server Error"), "{m}"),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        let rl = br#"{"error":"rate_limit_exceeded","message":"Too many","retry_after":5}"#;
+        assert!(matches!(read_poll(&token(), 429, None, rl, 0, 500), Err(Error::RateLimited(r)) if r.retry_after_ms == Some(5000)));
+        assert!(matches!(read_poll(&token(), 429, Some(700), rl, 0, 500), Err(Error::RateLimited(r)) if r.retry_after_ms == Some(700)));
+        assert!(matches!(read_poll(&token(), 200, None, b"{\"id\": \"t1\", \"sta", 0, 500), Err(Error::Unavailable(m)) if m.contains("no readable status")));
+        assert!(matches!(read_poll(&token(), 200, None, br#"{"id":"t1"}"#, 0, 500), Err(Error::Unavailable(_))));
+        match read_poll(&token(), 403, None, br#"{"detail":"Not authenticated"}"#, 0, 500) {
+            Err(Error::Unauthorized(m)) => assert!(m.contains("https://api.eu1.bfl.ai") && m.contains("[plugins.flux-kontext.secrets]"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -235,7 +263,10 @@ mod tests {
         assert!(matches!(map_submit_error(429, None, rl, "x"), Error::RateLimited(r) if r.retry_after_ms == Some(5000)));
         assert!(matches!(map_submit_error(429, Some(1000), rl, "x"), Error::RateLimited(r) if r.retry_after_ms == Some(1000)));
         assert!(matches!(map_submit_error(403, None, br#"{"detail":"Not authenticated"}"#, "x"), Error::Unauthorized(_)));
-        assert!(matches!(map_submit_error(500, None, b"{}", "x"), Error::Provider(p) if p.code == "500"));
+        for status in [500, 502, 503, 504] {
+            assert!(matches!(map_submit_error(status, None, br#"{"detail":"Internal Server Error"}"#, "x"), Error::Unavailable(_)), "{status}");
+        }
+        assert!(matches!(map_submit_error(403, None, b"{}", "x"), Error::Unauthorized(m) if m.contains("[plugins.flux-kontext.secrets]")));
         assert!(matches!(map_submit_error(402, None, b"{}", "x"), Error::Provider(p) if p.code == "402"));
     }
 }

@@ -1,9 +1,10 @@
 //! Helpers shared by atelier's provider plugins (seedream, flux-kontext, sora-2).
 //!
-//! Everything here is pure (no host calls), so it is unit-tested natively:
-//! provider error envelopes, the HTTP-status → [`Error`] mapping, job tokens, `WxH` sizes.
+//! Everything here is pure (no host calls), so it is unit-tested natively: provider error
+//! envelopes (read here, then handed to the SDK's one retry table, [`atelier_sdk::retry`]), job
+//! tokens, `WxH` sizes.
 
-use atelier_sdk::{Error, Progress, ProviderError, RateLimit, Status};
+use atelier_sdk::{excerpt, Error, Service};
 use serde_json::Value;
 
 /// What a provider said in an error body, whatever envelope it used.
@@ -67,38 +68,19 @@ fn describe_validation_item(item: &Value) -> String {
     if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
 }
 
-/// The first `max` characters of a body, lossy, for messages.
-pub fn excerpt(body: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        s.push('…');
-    }
-    s
-}
-
-/// Map a non-2xx answer to an [`Error`] the host can act on, the same way for every provider:
-/// 401/403 → `Unauthorized` (naming the secret), 429 → `RateLimited`, 502/503/504 → `Unavailable`,
-/// anything else → `Provider` with the provider's own code (or the HTTP status) and message.
+/// Map a non-2xx answer to a submit (or a cancel) to an [`Error`] the host can act on: the
+/// envelope's code and message through the SDK's retry table ([`Error::from_status`]).
 /// Plugins handle their provider's special cases (moderation codes, 404 model ids) before calling this.
-pub fn map_status(provider: &str, secret: &str, status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Error {
+pub fn map_status(service: &Service, status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Error {
     let e = parse_error_body(body);
-    match status {
-        401 | 403 => Error::Unauthorized(format!(
-            "{provider} refused the credentials (HTTP {status}: {}). Check the secret {secret} in atelier.toml [secrets] \
-             and that it is bound to this host",
-            e.message
-        )),
-        429 => Error::RateLimited(RateLimit { retry_after_ms, message: format!("{provider}: {}", e.message) }),
-        502..=504 => Error::Unavailable(format!("{provider} is unavailable (HTTP {status}): {}", e.message)),
-        _ => Error::Provider(ProviderError { code: e.code.unwrap_or_else(|| status.to_string()), message: e.message }),
-    }
+    Error::from_status(service, status, retry_after_ms, e.code.as_deref(), &e.message)
 }
 
-/// A poll to repeat: the GET failed in a way that says nothing about the job (5xx, 429, lost
-/// answer), so the job is still running as far as we know. The host's deadline bounds the retries.
-pub fn poll_again(why: &str, retry_after_ms: u64) -> Status {
-    Status::Running(Progress { fraction: None, retry_after_ms, state: format!("retrying poll: {why}") })
+/// Map a non-2xx answer to a poll: like [`map_status`], but every 5xx is `unavailable`
+/// ([`Error::from_poll_status`]); the plugin handles a 404 itself ([`Error::not_found_yet`]).
+pub fn map_poll_status(service: &Service, status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Error {
+    let e = parse_error_body(body);
+    Error::from_poll_status(service, status, retry_after_ms, e.code.as_deref(), &e.message)
 }
 
 /// A job token: compact JSON, so a job can be resumed by another process.
@@ -159,14 +141,22 @@ mod tests {
         assert_eq!(parse_error_body(b"<html>oops</html>").message, "<html>oops</html>");
     }
 
+    const X: Service = Service { name: "X", plugin_id: "x-plugin", secret: "K" };
+
     #[test]
-    fn maps_statuses() {
-        assert!(matches!(map_status("X", "K", 401, None, b"{}"), Error::Unauthorized(m) if m.contains("K")));
-        assert!(matches!(map_status("X", "K", 429, Some(900), b"{}"), Error::RateLimited(r) if r.retry_after_ms == Some(900)));
-        assert!(matches!(map_status("X", "K", 503, None, b"{}"), Error::Unavailable(_)));
+    fn maps_statuses_through_the_sdk_table() {
+        assert!(matches!(map_status(&X, 401, None, b"{}"), Error::Unauthorized(m) if m.contains("K") && m.contains("[plugins.x-plugin.secrets]")));
+        assert!(matches!(map_status(&X, 429, Some(900), b"{}"), Error::RateLimited(r) if r.retry_after_ms == Some(900)));
+        for status in [500, 502, 503, 504, 408] {
+            assert!(matches!(map_status(&X, status, None, b"{}"), Error::Unavailable(_)), "{status}");
+        }
         let body = br#"{"error":{"code":"InvalidParameter","message":"m"}}"#;
-        assert!(matches!(map_status("X", "K", 400, None, body), Error::Provider(p) if p.code == "InvalidParameter" && p.message == "m"));
-        assert!(matches!(map_status("X", "K", 418, None, b"teapot"), Error::Provider(p) if p.code == "418" && p.message == "teapot"));
+        assert!(matches!(map_status(&X, 400, None, body), Error::InvalidInput(m) if m.contains("InvalidParameter") && m.ends_with(": m")));
+        assert!(matches!(map_status(&X, 409, None, body), Error::Provider(p) if p.code == "InvalidParameter" && p.message.ends_with(": m")));
+        assert!(matches!(map_status(&X, 418, None, b"teapot"), Error::Provider(p) if p.code == "418" && p.message.ends_with("teapot")));
+        assert!(matches!(map_status(&X, 501, None, b"{}"), Error::Provider(_)));
+        assert!(matches!(map_poll_status(&X, 501, None, b"{}"), Error::Unavailable(_)));
+        assert!(matches!(map_poll_status(&X, 500, None, br#"{"detail":"Internal Server Error"}"#), Error::Unavailable(m) if m.contains("Internal Server Error")));
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Model for Seedream {
         if !resp.is_success() {
             return Err(response::map_error(resp.status, http::retry_after_ms(&resp), &resp.body));
         }
-        let body = resp.json()?;
+        let body = resp.submit_json("ModelArk")?;
         let outcome = response::parse(&body, job.n, job.response_format, clock::wall_ms())?;
         Ok(Submission::Done(outcome))
     }

@@ -1,8 +1,11 @@
 //! Reading ModelArk's answer: images (inline or URL), per-item failures, usage, and error envelopes.
 
 use crate::request::ResponseFormat;
-use atelier_sdk::{Artifact, Body, Download, Error, ImageUsage, ItemFailure, Outcome, ProviderError, Usage};
+use atelier_sdk::{Artifact, Body, Download, Error, ImageUsage, ItemFailure, Outcome, ProviderError, Service, Usage};
 use provider_common::{map_status, parse_error_body, parse_wxh};
+
+/// ModelArk as the retry table names it.
+pub const ARK: Service = Service { name: "ModelArk", plugin_id: "seedream", secret: "ARK_API_KEY" };
 use serde_json::Value;
 
 /// Result URLs live 24 hours.
@@ -15,14 +18,13 @@ pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Error
     if let Some(m) = moderation(&code, &e.message) {
         return m;
     }
+    // ModelArk bills successful images only, so a 5xx made nothing: the table's `unavailable` is safe to retry.
     match status {
-        // ModelArk bills successful images only, so a failed synchronous call made nothing: safe to retry.
-        500 => Error::Unavailable(format!("ModelArk internal error ({code}): {}", e.message)),
         404 => Error::Provider(ProviderError {
             code: if code.is_empty() { "404".into() } else { code },
             message: format!("{} — check `model` (and `base_url`) under [plugins.seedream] in atelier.toml", e.message),
         }),
-        _ => map_status("ModelArk", "ARK_API_KEY", status, retry_after_ms, body),
+        _ => map_status(&ARK, status, retry_after_ms, body),
     }
 }
 
@@ -45,8 +47,9 @@ pub fn parse(body: &Value, n: u32, format: ResponseFormat, now_ms: u64) -> Resul
     if let Some(err) = body.get("error").filter(|e| e.is_object()) {
         return Err(item_error(err));
     }
+    // A 200 without `data`: images may have been made (and billed) that we cannot see.
     let data = body.get("data").and_then(Value::as_array).ok_or_else(|| {
-        Error::Provider(ProviderError { code: "malformed".into(), message: "ModelArk's answer has no `data` list".into() })
+        Error::unreadable_submit("ModelArk", 200, &format!("it has no `data` list: {}", atelier_sdk::excerpt(body.to_string().as_bytes(), 300)))
     })?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut artifacts = Vec::new();
@@ -157,19 +160,21 @@ mod tests {
     fn all_failed_is_an_error() {
         let body = json!({"data":[{"error":{"code":"InternalServiceError","message":"boom"}}]});
         assert!(matches!(parse(&body, 1, ResponseFormat::B64Json, 0), Err(Error::Provider(p)) if p.code == "InternalServiceError"));
-        assert!(matches!(parse(&json!({"nope":1}), 1, ResponseFormat::B64Json, 0), Err(Error::Provider(p)) if p.code == "malformed"));
+        assert!(matches!(parse(&json!({"nope":1}), 1, ResponseFormat::B64Json, 0), Err(Error::Provider(p)) if p.code == "unreadable-answer" && p.message.contains("may exist at the provider")));
     }
 
     #[test]
     fn maps_http_errors() {
         let bad = br#"{"error":{"code":"InvalidParameter","message":"size invalid. Request id: 1","param":"size","type":"BadRequest"}}"#;
-        assert!(matches!(map_error(400, None, bad), Error::Provider(p) if p.code == "InvalidParameter" && p.message.contains("size invalid")));
+        assert!(matches!(map_error(400, None, bad), Error::InvalidInput(m) if m.contains("InvalidParameter") && m.contains("size invalid")));
         let sens = br#"{"error":{"code":"InputTextSensitiveContentDetected","message":"sensitive","type":"BadRequest"}}"#;
         assert!(matches!(map_error(400, None, sens), Error::Moderated(_)));
         let auth = br#"{"error":{"code":"AuthenticationError","message":"bad key","type":"Unauthorized"}}"#;
-        assert!(matches!(map_error(401, None, auth), Error::Unauthorized(m) if m.contains("ARK_API_KEY")));
+        assert!(matches!(map_error(401, None, auth), Error::Unauthorized(m) if m.contains("ARK_API_KEY") && m.contains("[plugins.seedream.secrets]")));
         assert!(matches!(map_error(429, Some(1000), b"{}"), Error::RateLimited(r) if r.retry_after_ms == Some(1000)));
-        assert!(matches!(map_error(500, None, b"{}"), Error::Unavailable(_)));
+        for status in [500, 502, 503, 504] {
+            assert!(matches!(map_error(status, None, b"{}"), Error::Unavailable(_)), "{status}");
+        }
         let nf = br#"{"error":{"code":"InvalidEndpointOrModel.NotFound","message":"no such model"}}"#;
         assert!(matches!(map_error(404, None, nf), Error::Provider(p) if p.message.contains("[plugins.seedream]")));
     }

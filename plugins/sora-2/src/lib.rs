@@ -14,7 +14,7 @@ pub mod rules;
 pub mod wire;
 
 use atelier_sdk::*;
-use provider_common::{decode_token, encode_token, poll_again, token_str, trim_base};
+use provider_common::{decode_token, encode_token, token_str, trim_base};
 
 /// The Sora 2 backend.
 #[derive(Default)]
@@ -99,11 +99,15 @@ impl Model for Sora2 {
         if !resp.is_success() {
             return Err(wire::map_error(resp.status, http::retry_after_ms(&resp), &resp.body, &base, &model));
         }
-        let video = resp.json()?;
+        let video = resp.submit_json("OpenAI")?;
         let token = wire::token(&video, &base, &model, &seconds, &size)?;
-        // A create answer that already failed (e.g. input moderation) ends the job now.
-        if let Status::Done(outcome) = wire::read_video(&token, &video, poll_after_ms(&resp))? {
-            return Ok(Submission::Done(outcome));
+        // A create answer that already failed (e.g. input moderation) ends the job now. One whose
+        // status cannot be read is polled like any other: it has an id, and sending the create
+        // again could make (and bill) a second video.
+        match wire::read_video(&token, &video, poll_after_ms(&resp)) {
+            Ok(Status::Done(outcome)) => return Ok(Submission::Done(outcome)),
+            Ok(Status::Running(_)) | Err(Error::Unavailable(_)) => {}
+            Err(e) => return Err(e),
         }
         Ok(Submission::Pending(Pending { token: encode_token(&token), retry_after_ms: poll_after_ms(&resp) }))
     }
@@ -111,19 +115,12 @@ impl Model for Sora2 {
     fn poll(&self, token: &str) -> Result<Status, Error> {
         let token = decode_token(token)?;
         let (id, base) = (token_str(&token, "id")?, token_str(&token, "base_url")?);
-        let sent = http::Request::get(&format!("{base}/v1/videos/{id}")).header("authorization", &bearer()).send();
-        let resp = match sent {
-            Ok(r) => r,
-            Err(http::HttpError::Timeout(m)) | Err(http::HttpError::Connection(m)) => return Ok(poll_again(&m, DEFAULT_POLL_MS)),
-            Err(e) => return Err(e.into()),
-        };
-        if resp.status == 429 || resp.status >= 500 {
-            return Ok(poll_again(&format!("HTTP {}", resp.status), http::retry_after_ms(&resp).unwrap_or(DEFAULT_POLL_MS)));
-        }
+        // A lost answer is `unavailable` (the SDK's transport mapping): the host counts it and polls again.
+        let resp = http::Request::get(&format!("{base}/v1/videos/{id}")).header("authorization", &bearer()).send()?;
         if !resp.is_success() {
-            return Err(wire::map_error(resp.status, http::retry_after_ms(&resp), &resp.body, base, token_str(&token, "model").unwrap_or("?")));
+            return Err(wire::map_poll_error(resp.status, http::retry_after_ms(&resp), &resp.body, id));
         }
-        wire::read_video(&token, &resp.json()?, poll_after_ms(&resp))
+        wire::read_video(&token, &resp.poll_json("OpenAI")?, poll_after_ms(&resp))
     }
 
     fn cancel(&self, token: &str) -> Result<(), Error> {

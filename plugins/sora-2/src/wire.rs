@@ -2,9 +2,12 @@
 //! error) and the error envelope (→ [`Error`]).
 
 use atelier_sdk::multipart::Form;
-use atelier_sdk::{sniff, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, Status, Usage};
-use provider_common::{map_status, parse_error_body, token_str};
+use atelier_sdk::{excerpt, sniff, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, Service, Status, Usage};
+use provider_common::{map_poll_status, map_status, parse_error_body, token_str};
 use serde_json::{json, Value};
+
+/// OpenAI as the retry table names it.
+pub const OPENAI: Service = Service { name: "OpenAI", plugin_id: "sora-2", secret: "OPENAI_API_KEY" };
 
 /// When the Sora API was shut down, for the message a retired endpoint gets.
 pub const RETIRED_ON: &str = "2026-09-24";
@@ -46,14 +49,14 @@ pub fn create_form(c: &Create) -> (String, Vec<u8>) {
 /// The job token: the video id and where to poll it (the base URL at submit time, so a
 /// changed config does not strand running jobs), plus what usage needs.
 pub fn token(video: &Value, base_url: &str, model: &str, seconds: &str, size: &str) -> Result<Value, Error> {
-    let id = video.get("id").and_then(Value::as_str).ok_or_else(|| Error::Provider(ProviderError {
-        code: "malformed".into(),
-        message: format!("the videos API answered without an `id`: {video}"),
-    }))?;
+    // The create call was answered 2xx: the video may exist (and be billed) though it has no id we can poll.
+    let id = video.get("id").and_then(Value::as_str).ok_or_else(|| {
+        Error::unreadable_submit("OpenAI", 200, &format!("the video object has no `id`: {}", excerpt(video.to_string().as_bytes(), 300)))
+    })?;
     Ok(json!({"v": 1, "id": id, "base_url": base_url, "model": model, "seconds": seconds, "size": size}))
 }
 
-/// A non-2xx answer from any `/v1/videos` call.
+/// A non-2xx answer to a create or a delete: OpenAI's special cases, then the SDK's retry table.
 pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], base_url: &str, model: &str) -> Error {
     let e = parse_error_body(body);
     let code = e.code.clone().unwrap_or_default();
@@ -76,10 +79,19 @@ pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], base_url
             Some(p) => format!("the videos API rejected `{p}`: {}", e.message),
             None => format!("the videos API rejected the request: {}", e.message),
         }),
-        // A 5xx on create means no job was made (OpenAI's own SDK retries these).
-        500 => Error::Unavailable(format!("the videos API had an internal error: {}", e.message)),
-        _ => map_status("OpenAI", "OPENAI_API_KEY", status, retry_after_ms, body),
+        // A 5xx on create means no job was made (OpenAI's own SDK retries these): the table says `unavailable`.
+        _ => map_status(&OPENAI, status, retry_after_ms, body),
     }
+}
+
+/// A non-2xx answer to `GET /v1/videos/{id}`. Nothing here ends the job: a 404 for a video the
+/// API just created is "not found (yet)", a 5xx or 429 says nothing about the video; all are
+/// transient for the host to count. Only the video object's own `failed` status ends it.
+pub fn map_poll_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], id: &str) -> Error {
+    if status == 404 {
+        return Error::not_found_yet(&OPENAI, &format!("video {id}"), &parse_error_body(body).message);
+    }
+    map_poll_status(&OPENAI, status, retry_after_ms, body)
 }
 
 /// A video object from `GET /v1/videos/{id}` (or the create answer): running, done or failed.
@@ -102,6 +114,8 @@ pub fn read_video(token: &Value, video: &Value, poll_after_ms: u64) -> Result<St
             }
             Err(Error::Provider(ProviderError { code, message: format!("video {id} failed: {message}") }))
         }
+        // An object without a status says nothing about the video: poll again.
+        "" => Err(Error::Unavailable(format!("the videos API answered for video {id} without a status: {}; polling again", excerpt(video.to_string().as_bytes(), 200)))),
         other => Err(Error::Provider(ProviderError { code: other.into(), message: format!("video {id} has unknown status `{other}`") })),
     }
 }
@@ -184,6 +198,30 @@ mod tests {
         assert!(matches!(read_video(&tok(), &failed, 1), Err(Error::Provider(p)) if p.code == "video_generation_failed" && p.message.contains("GPU on fire")));
         let blocked = json!({"id":"video_1","status":"failed","error":{"code":"moderation_blocked","message":"no"}});
         assert!(matches!(read_video(&tok(), &blocked, 1), Err(Error::Moderated(_))));
+        assert!(matches!(read_video(&tok(), &json!({"id":"video_1"}), 1), Err(Error::Unavailable(_))));
+    }
+
+    #[test]
+    fn polls_never_fail_on_a_transient_answer() {
+        let nf = br#"{"error":{"message":"Video with id 'video_1' not found.","type":"invalid_request_error","param":null,"code":null}}"#;
+        match map_poll_error(404, None, nf, "video_1") {
+            Error::Unavailable(m) => assert!(m.contains("not found (yet)") && m.contains("video_1"), "{m}"),
+            e => panic!("{e:?}"),
+        }
+        let se = br#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#;
+        for status in [500, 502, 503, 504, 520] {
+            assert!(matches!(map_poll_error(status, None, se, "video_1"), Error::Unavailable(m) if m.contains("The server had an error")), "{status}");
+        }
+        assert!(matches!(map_poll_error(429, Some(300), b"{}", "video_1"), Error::RateLimited(r) if r.retry_after_ms == Some(300)));
+        assert!(matches!(map_poll_error(401, None, b"{}", "video_1"), Error::Unauthorized(_)));
+    }
+
+    #[test]
+    fn a_create_answer_without_an_id_may_still_be_a_job() {
+        match token(&json!({"object": "video"}), "b", "m", "4", "720x1280") {
+            Err(Error::Provider(p)) => assert!(p.message.contains("could not be read") && p.message.contains("may exist at the provider"), "{}", p.message),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -201,6 +239,8 @@ mod tests {
         assert!(matches!(map_error(401, None, b"{}", "b", "m"), Error::Unauthorized(m) if m.contains("OPENAI_API_KEY")));
         assert!(matches!(map_error(429, Some(300), b"{}", "b", "m"), Error::RateLimited(r) if r.retry_after_ms == Some(300)));
         assert!(matches!(map_error(500, None, b"{}", "b", "m"), Error::Unavailable(_)));
+        assert!(matches!(map_error(504, None, b"{}", "b", "m"), Error::Unavailable(_)));
+        assert!(matches!(map_error(401, None, b"{}", "b", "m"), Error::Unauthorized(m) if m.contains("[plugins.sora-2.secrets]")));
         let mb = br#"{"error":{"message":"blocked","type":"invalid_request_error","param":null,"code":"moderation_blocked"}}"#;
         assert!(matches!(map_error(400, None, mb, "b", "m"), Error::Moderated(_)));
     }
