@@ -1,8 +1,11 @@
 //! Google's error envelope (`{"error": {code, message, status, details}}`) turned into the
-//! contract's errors, so the host retries exactly what Google did not accept.
+//! contract's errors, so the host retries exactly what Google did not accept. Google's own cases
+//! (a bad key reported as 400, quotas that reset tomorrow, a model id the key cannot use) are
+//! decided here; every other status goes through the SDK's one retry table
+//! ([`atelier_sdk::retry`]), so `DEADLINE_EXCEEDED` (504) is retried like `UNAVAILABLE` (503).
 
 use crate::duration::{parse_duration_ms, retry_delay_in_message};
-use atelier_sdk::{Error, ProviderError, RateLimit};
+use atelier_sdk::{excerpt, Error, ProviderError, Service};
 use serde_json::Value;
 
 /// What an error message needs to tell the user which setting to change.
@@ -14,9 +17,17 @@ pub struct ErrorContext {
     pub model: String,
     /// The configured API version.
     pub api_version: String,
-    /// The resource being read (e.g. an operation name), when the call is not a model method;
-    /// a 404 then means that resource is gone, not that the model id is wrong.
+    /// The resource being polled (e.g. an operation name), when the call is not a model method.
+    /// Its errors are a poll's: a 404 means Google does not know it (yet), not that the model id
+    /// is wrong, and every 5xx is transient.
     pub resource: Option<String>,
+}
+
+impl ErrorContext {
+    /// Google as the SDK's retry table names it, for this plugin.
+    pub fn service(&self) -> Service<'_> {
+        Service { name: "Google", plugin_id: &self.plugin_id, secret: crate::SECRET_NAME }
+    }
 }
 
 /// A parsed `google.rpc.Status` error body.
@@ -76,67 +87,57 @@ pub fn parse_error_envelope(body: &[u8]) -> Option<GoogleError> {
     Some(parsed)
 }
 
-/// The contract error for a non-2xx answer from the Gemini API.
-pub fn map_http_error(http_status: u16, body: &[u8], ctx: &ErrorContext) -> Error {
-    let Some(google) = parse_error_envelope(body) else {
-        let excerpt: String = String::from_utf8_lossy(body).chars().take(300).collect();
-        return match http_status {
-            401 | 403 => Error::Unauthorized(format!("Google refused the key (HTTP {http_status}): {excerpt}")),
-            429 => Error::RateLimited(RateLimit { retry_after_ms: None, message: excerpt }),
-            500 | 502 | 503 => Error::Unavailable(format!("Google answered HTTP {http_status}: {excerpt}")),
-            _ => Error::Provider(ProviderError { code: http_status.to_string(), message: excerpt }),
-        };
-    };
-    map_google_error(http_status, &google, ctx)
+/// The contract error for a non-2xx answer from the Gemini API; `retry_after_ms` is the
+/// answer's `Retry-After`, used when the body gives no `RetryInfo`.
+pub fn map_http_error(http_status: u16, retry_after_ms: Option<u64>, body: &[u8], ctx: &ErrorContext) -> Error {
+    // A body that is not Google's envelope (a proxy's HTML page) still has a status to decide on.
+    let google = parse_error_envelope(body)
+        .unwrap_or_else(|| GoogleError { code: i64::from(http_status), message: excerpt(body, 300), ..GoogleError::default() });
+    map_google_error(http_status, retry_after_ms, &google, ctx)
 }
 
-/// The contract error for a parsed Google error (also used for a failed long-running operation).
-pub fn map_google_error(http_status: u16, google: &GoogleError, ctx: &ErrorContext) -> Error {
+/// The contract error for a parsed Google error answered with `http_status`.
+pub fn map_google_error(http_status: u16, retry_after_ms: Option<u64>, google: &GoogleError, ctx: &ErrorContext) -> Error {
     let message = google.message.clone();
+    let service = ctx.service();
+    let code = (!google.status.is_empty()).then_some(google.status.as_str());
     let key_problem = google.reasons.iter().any(|r| r.starts_with("API_KEY") || r == "ACCESS_TOKEN_TYPE_UNSUPPORTED");
     if http_status == 401 || http_status == 403 || key_problem || google.status == "UNAUTHENTICATED" {
-        return Error::Unauthorized(format!(
-            "Google refused the API key ({}): {message} Check the `{}` secret in atelier.toml (a Gemini API key from AI Studio).",
-            status_label(http_status, google),
-            crate::SECRET_NAME
-        ));
+        // Google reports a bad key as 400 INVALID_ARGUMENT with reason API_KEY_INVALID.
+        return Error::unauthorized_for(&service, &status_label(http_status, google), &format!("{message} (it takes a Gemini API key from AI Studio)"));
     }
     match http_status {
+        429 if google.zero_quota => Error::Provider(ProviderError {
+            code: "RESOURCE_EXHAUSTED".into(),
+            message: format!(
+                "this project has no quota for `{}` (quota 0: image and video models have no free tier; enable billing): {message}",
+                ctx.model
+            ),
+        }),
+        429 if google.quota_ids.iter().any(|id| id.contains("PerDay")) => Error::Provider(ProviderError {
+            code: "RESOURCE_EXHAUSTED".into(),
+            message: format!("the daily quota is used up (it resets at midnight Pacific time): {message}"),
+        }),
         429 => {
-            if google.zero_quota {
-                return Error::Provider(ProviderError {
-                    code: "RESOURCE_EXHAUSTED".into(),
-                    message: format!(
-                        "this project has no quota for `{}` (quota 0: image and video models have no free tier; enable billing): {message}",
-                        ctx.model
-                    ),
-                });
-            }
-            if google.quota_ids.iter().any(|id| id.contains("PerDay")) {
-                return Error::Provider(ProviderError {
-                    code: "RESOURCE_EXHAUSTED".into(),
-                    message: format!("the daily quota is used up (it resets at midnight Pacific time): {message}"),
-                });
-            }
-            let retry_after_ms = google.retry_delay_ms.or_else(|| retry_delay_in_message(&message));
-            Error::RateLimited(RateLimit { retry_after_ms, message })
+            let delay = google.retry_delay_ms.or_else(|| retry_delay_in_message(&message)).or(retry_after_ms);
+            Error::from_status(&service, 429, delay, code, &message)
         }
-        500 | 502 | 503 => Error::Unavailable(format!("Google is unavailable ({}): {message}", status_label(http_status, google))),
-        404 if ctx.resource.is_some() => Error::Provider(ProviderError {
-            code: "NOT_FOUND".into(),
-            message: format!(
-                "`{}` is not known to Google any more (Veo operations and videos expire after 2 days; it may also belong to another API key): {message}",
-                ctx.resource.as_deref().unwrap_or_default()
+        404 => match &ctx.resource {
+            Some(resource) => Error::not_found_yet(
+                &service,
+                &format!("`{resource}`"),
+                &format!("{message} (Veo operations and videos expire after 2 days, and belong to the API key that started them)"),
             ),
-        }),
-        404 => Error::Provider(ProviderError {
-            code: "NOT_FOUND".into(),
-            message: format!(
-                "model `{}` is not available on API version `{}`: {message} Set `model` (or `api_version`) under [plugins.{}] in atelier.toml to a model your key can use.",
-                ctx.model, ctx.api_version, ctx.plugin_id
-            ),
-        }),
-        _ => Error::Provider(ProviderError { code: status_label(http_status, google), message }),
+            None => Error::Provider(ProviderError {
+                code: "NOT_FOUND".into(),
+                message: format!(
+                    "model `{}` is not available on API version `{}`: {message} Set `model` (or `api_version`) under [plugins.{}] in atelier.toml to a model your key can use.",
+                    ctx.model, ctx.api_version, ctx.plugin_id
+                ),
+            }),
+        },
+        _ if ctx.resource.is_some() => Error::from_poll_status(&service, http_status, retry_after_ms, code, &message),
+        _ => Error::from_status(&service, http_status, retry_after_ms, code, &message),
     }
 }
 
@@ -148,6 +149,7 @@ fn status_label(http_status: u16, google: &GoogleError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atelier_sdk::RateLimit;
 
     fn ctx() -> ErrorContext {
         ErrorContext {
@@ -170,7 +172,7 @@ mod tests {
               {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
                 {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel", "quotaValue": "10"}]},
               {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "47s"}]}}));
-        match map_http_error(429, &b, &ctx()) {
+        match map_http_error(429, None, &b, &ctx()) {
             Error::RateLimited(r) => {
                 assert_eq!(r.retry_after_ms, Some(47_000));
                 assert!(r.message.contains("exceeded"));
@@ -184,7 +186,7 @@ mod tests {
         let b = body(serde_json::json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
             "message": "Quota exceeded. Please retry in 0.01s.",
             "details": [{"@type": "type.googleapis.com/google.rpc.Help", "links": []}]}}));
-        assert!(matches!(map_http_error(429, &b, &ctx()), Error::RateLimited(RateLimit { retry_after_ms: Some(10), .. })));
+        assert!(matches!(map_http_error(429, None, &b, &ctx()), Error::RateLimited(RateLimit { retry_after_ms: Some(10), .. })));
     }
 
     #[test]
@@ -192,7 +194,7 @@ mod tests {
         let b = body(serde_json::json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota",
             "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
                 {"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "quotaValue": "0"}]}]}}));
-        match map_http_error(429, &b, &ctx()) {
+        match map_http_error(429, None, &b, &ctx()) {
             Error::Provider(p) => assert!(p.message.contains("billing"), "{}", p.message),
             other => panic!("{other:?}"),
         }
@@ -204,20 +206,22 @@ mod tests {
             "message": "API key not valid. Please pass a valid API key.",
             "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                          "domain": "googleapis.com"}]}}));
-        match map_http_error(400, &b, &ctx()) {
-            Error::Unauthorized(m) => assert!(m.contains("API key not valid") && m.contains("GEMINI_API_KEY")),
+        match map_http_error(400, None, &b, &ctx()) {
+            Error::Unauthorized(m) => {
+                assert!(m.contains("API key not valid") && m.contains("GEMINI_API_KEY") && m.contains("[plugins.nano-banana.secrets]"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         let b = body(serde_json::json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "denied"}}));
-        assert!(matches!(map_http_error(403, &b, &ctx()), Error::Unauthorized(_)));
-        assert!(matches!(map_http_error(401, b"<html>", &ctx()), Error::Unauthorized(_)));
+        assert!(matches!(map_http_error(403, None, &b, &ctx()), Error::Unauthorized(_)));
+        assert!(matches!(map_http_error(401, None, b"<html>", &ctx()), Error::Unauthorized(_)));
     }
 
     #[test]
     fn overload_is_unavailable_and_array_wrapper_is_accepted() {
         let b = body(serde_json::json!([{"error": {"code": 503, "status": "UNAVAILABLE",
             "message": "The model is overloaded. Please try again later."}}]));
-        match map_http_error(503, &b, &ctx()) {
+        match map_http_error(503, None, &b, &ctx()) {
             Error::Unavailable(m) => assert!(m.contains("overloaded")),
             other => panic!("{other:?}"),
         }
@@ -227,7 +231,7 @@ mod tests {
     fn unknown_model_names_the_setting() {
         let b = body(serde_json::json!({"error": {"code": 404, "status": "NOT_FOUND",
             "message": "models/gemini-9 is not found for API version v1beta"}}));
-        match map_http_error(404, &b, &ctx()) {
+        match map_http_error(404, None, &b, &ctx()) {
             Error::Provider(p) => {
                 assert_eq!(p.code, "NOT_FOUND");
                 assert!(p.message.contains("[plugins.nano-banana]") && p.message.contains("`model`"), "{}", p.message);
@@ -235,8 +239,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let op = ErrorContext { resource: Some("models/veo/operations/x".into()), ..ctx() };
-        match map_http_error(404, &b, &op) {
-            Error::Provider(p) => assert!(p.message.contains("operations/x") && p.message.contains("expire"), "{}", p.message),
+        // A poll's 404: Google may not know an operation it just started; the host keeps polling.
+        match map_http_error(404, None, &b, &op) {
+            Error::Unavailable(m) => assert!(m.contains("operations/x") && m.contains("not found (yet)") && m.contains("expire"), "{m}"),
             other => panic!("{other:?}"),
         }
     }
@@ -245,18 +250,42 @@ mod tests {
     fn other_validation_errors_quote_google() {
         let b = body(serde_json::json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
             "message": "Unsupported MIME type: png"}}));
-        match map_http_error(400, &b, &ctx()) {
-            Error::Provider(p) => {
-                assert_eq!(p.code, "400 INVALID_ARGUMENT");
-                assert_eq!(p.message, "Unsupported MIME type: png");
-            }
+        match map_http_error(400, None, &b, &ctx()) {
+            Error::InvalidInput(m) => assert_eq!(m, "Google rejected the request (HTTP 400 INVALID_ARGUMENT): Unsupported MIME type: png"),
             other => panic!("{other:?}"),
         }
+        let b = body(serde_json::json!({"error": {"code": 409, "status": "ABORTED", "message": "try later"}}));
+        assert!(matches!(map_http_error(409, None, &b, &ctx()), Error::Provider(p) if p.code == "ABORTED" && p.message.contains("try later")));
+    }
+
+    #[test]
+    fn every_transient_status_is_retried_on_submit_and_poll() {
+        let op = ErrorContext { resource: Some("models/veo/operations/x".into()), ..ctx() };
+        for (status, google) in [(500, "INTERNAL"), (502, ""), (503, "UNAVAILABLE"), (504, "DEADLINE_EXCEEDED"), (408, "")] {
+            let b = body(serde_json::json!({"error": {"code": status, "status": google, "message": "try again"}}));
+            for c in [&ctx(), &op] {
+                match map_http_error(status, None, &b, c) {
+                    Error::Unavailable(m) => assert!(m.contains("try again") && m.contains(&status.to_string()), "{m}"),
+                    other => panic!("{status} {google}: {other:?}"),
+                }
+            }
+            assert!(matches!(map_http_error(status, None, b"<html>gateway</html>", &ctx()), Error::Unavailable(_)), "{status}");
+        }
+        // On a poll every 5xx is transient; on a submit an unusual one is not.
+        assert!(matches!(map_http_error(501, None, b"{}", &op), Error::Unavailable(_)));
+        assert!(matches!(map_http_error(501, None, b"{}", &ctx()), Error::Provider(_)));
+        assert!(matches!(map_http_error(404, None, b"Not Found", &op), Error::Unavailable(m) if m.contains("not found (yet)")));
+    }
+
+    #[test]
+    fn retry_after_header_is_the_fallback_delay() {
+        let b = body(serde_json::json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow down"}}));
+        assert!(matches!(map_http_error(429, Some(2_000), &b, &ctx()), Error::RateLimited(r) if r.retry_after_ms == Some(2_000)));
     }
 
     #[test]
     fn non_json_bodies_keep_the_status() {
-        assert!(matches!(map_http_error(503, b"oops", &ctx()), Error::Unavailable(_)));
-        assert!(matches!(map_http_error(418, b"teapot", &ctx()), Error::Provider(ProviderError { .. })));
+        assert!(matches!(map_http_error(503, None, b"oops", &ctx()), Error::Unavailable(_)));
+        assert!(matches!(map_http_error(418, None, b"teapot", &ctx()), Error::Provider(ProviderError { .. })));
     }
 }

@@ -157,9 +157,9 @@ pub fn provider(code: &str, message: String) -> Error {
     Error::Provider(ProviderError { code: code.into(), message })
 }
 
-/// The first 300 characters of a JSON answer, for messages.
+/// The first 300 characters of a JSON answer, for messages ([`atelier_sdk::excerpt`]).
 pub fn excerpt(v: &Value) -> String {
-    v.to_string().chars().take(300).collect()
+    atelier_sdk::excerpt(v.to_string().as_bytes(), 300)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! long-running operation's states.
 
 use atelier_sdk::encoding::{base64_decode, base64_encode};
-use atelier_sdk::{Error, ProviderError};
+use atelier_sdk::Error;
 use gemini_protocol::response::{excerpt, provider};
 use serde_json::{Map, Value, json};
 
@@ -82,12 +82,13 @@ impl JobToken {
 
 /// The operation name from the `predictLongRunning` answer.
 pub fn operation_name(answer: &Value) -> Result<String, Error> {
-    answer.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(String::from).ok_or_else(|| {
-        Error::Provider(ProviderError {
-            code: "NO_OPERATION".into(),
-            message: format!("Google accepted the video job but named no operation: {}", excerpt(answer)),
-        })
-    })
+    // Google answered 2xx: the video job may be running (and billed) though we cannot poll it.
+    answer
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .ok_or_else(|| Error::unreadable_submit("Google", 200, &format!("it names no operation: {}", excerpt(answer))))
 }
 
 /// Where the finished video is.
@@ -215,6 +216,15 @@ mod tests {
         let failed = json!({"done": true, "error": {"code": 3, "message": "bad audio"}});
         assert_eq!(parse_operation(&failed).unwrap(), OperationState::Failed(3, "bad audio".into()));
         assert!(parse_operation(&json!({"done": true, "response": {"generateVideoResponse": {}}})).is_err());
+    }
+
+    #[test]
+    fn an_answer_without_an_operation_may_still_be_a_job() {
+        assert_eq!(operation_name(&json!({"name": "models/m/operations/o"})).unwrap(), "models/m/operations/o");
+        match operation_name(&json!({"done": false})) {
+            Err(Error::Provider(p)) => assert!(p.message.contains("could not be read") && p.message.contains("may exist at the provider"), "{}", p.message),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
