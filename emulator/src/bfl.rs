@@ -23,9 +23,14 @@
 //!   unknown → 404 `BlobNotFound`.
 //!
 //! Markers in the prompt: `[fault:422]` → 422 detail list; `[fault:429]` → 429 with
-//! `Retry-After: 1`, once; `[fault:500]` → the first poll of the task answers 500 (submits are
-//! never faulted with 500: BFL's own SDK never re-POSTs a submit); `[fault:malformed]` → submit
-//! answers 200 with truncated JSON; `[fault:hang]` → submit never answers; `[fault:moderated]` →
+//! `Retry-After: 1`, once; `[fault:500]` → the first poll of the task answers 500;
+//! `[fault:submit-500]` → the submit answers 500 `{"detail":"Internal Server Error"}` once per
+//! request body, before any task is made (what FastAPI answers when a handler raises);
+//! `[fault:poll-5xx]` / `[fault:poll-5xx:503]` → every poll of the task answers 500 (or the given
+//! 5xx) with FastAPI's `{"detail": …}`, forever; `[fault:poll-404-once]` → the first poll answers
+//! 404 `{"id","status":"Task not found",…}` (a regional host that has not seen the task yet), later
+//! polls are normal; `[fault:malformed]` → submit answers 200 with truncated JSON, the task
+//! exists and can be polled by its id; `[fault:hang]` → submit never answers; `[fault:moderated]` →
 //! `Request Moderated`; `[fault:moderated:content]` → `Content Moderated` (when it would be Ready);
 //! `[fault:failed]` → `Error`; `[fault:slow:N]` → Ready on the Nth poll; `[fault:expired]` → the
 //! sample URL is already expired when handed out; `[fault:expired:MS]` → it expires after MS ms.
@@ -167,6 +172,9 @@ async fn submit(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes,
         r.headers_mut().insert("retry-after", "1".parse().unwrap());
         return r;
     }
+    if faults.has("submit-500") && markers::once(&state, "bfl", "submit-500", &body) {
+        return detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    }
     if faults.has("422") {
         errors.push(item("prompt", "value_error", "Value error, rejected by [fault:422]", &json!(prompt)));
     }
@@ -279,6 +287,8 @@ async fn submit(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes,
         "output_format": output_format,
         "picture": picture.map(|b| STANDARD.encode(b)),
         "fault_500": faults.has("500"),
+        "poll_5xx": faults.has("poll-5xx").then(|| faults.arg("poll-5xx").and_then(|a| a.parse::<u16>().ok()).filter(|c| (500..600).contains(c)).unwrap_or(500)),
+        "poll_404_once": faults.has("poll-404-once"),
         "request_moderated": faults.has("moderated") && faults.arg("moderated") != Some("content"),
         "content_moderated": faults.arg("moderated") == Some("content"),
         "failed": faults.has("failed"),
@@ -326,6 +336,15 @@ async fn get_result(AxState(state): AxState<State>, headers: HeaderMap, Query(q)
     let Some(task) = state.job(&key) else {
         return result(id, "Task not found", Value::Null, Value::Null, Value::Null);
     };
+    if let Some(code) = task["poll_5xx"].as_u64() {
+        return detail(StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "Internal Server Error");
+    }
+    if task["poll_404_once"].as_bool() == Some(true) {
+        state.update_job(&key, |t| t["poll_404_once"] = json!(false));
+        let mut r = result(id, "Task not found", Value::Null, Value::Null, Value::Null);
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
     if task["fault_500"].as_bool() == Some(true) {
         state.update_job(&key, |t| t["fault_500"] = json!(false));
         return detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");

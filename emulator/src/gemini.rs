@@ -32,8 +32,12 @@
 //! - `[fault:429-daily]` — always 429 for a per-day quota: QuotaFailure `...PerDay...`, no
 //!   `RetryInfo` (retrying before midnight Pacific is futile).
 //! - `[fault:503]` (once per prompt) / `[fault:503-always]` — `503 UNAVAILABLE` "The model is overloaded".
-//! - `[fault:malformed]` — `200` with a body that is not JSON.
-//! - `[fault:hang]` — never answers (sleeps 600 s).
+//! - `[fault:500]` (once per prompt) — `500 INTERNAL` "Internal error encountered.", nothing started.
+//! - `[fault:504]` (once per prompt) — `504 DEADLINE_EXCEEDED` "Deadline exceeded.", nothing started.
+//! - `[fault:malformed]` — `200` with a body that is not JSON. On `predictLongRunning` the
+//!   operation IS started first (it runs and can be polled by its name, as a billed job would);
+//!   the answer is the first half of `{"name": ...}`.
+//! - `[fault:hang]` — never answers (sleeps 600 s; both methods).
 //! - `[fault:blocked]` — `200` with `promptFeedback.blockReason = "PROHIBITED_CONTENT"`, no candidates.
 //! - `[fault:image-safety]` — `200`, candidate `finishReason: IMAGE_SAFETY`, no content.
 //! - `[fault:text-only]` — `200`, one text part and `finishReason: STOP`, no image.
@@ -43,7 +47,12 @@
 //!   `[fault:op-error]` / `[fault:op-error:3]` (done with `error{code: 13|3, message}`),
 //!   `[fault:slow-op:N]` (done on poll N), `[fault:expired]` (the download answers 404, as after
 //!   Google's 2-day retention), `[size:50MB]` (video size; `KB`/`MB`/`GB` are powers of 1000,
-//!   `KiB`/`MiB`/`GiB` of 1024).
+//!   `KiB`/`MiB`/`GiB` of 1024),
+//!   `[fault:poll-5xx]` / `[fault:poll-5xx:503]` (every GET of the operation answers `500 INTERNAL`,
+//!   or the given 5xx in Google's envelope — `503 UNAVAILABLE`, `504 DEADLINE_EXCEEDED` — forever;
+//!   the operation never advances), `[fault:poll-404-once]` (the first GET of the operation
+//!   answers `404 NOT_FOUND` "Operation ... not found.", as right after the start on an eventually
+//!   consistent backend; later polls are normal and the 404 does not count as a poll).
 //!
 //! "Once" faults are counted per fault kind and prompt text in [`State`] (`put_job`), so the
 //! retry of the same request succeeds.
@@ -256,9 +265,10 @@ fn parse_size(text: &str) -> Option<u64> {
     Some((number * unit) as u64)
 }
 
-/// The transport faults shared by both methods, checked before the request is processed.
+/// The transport faults shared by both methods, checked before the request is processed
+/// (`long_running`: `predictLongRunning`, whose malformed answer comes after the operation starts).
 /// `None` when the request should proceed.
-pub(crate) async fn transport_fault(state: &State, markers: &Markers, model: &str) -> Option<Response> {
+pub(crate) async fn transport_fault(state: &State, markers: &Markers, model: &str, long_running: bool) -> Option<Response> {
     if markers.has("hang") {
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         return Some(google_error(StatusCode::GATEWAY_TIMEOUT, "Deadline exceeded.", vec![]));
@@ -278,7 +288,14 @@ pub(crate) async fn transport_fault(state: &State, markers: &Markers, model: &st
             return Some(google_error(StatusCode::SERVICE_UNAVAILABLE, "The model is overloaded. Please try again later.", vec![]));
         }
     }
-    if markers.has("malformed") {
+    if markers.has("500") && markers.first_time(state, "500") {
+        return Some(google_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error encountered.", vec![]));
+    }
+    if markers.has("504") && markers.first_time(state, "504") {
+        return Some(google_error(StatusCode::GATEWAY_TIMEOUT, "Deadline exceeded.", vec![]));
+    }
+    // Veo answers its malformed 200 after starting the operation (see `veo::predict_long_running`).
+    if markers.has("malformed") && !long_running {
         return Some((StatusCode::OK, [("content-type", "application/json; charset=UTF-8")], "{\"candidates\": [{\"content\": ").into_response());
     }
     None

@@ -19,7 +19,12 @@
 //!
 //! Markers in the prompt: `[fault:422]` → 400 `invalid_request_error` (OpenAI's validation error);
 //! `[fault:429]` → 429 `rate_limit_exceeded` with `retry-after-ms: 300` and `retry-after: 1`, once;
-//! `[fault:500]` → 500 `server_error`, once; `[fault:malformed]` → 200 with truncated JSON;
+//! `[fault:500]` → 500 `server_error`, once (no video made); `[fault:malformed]` → 200 with
+//! truncated JSON (the video exists and can be polled by its id);
+//! `[fault:poll-5xx]` / `[fault:poll-5xx:503]` → every `GET /v1/videos/{id}` answers 500
+//! `server_error` (or the given 5xx), forever; `[fault:poll-404-once]` → the first
+//! `GET /v1/videos/{id}` answers 404 "Video with id … not found." (as a replica that has not seen
+//! the new video yet), later ones are normal and the 404 does not count as a poll;
 //! `[fault:hang]` → no answer; `[fault:moderated]` → 400 `moderation_blocked` at create;
 //! `[fault:moderated:content]` → the video ends `failed` with `moderation_blocked`;
 //! `[fault:failed]` → the video ends `failed` with `video_generation_failed`;
@@ -246,6 +251,8 @@ async fn create(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes)
     };
     state.put_job(&format!("openai:{id}"), json!({
         "video": video, "polls": 0, "polls_needed": faults.slow().unwrap_or(2).max(1), "outcome": outcome, "deleted": false,
+        "poll_5xx": faults.has("poll-5xx").then(|| faults.arg("poll-5xx").and_then(|a| a.parse::<u16>().ok()).filter(|c| (500..600).contains(c)).unwrap_or(500)),
+        "poll_404_once": faults.has("poll-404-once"),
     }));
     if faults.has("malformed") {
         let t = video.to_string();
@@ -266,7 +273,15 @@ async fn retrieve(AxState(state): AxState<State>, headers: HeaderMap, Path(id): 
     if let Some(r) = check_auth(&state, &headers) {
         return r;
     }
-    if record(&state, &id).is_none() {
+    let Some(before) = record(&state, &id) else {
+        return not_found(&id);
+    };
+    if let Some(code) = before["poll_5xx"].as_u64() {
+        let status = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return oa_error(status, "The server had an error while processing your request. Sorry about that!", "server_error", None, None);
+    }
+    if before["poll_404_once"] == json!(true) {
+        state.update_job(&format!("openai:{id}"), |r| r["poll_404_once"] = json!(false));
         return not_found(&id);
     }
     let rec = state

@@ -41,7 +41,7 @@ pub(super) async fn generate_content(state: &State, model_id: &str, model: Image
         Err(rejection) => return rejection.into_response(),
     };
     let markers = Markers::parse(&request.prompt);
-    if let Some(fault) = transport_fault(state, &markers, model_id).await {
+    if let Some(fault) = transport_fault(state, &markers, model_id, false).await {
         return fault;
     }
     let response_id = state.next_id("emu");

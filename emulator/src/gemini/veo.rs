@@ -29,7 +29,7 @@ pub(super) async fn predict_long_running(state: &State, model_id: &str, model: V
         Err(rejection) => return rejection.into_response(),
     };
     let markers = Markers::parse(&prompt);
-    if let Some(fault) = transport_fault(state, &markers, model_id).await {
+    if let Some(fault) = transport_fault(state, &markers, model_id, true).await {
         return fault;
     }
     let op = state.next_id("op").to_ascii_lowercase();
@@ -47,14 +47,21 @@ pub(super) async fn predict_long_running(state: &State, model_id: &str, model: V
     };
     let error_code = markers.get("op-error").flatten().and_then(|c| c.parse::<i64>().ok()).unwrap_or(13);
     let name = format!("models/{model_id}/operations/{op}");
+    let poll_5xx = markers.get("poll-5xx").map(|arg| arg.and_then(|a| a.parse::<u16>().ok()).filter(|c| (500..600).contains(c)).unwrap_or(500));
     state.put_job(
         &format!("gemini-op:{op}"),
         json!({"name": name, "model": model_id, "polls": 0, "polls_needed": polls_needed, "outcome": outcome,
-               "error_code": error_code, "file": file, "params": params}),
+               "error_code": error_code, "file": file, "params": params,
+               "poll_5xx": poll_5xx, "poll_404_once": markers.has("poll-404-once")}),
     );
     let size = markers.size_bytes().unwrap_or(DEFAULT_VIDEO_BYTES).max(64);
     if !markers.has("expired") {
         state.put_job(&format!("gemini-file:{file}"), json!({"size": size, "sig": signature(&file)}));
+    }
+    if markers.has("malformed") {
+        // The operation runs (and would be billed); only the answer naming it is cut short.
+        let text = json!({"name": name}).to_string();
+        return (StatusCode::OK, [("content-type", "application/json; charset=UTF-8")], text[..text.len() / 2].to_string()).into_response();
     }
     ok_json(&json!({"name": name}))
 }
@@ -185,12 +192,26 @@ pub(super) async fn get_operation(
         return denied.into_response();
     }
     let key = format!("gemini-op:{op}");
-    let Some(record) = state.update_job(&key, |v| v["polls"] = json!(v["polls"].as_u64().unwrap_or(0) + 1)) else {
-        return not_found(&format!("Operation models/{model}/operations/{op} not found.")).into_response();
+    let missing = || not_found(&format!("Operation models/{model}/operations/{op} not found.")).into_response();
+    let Some(before) = state.job(&key).filter(|r| r["model"] == json!(model)) else {
+        return missing();
     };
-    if record["model"] != json!(model) {
-        return not_found(&format!("Operation models/{model}/operations/{op} not found.")).into_response();
+    if let Some(code) = before["poll_5xx"].as_u64() {
+        let code = StatusCode::from_u16(code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = match code.as_u16() {
+            503 => "The service is currently unavailable.",
+            504 => "Deadline exceeded.",
+            _ => "Internal error encountered.",
+        };
+        return google_error(code, message, vec![]);
     }
+    if before["poll_404_once"] == json!(true) {
+        state.update_job(&key, |v| v["poll_404_once"] = json!(false));
+        return missing();
+    }
+    let Some(record) = state.update_job(&key, |v| v["polls"] = json!(v["polls"].as_u64().unwrap_or(0) + 1)) else {
+        return missing();
+    };
     let name = record["name"].clone();
     let polls = record["polls"].as_u64().unwrap_or(0);
     if polls < record["polls_needed"].as_u64().unwrap_or(2) {
