@@ -343,8 +343,10 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
     // Errors about what the plugin returned name it; the raw file stays in the job folder.
     let name = format!("plugin `{}`'s file {}", plan.provenance["engine"].as_str().unwrap_or("?"), a.path.display());
     let refused = |e: anyhow::Error| anyhow::anyhow!("{e:#}; the output was not written");
-    let bytes = std::fs::read(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()))?;
+    // Pictures are read whole (to decode or walk them); a video only has its size taken.
+    let read = || std::fs::read(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()));
     if a.mime.starts_with("image/") && a.mime != "image/gif" {
+        let bytes = read()?;
         let t = Instant::now();
         let mut img = imageio::decode(&bytes, limits, &name).map_err(refused)?;
         drop(bytes);
@@ -368,14 +370,16 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
             bail!("{} already exists; pass --force to overwrite", dest.display());
         }
         // A GIF is not decoded here, but whatever opens it will: its screen and frames keep to the limits.
-        if a.mime == "image/gif" {
+        let (w, h, len) = if a.mime == "image/gif" {
+            let bytes = read()?;
             imageio::check_gif(&bytes, limits, &name).map_err(refused)?;
-        }
-        let (w, h) = match image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok()) {
-            Some((w, h)) => (Some(w), Some(h)),
-            None => (None, None),
+            let dims = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().ok().and_then(|r| r.into_dimensions().ok());
+            (dims.map(|d| d.0), dims.map(|d| d.1), bytes.len() as u64)
+        } else {
+            let meta = std::fs::metadata(&a.path).with_context(|| format!("{}: the job's artifact is missing", a.path.display()))?;
+            (None, None, meta.len())
         };
-        prov["output"] = json!({"mime": a.mime, "bytes": bytes.len(), "width": w, "height": h});
+        prov["output"] = json!({"mime": a.mime, "bytes": len, "width": w, "height": h});
         outputs::copy_atomic(&a.path, &dest)?;
         let sidecar = outputs::write_sidecar(&dest, &prov)?;
         Ok(OutputFile { path: dest, sidecar, width: w, height: h, mime: a.mime.clone(), index, seed: a.seed, job: outcome.job.clone() })
