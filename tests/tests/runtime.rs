@@ -307,7 +307,7 @@ fn disabled_plugin_is_not_offered_and_bad_limits_are_refused() {
     };
     let msg = refused("[plugins.hello]\nmodel = \"m\"\n\n[plugins.spin.limits]\ncall_timeout = 1\n", "spin");
     assert_one_line(&msg, config, &[
-        "/etc/atelier/atelier.toml:5: [plugins.spin.limits] call_timeout = 1: there is no limit `call_timeout` (the limits are memory_mb, call_timeout_s, max_in_flight); write instead: call_timeout_s = 1",
+        "/etc/atelier/atelier.toml:5: [plugins.spin.limits] call_timeout = 1: there is no limit `call_timeout` (the limits are memory_mb, call_timeout_s, max_in_flight, max_http_requests, log_lines_per_s, max_artifacts, max_notes_kb, max_token_kb); write instead: call_timeout_s = 1",
     ]);
     let msg = refused("[plugins.spin.limits]\nmax_in_flight = 2\nmemory_mb = -5\n", "spin");
     assert_one_line(&msg, config, &["atelier.toml:3: [plugins.spin.limits] memory_mb = -5: the memory limit must be at least 1 MiB; write instead: memory_mb = 256"]);
