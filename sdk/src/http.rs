@@ -124,7 +124,7 @@ impl From<HttpError> for Error {
 /// How long the provider asked to wait, in milliseconds: `retry-after-ms` (OpenAI's), else
 /// `Retry-After` as delta-seconds or an HTTP-date ([`crate::retry::parse_retry_after`]).
 pub fn retry_after_ms(resp: &Response) -> Option<u64> {
-    retry_after_ms_at(resp, || crate::clock::wall_ms())
+    retry_after_ms_at(resp, crate::clock::wall_ms)
 }
 
 /// [`retry_after_ms`] with the current time from `now_ms` (called only for an HTTP-date).

@@ -142,12 +142,11 @@ pub fn http_date_ms(text: &str) -> Option<u64> {
     let numbers: Vec<(usize, &str)> =
         tokens.iter().enumerate().filter(|(_, t)| !t.contains(':') && t.chars().all(|c| c.is_ascii_digit())).map(|(i, t)| (i, *t)).collect();
     let [(ia, a), (ib, b)] = numbers.as_slice() else { return None };
+    // A 4-digit year anywhere (IMF-fixdate, asctime), else RFC 850's day-month-year (06-Nov-94).
     let (day, year) = if a.len() == 4 {
         (b, a)
-    } else if b.len() == 4 {
+    } else if b.len() == 4 || (*ia < month_at && *ib > month_at) {
         (a, b)
-    } else if *ia < month_at && *ib > month_at {
-        (a, b) // RFC 850: 06-Nov-94
     } else {
         return None;
     };
