@@ -28,7 +28,11 @@ fn config(dir: &Path, extra: &str) -> String {
 }
 
 async fn start(config: &str, state: &Path) -> Running {
-    let dirs: Vec<PathBuf> = ["classic"].iter().map(|p| atelier_tests::plugins_dir().join(p)).collect();
+    start_with(&["classic"], config, state).await
+}
+
+async fn start_with(plugins: &[&str], config: &str, state: &Path) -> Running {
+    let dirs: Vec<PathBuf> = plugins.iter().map(|p| atelier_tests::plugins_dir().join(p)).collect();
     let rt = atelier_tests::runtime_over(dirs, config, atelier_tests::cache_dir());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     server::start(rt, listener, ServeOptions { state_dir: state.to_path_buf(), insecure_no_auth: false }).await.unwrap()
@@ -75,6 +79,25 @@ async fn post_form(base: &str, path: &str, parts: &[Part<'_>]) -> (u16, reqwest:
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
     let text = resp.text().await.unwrap();
     (status, headers, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
+}
+
+async fn delete(base: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new().delete(format!("{base}{path}")).bearer_auth(ALICE).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Poll until the video's status is one of `until` (bounded).
+async fn poll_until(b: &str, id: &str, until: &[&str]) -> Value {
+    let t = Instant::now();
+    loop {
+        let (s, v) = get_json(b, &format!("/v1/videos/{id}")).await;
+        assert_eq!(s, 200, "{v}");
+        if until.contains(&v["status"].as_str().unwrap()) {
+            return v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "video {id} still {}: {v}", v["status"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn get_json(base: &str, path: &str) -> (u16, Value) {
@@ -397,7 +420,8 @@ fn a_running_classic_video_is_in_progress_with_progress_and_a_waiting_one_queued
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(seen.last().unwrap().0, "completed", "{seen:?}");
-        assert!(seen.iter().any(|(s, p)| s == "in_progress" && *p > 0 && *p < 100), "never in progress with a percentage: {seen:?}");
+        // 99 is the runner's "fetching" report at the very end; the estimate while it runs stays at or below 95.
+        assert!(seen.iter().any(|(s, p)| s == "in_progress" && *p > 0 && *p <= 95), "never in progress with a percentage: {seen:?}");
         assert_eq!(wait_done(behind).await["status"], "completed");
         srv.stop().await;
     });
@@ -462,6 +486,101 @@ fn a_client_that_leaves_takes_its_job_with_it() {
         }
         assert!(files_under(&state.join("server/images")).is_empty());
         assert!(files_under(&state.join("jobs")).is_empty());
+        srv.stop().await;
+    });
+}
+
+/// The job that makes video `id` (its plan writes under the video's folder), once it exists.
+async fn video_job(state: &Path, id: &str) -> atelier::jobs::JobRecord {
+    let db = atelier::jobs::JobDb::open(state).unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(j) = db.list(&[]).unwrap().into_iter().find(|j| j.plan.to_string().contains(id)) {
+            return j;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "video {id} has no job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn deleting_a_classic_video_while_it_is_made_stops_it() {
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let srv = start(&config(dir.path(), ""), &state).await;
+        let b = base(&srv);
+        let frame = png(1024, 768);
+        let (s, _, v) = post_form(&b, "/v1/videos", &[
+            ("model", None, b"classic"),
+            ("prompt", None, b"slow zoom in"),
+            ("input_reference", Some("f.png"), &frame),
+            ("seconds", None, b"10"),
+            ("fps", None, b"30"),
+            ("max_side", None, b"1024"),
+        ])
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        poll_until(&b, &id, &["in_progress"]).await;
+        let job = video_job(&state, &id).await;
+        let (s, v) = delete(&b, &format!("/v1/videos/{id}")).await;
+        assert_eq!((s, &v["deleted"]), (200, &Value::Bool(true)), "{v}");
+        let (s, _) = get_json(&b, &format!("/v1/videos/{id}")).await;
+        assert_eq!(s, 404);
+        let j = atelier::jobs::JobDb::open(&state).unwrap().get(&job.id).unwrap().unwrap();
+        assert_eq!(j.state, atelier::jobs::JobState::Cancelled, "{j:?}");
+        assert!(j.error.unwrap_or_default().contains("deleted before it finished"));
+        assert!(!state.join("server/videos").join(&id).exists());
+        assert!(files_under(&state.join("jobs")).is_empty());
+        // The model's turn was given back: another video runs to the end.
+        let (s, _, v) = post_form(&b, "/v1/videos", &[("model", None, b"classic"), ("prompt", None, b"pan"), ("input_reference", Some("f.png"), &png(64, 48)), ("seconds", None, b"1")]).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(poll_until(&b, v["id"].as_str().unwrap(), &["completed", "failed"]).await["status"], "completed");
+        srv.stop().await;
+    });
+}
+
+#[test]
+fn deleting_a_provider_video_while_it_is_made_cancels_it_at_the_provider() {
+    let emu = common::Emu::start();
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::write(dir.path().join("openai.key"), "emu-openai-key").unwrap();
+        let cfg = format!(
+            "{}{}[plugins.sora-2.secrets]\nOPENAI_API_KEY = \"file:{}\"\n",
+            config(dir.path(), ""),
+            emu.config_for(&["sora-2"], ""),
+            dir.path().join("openai.key").display()
+        );
+        let srv = start_with(&["sora-2", "filters"], &cfg, &state).await;
+        let b = base(&srv);
+        let (s, _, v) = post_form(&b, "/v1/videos", &[
+            ("model", None, b"sora-2"),
+            ("prompt", None, b"a slow pan [fault:slow:200]"),
+            ("seconds", None, b"8"),
+            ("size", None, b"1280x720"),
+            ("input_reference", Some("frame.png"), &png(64, 36)),
+        ])
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        // Accepted by the provider and polled.
+        poll_until(&b, &id, &["in_progress"]).await;
+        let job = video_job(&state, &id).await;
+        assert_eq!(emu.count("DELETE", "/v1/videos/"), 0);
+        let (s, v) = delete(&b, &format!("/v1/videos/{id}")).await;
+        assert_eq!((s, &v["deleted"]), (200, &Value::Bool(true)), "{v}");
+        assert_eq!(emu.count("DELETE", "/v1/videos/"), 1, "the provider was told to cancel the job");
+        let j = atelier::jobs::JobDb::open(&state).unwrap().get(&job.id).unwrap().unwrap();
+        assert_eq!(j.state, atelier::jobs::JobState::Cancelled, "{j:?}");
+        let (s, _) = get_json(&b, &format!("/v1/videos/{id}")).await;
+        assert_eq!(s, 404);
+        // Nothing polls it any more.
+        let polls = emu.count("GET", "/v1/videos/");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(emu.count("GET", "/v1/videos/"), polls);
         srv.stop().await;
     });
 }

@@ -71,7 +71,7 @@ impl Admission {
     /// are CPUs for an offline model (its work is CPU-bound: more would only add latency and
     /// memory), else [`DEFAULT_NETWORK_RUNNING`]; never more than the plugin's `max_in_flight`.
     fn running_for(&self, plugin: &Plugin) -> usize {
-        let default = if plugin.http().is_none() { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { DEFAULT_NETWORK_RUNNING };
+        let default = if works_in_process(plugin) { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { DEFAULT_NETWORK_RUNNING };
         let n = self.max_running.unwrap_or(default);
         plugin.limits.max_in_flight.map_or(n, |m| n.min(m as usize)).max(1)
     }
@@ -129,6 +129,12 @@ impl Admission {
             })
             .collect()
     }
+}
+
+/// Whether all of a model's work is done in this process: it may reach no host at all (by its
+/// manifest or the operator's grants), like `classic`.
+pub(crate) fn works_in_process(plugin: &Plugin) -> bool {
+    plugin.grants.manifest_hosts.is_empty() && plugin.grants.operator_hosts.is_empty()
 }
 
 impl Gate {

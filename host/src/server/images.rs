@@ -5,7 +5,8 @@ use super::auth::Caller;
 use super::errors::{ApiError, ApiResult};
 use super::form::Form;
 use super::models::{self, Chosen, Want};
-use super::{App, new_id, now_s, request};
+use super::admission::Turn;
+use super::{App, cancel, new_id, now_s, request};
 use crate::pipeline::edit::{EditRequest, check_request, edit_named};
 use crate::pipeline::{Catalog, EditResult};
 use axum::Json;
@@ -87,6 +88,8 @@ struct Scratch {
     jobs: Vec<String>,
     /// Set once the pipeline has returned; a request dropped before that lost its client.
     ran: bool,
+    /// The pipeline's task, and whether its model works in this process.
+    task: Option<(tokio::task::AbortHandle, bool)>,
 }
 
 impl Drop for Scratch {
@@ -95,46 +98,31 @@ impl Drop for Scratch {
         if !self.keep {
             dirs.push(self.dir.clone());
         }
-        let abandoned = !self.ran;
-        let (app, dir, id) = (self.app.clone(), self.dir.clone(), self.id.clone());
-        let work = move || {
-            if abandoned {
-                abandon(&app, &id, &dir);
-            }
+        let remove = move || {
             for d in dirs {
                 let _ = std::fs::remove_dir_all(d);
             }
         };
-        // Off the async workers when there is a runtime (there always is in the server).
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(work)),
-            Err(_) => work(),
+        // No runtime only outside the server (nothing to stop then).
+        let Ok(h) = tokio::runtime::Handle::try_current() else { return remove() };
+        match self.task.take().filter(|_| !self.ran) {
+            // The client left while the pipeline ran: stop it and its jobs, then clean up.
+            Some((task, offline)) => {
+                let (app, dir, id) = (self.app.clone(), self.dir.clone(), self.id.clone());
+                h.spawn(async move {
+                    tracing::info!(target: "atelier::server", "{id}: the client left before the answer; stopping its jobs");
+                    cancel::stop(&app, &task, dir, offline, "cancelled: the client closed the connection before the answer").await;
+                    let _ = tokio::task::spawn_blocking(remove).await;
+                });
+            }
+            None => drop(h.spawn_blocking(remove)),
         }
     }
 }
 
 fn scratch(app: &Arc<App>) -> Scratch {
     let id = new_id("img_");
-    Scratch { app: app.clone(), dir: app.dir.join("images").join(&id), id, keep: false, jobs: vec![], ran: false }
-}
-
-/// The client left before its answer, so the request's future was dropped (which stops a model
-/// running in this process at its next yield). Its jobs would stay `submitting` / `pending` in
-/// jobs.sqlite for ever: record them as cancelled, with why, and their folders go with the
-/// request's.
-fn abandon(app: &App, id: &str, dir: &std::path::Path) {
-    let db = &app.runner.db;
-    let Ok(jobs) = db.list(&[crate::jobs::JobState::Submitting, crate::jobs::JobState::Pending]) else { return };
-    for j in jobs.iter().filter(|j| job_is_under(j, dir)) {
-        tracing::info!(target: "atelier::server", "{id}: the client left; job {} is cancelled", j.id);
-        let _ = db.set_final(&j.id, crate::jobs::JobState::Cancelled, "cancelled: the client closed the connection before the answer");
-        let _ = std::fs::remove_dir_all(db.job_dir(&j.id));
-    }
-}
-
-/// Whether a job writes its outputs under `dir` (its stored plan names where).
-fn job_is_under(j: &crate::jobs::JobRecord, dir: &std::path::Path) -> bool {
-    j.plan["paths"].as_array().is_some_and(|ps| ps.iter().filter_map(|p| p.as_str()).any(|p| std::path::Path::new(p).starts_with(dir)))
+    Scratch { app: app.clone(), dir: app.dir.join("images").join(&id), id, keep: false, jobs: vec![], ran: false, task: None }
 }
 
 /// `size`: the model's own `size` parameter when it has one, else an exact `fit` after the model.
@@ -172,9 +160,16 @@ fn check(c: &Chosen, req: &EditRequest) -> ApiResult<()> {
     Ok(())
 }
 
-/// Run the pipeline (the caller holds the model's turn).
-async fn run(app: &App, s: &mut Scratch, req: &EditRequest) -> ApiResult<EditResult> {
-    let r = edit_named(&app.rt, &app.runner, req, Some("image")).await;
+/// Run the pipeline in its own task, which keeps the model's turn until it ends: if the client
+/// leaves, [`Scratch`]'s drop stops it and its jobs (see [`cancel::stop`]).
+async fn run(app: &Arc<App>, s: &mut Scratch, c: &Chosen, req: &EditRequest, turn: Turn) -> ApiResult<EditResult> {
+    let (a, r) = (app.clone(), req.clone());
+    let task = tokio::spawn(async move {
+        let _turn = turn;
+        edit_named(&a.rt, &a.runner, &r, Some("image")).await
+    });
+    s.task = Some((task.abort_handle(), super::admission::works_in_process(&c.plugin)));
+    let r = task.await.map_err(|e| ApiError::internal(format!("the request's pipeline stopped: {e}")))?;
     s.ran = true;
     // A failed request's job folders stay until the janitor's sweep (keep_results_h): what a
     // failure after the model kept may be needed to see why it failed.
@@ -314,7 +309,7 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
         (Some(m), Some((_, ext))) => Some(request::save(&s.dir, &format!("mask-openai.{ext}"), &m.bytes).await?),
         _ => None,
     };
-    let _turn = place.turn().await;
+    let turn = place.turn().await;
     for (i, p) in req.inputs.iter().enumerate() {
         request::check_decodes(&app, &field(i), p).await?;
     }
@@ -324,7 +319,7 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
         request::save(&s.dir, "mask.png", &png).await?;
     }
     tracing::info!(target: "atelier::server", "{}: edit by {} with {} (n={})", s.id, caller.0, req.model, req.n);
-    let r = run(&app, &mut s, &req).await?;
+    let r = run(&app, &mut s, &c, &req, turn).await?;
     answer(&base, &mut s, &r, common.url).await
 }
 
@@ -345,9 +340,9 @@ pub async fn generations(State(app): State<Arc<App>>, Extension(caller): Extensi
     // No input image: the pipeline lets a server request (named, unmasked) through without one.
     let req = EditRequest { prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, post, out_dir: s.dir.join("out"), ..Default::default() };
     check(&c, &req)?;
-    let _turn = app.admission.enter(&c.plugin)?.turn().await;
+    let turn = app.admission.enter(&c.plugin)?.turn().await;
     tracing::info!(target: "atelier::server", "{}: generation by {} with {} (n={})", s.id, caller.0, req.model, req.n);
-    let r = run(&app, &mut s, &req).await?;
+    let r = run(&app, &mut s, &c, &req, turn).await?;
     answer(&base, &mut s, &r, common.url).await
 }
 
@@ -424,10 +419,11 @@ fn sweep(app: &App) {
             continue;
         }
         let Some(id) = e.file_name().to_str().map(str::to_string) else { continue };
-        if let Ok(Some(j)) = app.runner.db.get(&id) {
-            if j.state.is_final() && job_is_under(&j, &images) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
+        if let Ok(Some(j)) = app.runner.db.get(&id)
+            && j.state.is_final()
+            && cancel::job_is_under(&j, &images)
+        {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
@@ -435,9 +431,9 @@ fn sweep(app: &App) {
 /// "1 h", "5 min", "30 s": how long results are kept, for messages.
 pub(crate) fn shown_age(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{} h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else {
         format!("{} s", d.as_secs_f64())

@@ -27,6 +27,8 @@ const SPARE_FDS: u64 = 256;
 /// Make room for `wanted` connections in the open-file limit: raise the soft limit up to the
 /// hard one if needed (as Go's runtime does), else serve fewer connections and say which line
 /// to change.
+// `rlim_t` is u64 on Linux but not on every Unix: the casts are not all no-ops.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn fit_fd_limit(wanted: usize, config: &str) -> usize {
     #[cfg(unix)]
     {

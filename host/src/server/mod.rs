@@ -7,6 +7,7 @@
 
 pub(crate) mod admission;
 pub mod auth;
+mod cancel;
 pub mod errors;
 pub mod form;
 pub mod images;
@@ -76,6 +77,8 @@ pub struct App {
     pub keep_results: std::time::Duration,
     pub(crate) admission: admission::Admission,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The task making each unfinished video, so `DELETE` can stop it.
+    video_tasks: Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
     // Held, never sent: the runner's cancel signal would cancel jobs at the provider, and a server
     // that stops must leave its jobs pending so the next start resumes them.
     _cancel: tokio::sync::watch::Sender<bool>,
@@ -88,6 +91,36 @@ impl App {
         let mut tasks = self.tasks.lock().unwrap();
         tasks.retain(|t| !t.is_finished());
         tasks.push(h.abort_handle());
+    }
+}
+
+impl App {
+    /// [`App::spawn`] for the task making video `id`, findable by `DELETE` until it ends.
+    pub(crate) fn spawn_video(self: &Arc<Self>, id: &str, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        /// Takes the entry out when the task ends, however it ends (also when aborted).
+        struct Entry(Arc<App>, String);
+        impl Drop for Entry {
+            fn drop(&mut self) {
+                self.0.video_tasks.lock().unwrap().remove(&self.1);
+            }
+        }
+        let entry = Entry(self.clone(), id.to_string());
+        // Registered before it can run, so its own removal comes after.
+        let mut tasks = self.video_tasks.lock().unwrap();
+        let h = tokio::spawn(async move {
+            let _entry = entry;
+            f.await
+        });
+        tasks.insert(id.to_string(), h.abort_handle());
+        drop(tasks);
+        let mut all = self.tasks.lock().unwrap();
+        all.retain(|t| !t.is_finished());
+        all.push(h.abort_handle());
+    }
+
+    /// The task making video `id`, while it runs.
+    pub(crate) fn video_task(&self, id: &str) -> Option<tokio::task::AbortHandle> {
+        self.video_tasks.lock().unwrap().get(id).cloned()
     }
 }
 
@@ -169,6 +202,7 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
         models: Default::default(),
         max_body,
         tasks: Mutex::default(),
+        video_tasks: Mutex::default(),
         _cancel: cancel,
     });
     videos::resume_all(&app)?;

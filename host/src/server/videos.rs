@@ -8,7 +8,7 @@ use super::form::Form;
 use super::models::{self, Want};
 use super::admission::Place;
 use super::store::{Deleted, Store, VideoRequest, VideoRow};
-use super::{App, new_id, now_s, request};
+use super::{App, cancel, new_id, now_s, request};
 use crate::jobs::runner::JobOutcome;
 use crate::jobs::{JobDb, JobRecord, JobState, RunnerEvent};
 use crate::pipeline::edit::{EditRequest, check_request, edit_named, finish_job};
@@ -148,7 +148,7 @@ pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     app.store.insert(&row).map_err(|e| ApiError::internal(format!("cannot record the video: {e:#}")))?;
     tracing::info!(target: "atelier::server", "{id}: video by {} with {}", caller.0, row.model);
     let a = app.clone();
-    app.spawn(async move { run(&a, &id, place, ereq).await });
+    app.spawn_video(&row.id, async move { run(&a, &id, place, ereq).await });
     Ok(with_poll_header(&row))
 }
 
@@ -179,11 +179,9 @@ async fn run(app: &App, id: &str, place: Place, req: EditRequest) {
 /// model that works in this process (no network: `classic`), from the provider's acceptance on
 /// (the runner's first report) for the others.
 async fn run_pipeline(app: &App, id: &str, req: &EditRequest) {
-    let in_process = app.rt.model(&req.model).is_ok_and(|p| p.http().is_none());
-    if in_process {
-        if let Err(e) = app.store.set_started(id) {
-            tracing::warn!(target: "atelier::server", "{id}: cannot record the start: {e:#}");
-        }
+    let in_process = app.rt.model(&req.model).is_ok_and(|p| super::admission::works_in_process(&p));
+    if in_process && let Err(e) = app.store.set_started(id) {
+        tracing::warn!(target: "atelier::server", "{id}: cannot record the start: {e:#}");
     }
     let r = tokio::select! {
         r = edit_named(&app.rt, &app.runner, req, Some(id)) => r,
@@ -279,21 +277,27 @@ pub async fn list(
     })))
 }
 
-/// `DELETE /v1/videos/{id}`: a finished video's record and files go; one still being made is
-/// refused with 409 (see `docs/server.md` for why it is not cancelled instead).
+/// `DELETE /v1/videos/{id}`: the video's record and files go. One still being made is stopped
+/// first: its job is cancelled (at the provider, where it was accepted) and the video ends
+/// `failed` before it is removed.
 pub async fn delete(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let v = match app.store.delete_finished(&caller.0, &id).map_err(|e| ApiError::internal(format!("cannot update the server database: {e:#}")))? {
+    let db_err = |e: anyhow::Error| ApiError::internal(format!("cannot update the server database: {e:#}"));
+    let v = match app.store.delete_finished(&caller.0, &id).map_err(db_err)? {
         Deleted::Gone(v) => v,
         Deleted::Missing => return Err(no_such_video(&id)),
         Deleted::Unfinished(v) => {
-            return Err(ApiError {
-                status: axum::http::StatusCode::CONFLICT,
-                ..ApiError::bad(format!(
-                    "video {id} is {}: the provider is still making it, and deleting it now would not stop that (nor its billing). Poll GET /v1/videos/{id} until status is completed or failed, then delete it",
-                    v.status
-                ))
+            tracing::info!(target: "atelier::server", "{id}: deleted by {} while {}; stopping it", caller.0, v.status);
+            if let Some(task) = app.video_task(&id) {
+                let offline = app.rt.model(&v.model).is_ok_and(|p| super::admission::works_in_process(&p));
+                cancel::stop(&app, &task, app.dir.join("videos").join(&id), offline, "cancelled: the video was deleted before it finished").await;
             }
-            .with_code("video_not_finished"));
+            // The task ended (or there was none): whatever it recorded, the video is over now.
+            app.store.set_failed(&id, "video_cancelled", "deleted by its owner before it finished", now_s()).map_err(db_err)?;
+            match app.store.delete_finished(&caller.0, &id).map_err(db_err)? {
+                Deleted::Gone(v) => v,
+                Deleted::Missing => return Err(no_such_video(&id)),
+                Deleted::Unfinished(v) => return Err(ApiError::internal(format!("video {id} is still {} after being stopped; try the DELETE again", v.status))),
+            }
         }
     };
     // The record is gone (nobody can reach the video any more); now its bytes: the server's copy
@@ -353,7 +357,8 @@ pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
     }
     for row in rows {
         let a = app.clone();
-        app.spawn(async move {
+        let vid = row.id.clone();
+        app.spawn_video(&vid, async move {
             let id = row.id.clone();
             // Accepted before the restart, so never refused now; it still waits for a turn.
             let turn = match a.rt.model(&row.model) {
