@@ -119,7 +119,7 @@ fn read_image(inline: &Value) -> Result<GeneratedImage, Error> {
 /// Why an answer has no image, as the error the host should report.
 fn no_image_error(finish_reason: &str, finish_message: &str, text: &[String]) -> Error {
     let said = if !text.is_empty() {
-        format!(" The model said: \"{}\"", text.join(" ").chars().take(500).collect::<String>())
+        format!(" The model said: \"{}\"", atelier_sdk::excerpt(text.join(" ").as_bytes(), 500))
     } else if !finish_message.is_empty() {
         format!(" Google said: \"{finish_message}\"")
     } else {

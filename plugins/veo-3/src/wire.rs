@@ -68,7 +68,7 @@ impl JobToken {
 
     /// Read a token written by [`JobToken::encode`].
     pub fn decode(token: &str) -> Result<JobToken, Error> {
-        let bad = |why: &str| Error::Internal(format!("not a veo-3 job token ({why}): {}", token.chars().take(200).collect::<String>()));
+        let bad = |why: &str| Error::Internal(format!("not a veo-3 job token ({why}): {}", atelier_sdk::excerpt(token.as_bytes(), 200)));
         let v: Value = serde_json::from_str(token).map_err(|_| bad("not JSON"))?;
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(String::from).ok_or_else(|| bad(k));
         Ok(JobToken {
