@@ -78,7 +78,7 @@ impl Error {
         match status {
             401 | 403 => Error::unauthorized_for(service, &said, message),
             429 => Error::RateLimited(RateLimit { retry_after_ms, message: format!("{name} ({said}): {message}") }),
-            408 | 500 | 502 | 503 | 504 => Error::Unavailable(format!("{name} did not take the call ({said}): {message}")),
+            408 | 500 | 502 | 503 | 504 => Error::Unavailable(format!("{name} answered {said}: {message}")),
             400 | 413 | 422 => Error::InvalidInput(format!("{name} rejected the request ({said}): {message}")),
             _ => Error::Provider(ProviderError {
                 code: code.filter(|c| !c.is_empty()).map_or_else(|| status.to_string(), str::to_string),
