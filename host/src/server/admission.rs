@@ -179,3 +179,25 @@ fn give_back_memory() {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::settings::Settings;
+
+    #[test]
+    fn the_load_settings_are_read_and_checked() {
+        let s = Settings::parse("[server]\nheader_timeout_s = 2.5\nbody_timeout_s = 60\nmax_connections = 100\nmax_queue = 0\nmax_running = 3\nkeep_results_h = 0.5\n", None).unwrap().server;
+        assert_eq!((s.header_timeout_s, s.body_timeout_s, s.keep_results_h), (Some(2.5), Some(60.0), Some(0.5)));
+        assert_eq!((s.max_connections, s.max_queue, s.max_running), (Some(100), Some(0), Some(3)));
+        for (line, want) in [
+            ("max_queue = -1", "max_queue must be a whole number, at least 0"),
+            ("max_running = 0", "max_running must be a whole number, at least 1"),
+            ("header_timeout_s = \"10\"", "header_timeout_s must be a positive number (seconds)"),
+            ("keep_results_h = 0", "keep_results_h must be a positive number (hours)"),
+            ("max_conections = 9", "has no setting `max_conections`; the settings are"),
+        ] {
+            let e = format!("{:#}", Settings::parse(&format!("[server]\n{line}\n"), None).unwrap_err());
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+}
