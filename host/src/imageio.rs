@@ -1,8 +1,12 @@
-//! Decoding with limits checked before any pixel is decoded, and encoding with provenance.
+//! Reading files with their type, size and header checked before the body is read; decoding with
+//! limits checked before any pixel is decoded, the EXIF orientation applied and an embedded colour
+//! profile converted to sRGB; encoding with provenance.
 
 use crate::wit_types::Image;
 use anyhow::{Context, Result, bail};
-use std::io::Cursor;
+use image::metadata::Orientation;
+use serde::Serialize;
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 /// Limits on what the host decodes.
@@ -85,24 +89,94 @@ pub fn extension(mime: &str) -> &'static str {
     }
 }
 
-/// Decode encoded bytes to RGBA8, refusing oversized images from their header alone.
+/// Decode encoded bytes to RGBA8, refusing oversized images from their header alone; upright and
+/// in sRGB (see [`decode_with_info`]).
 pub fn decode(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<Image> {
-    let rgba = decode_dynamic(bytes, limits, name)?.into_rgba8();
-    Ok(Image { width: rgba.width(), height: rgba.height(), pixels: rgba.into_raw() })
+    Ok(to_image(decode_dynamic(bytes, limits, name)?))
 }
 
-/// Decode encoded bytes in their own pixel format, refusing oversized images from their header
-/// alone (for a GIF, its logical screen and every frame's descriptor). The one decoding path for
-/// inputs and for everything a plugin returns.
+/// A decoded picture as RGBA8.
+pub fn to_image(img: image::DynamicImage) -> Image {
+    let rgba = img.into_rgba8();
+    Image { width: rgba.width(), height: rgba.height(), pixels: rgba.into_raw() }
+}
+
+/// Decode encoded bytes in their own pixel format (8-bit RGBA when a colour profile was applied),
+/// refusing oversized images from their header alone (for a GIF, its logical screen and every
+/// frame's descriptor). The one decoding path for inputs and for everything a plugin returns.
 pub fn decode_dynamic(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<image::DynamicImage> {
+    let (img, info) = decode_with_info(bytes, limits, name)?;
+    for w in info.warnings(name) {
+        tracing::warn!("{w}");
+    }
+    Ok(img)
+}
+
+/// What decoding found besides the pixels, for provenance and warnings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DecodeInfo {
+    /// The EXIF orientation (2–8) that was applied to the pixels; `None` for a picture stored upright.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<u8>,
+    /// The embedded ICC colour profile and what was done with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color_profile: Option<ColorProfileInfo>,
+    /// Why the file looks cut short; it was decoded all the same, the decoder filling in what is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
+}
+
+/// An embedded colour profile, as recorded in provenance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ColorProfileInfo {
+    /// The profile's own description (`Display P3`), when it has one.
+    pub description: Option<String>,
+    /// Whether the pixels were converted from it to sRGB.
+    pub converted_to_srgb: bool,
+    /// What was done, in words.
+    pub note: String,
+}
+
+impl DecodeInfo {
+    /// Whether there is nothing to record (upright, no profile, complete).
+    pub fn is_plain(&self) -> bool {
+        *self == DecodeInfo::default()
+    }
+
+    /// What the user should be told about the file `name`: a truncated file, a profile that could
+    /// not be applied.
+    pub fn warnings(&self, name: &str) -> Vec<String> {
+        let mut w = vec![];
+        if let Some(t) = &self.truncated {
+            w.push(format!("{name}: {t}"));
+        }
+        if let Some(c) = self.color_profile.as_ref().filter(|c| !c.converted_to_srgb && !c.note.starts_with("already sRGB")) {
+            w.push(format!("{name}: {}", c.note));
+        }
+        w
+    }
+
+    /// As JSON for provenance (`null` when plain).
+    pub fn to_json(&self) -> serde_json::Value {
+        if self.is_plain() { serde_json::Value::Null } else { serde_json::to_value(self).unwrap_or_default() }
+    }
+}
+
+/// [`decode_dynamic`], also saying what was done to the pixels on the way (orientation, colour
+/// profile) and whether the file looked cut short. Blocking: call it from `spawn_blocking` in
+/// async code.
+pub fn decode_with_info(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<(image::DynamicImage, DecodeInfo)> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .with_context(|| format!("{name}: cannot read"))?;
-    match reader.format() {
+    let format = match reader.format() {
         None => bail!("{name}: not an image atelier can read (PNG, JPEG, WebP or GIF)"),
-        Some(image::ImageFormat::Gif) => check_gif(bytes, limits, name)?,
-        Some(_) => {}
-    }
+        Some(image::ImageFormat::Gif) => {
+            check_gif(bytes, limits, name)?;
+            image::ImageFormat::Gif
+        }
+        Some(f) => f,
+    };
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| anyhow::anyhow!("{name}: unreadable or truncated image header: {e}"))?;
@@ -113,14 +187,244 @@ pub fn decode_dynamic(bytes: &[u8], limits: DecodeLimits, name: &str) -> Result<
     l.max_image_height = Some(limits.max_dimension);
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8).max(64 << 20));
     reader.limits(l);
-    reader.decode().map_err(|e| anyhow::anyhow!("{name}: cannot decode ({e}); the file may be truncated or corrupt"))
+    let cannot = |e: image::ImageError| anyhow::anyhow!("{name}: cannot decode ({e}); the file may be truncated or corrupt");
+    let mut decoder = reader.into_decoder().map_err(cannot)?;
+    // Broken metadata is not fatal: the picture is then taken as stored.
+    use image::ImageDecoder;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(cannot)?;
+    let mut info = DecodeInfo { truncated: truncation(bytes, format), ..DecodeInfo::default() };
+    if orientation != Orientation::NoTransforms {
+        img.apply_orientation(orientation);
+        info.orientation = Some(orientation.to_exif());
+    }
+    if let Some(icc) = icc.filter(|p| !p.is_empty()) {
+        let (converted, c) = to_srgb(img, &icc);
+        img = converted;
+        info.color_profile = Some(c);
+    }
+    Ok((img, info))
 }
 
-/// Read and decode a file.
-pub fn read(path: &Path, limits: DecodeLimits) -> Result<(Image, Vec<u8>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let img = decode(&bytes, limits, &path.display().to_string())?;
-    Ok((img, bytes))
+/// Convert pixels described by the ICC profile `icc` to sRGB (8-bit RGBA out), with what was done.
+/// A profile that cannot be read or applied leaves the pixels as they are, and says so.
+pub(crate) fn to_srgb(img: image::DynamicImage, icc: &[u8]) -> (image::DynamicImage, ColorProfileInfo) {
+    use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
+    let profile = match ColorProfile::new_from_slice(icc) {
+        Ok(p) => p,
+        Err(e) => {
+            let note = format!("its ICC colour profile is unreadable ({e}); the pixels were taken as sRGB, so colours may be off");
+            return (img, ColorProfileInfo { description: None, converted_to_srgb: false, note });
+        }
+    };
+    let description = profile.description.as_ref().and_then(profile_text);
+    let info = |converted: bool, note: String| ColorProfileInfo { description: description.clone(), converted_to_srgb: converted, note };
+    let srgb = ColorProfile::new_srgb();
+    let gray_image = !img.color().has_color();
+    let (src_layout, src): (Layout, Vec<u8>) = match profile.color_space {
+        DataColorSpace::Rgb if is_srgb(&profile, &srgb, description.as_deref()) => return (img, info(false, "already sRGB; nothing to convert".into())),
+        DataColorSpace::Rgb => (Layout::Rgba, img.to_rgba8().into_raw()),
+        DataColorSpace::Gray if gray_image => (Layout::GrayAlpha, img.to_luma_alpha8().into_raw()),
+        other => {
+            let note = format!("its ICC colour profile describes {other:?} data, which atelier does not convert for this picture; the pixels were taken as sRGB, so colours may be off");
+            return (img, info(false, note));
+        }
+    };
+    let transform = match profile.create_transform_8bit(src_layout, &srgb, Layout::Rgba, TransformOptions::default()) {
+        Ok(t) => t,
+        Err(e) => return (img, info(false, format!("its ICC colour profile cannot be applied ({e}); the pixels were taken as sRGB, so colours may be off"))),
+    };
+    let (w, h) = (img.width(), img.height());
+    drop(img);
+    let mut out = vec![0u8; w as usize * h as usize * 4];
+    if let Err(e) = transform.transform(&src, &mut out) {
+        let back = match src_layout {
+            Layout::Rgba => image::RgbaImage::from_raw(w, h, src).map(image::DynamicImage::ImageRgba8),
+            _ => image::GrayAlphaImage::from_raw(w, h, src).map(image::DynamicImage::ImageLumaA8),
+        };
+        let note = format!("its ICC colour profile cannot be applied ({e}); the pixels were taken as sRGB, so colours may be off");
+        return (back.unwrap_or_default(), info(false, note));
+    }
+    let rgba = image::RgbaImage::from_raw(w, h, out).expect("the buffer was sized for the image");
+    (image::DynamicImage::ImageRgba8(rgba), info(true, "converted to sRGB on decode".into()))
+}
+
+/// An sRGB profile under another name would be converted to itself: skipped when it says it is
+/// sRGB and its primaries are sRGB's.
+fn is_srgb(p: &moxcms::ColorProfile, srgb: &moxcms::ColorProfile, description: Option<&str>) -> bool {
+    let close = |a: &moxcms::Xyzd, b: &moxcms::Xyzd| (a.x - b.x).abs() < 2e-3 && (a.y - b.y).abs() < 2e-3 && (a.z - b.z).abs() < 2e-3;
+    description.is_some_and(|d| d.to_ascii_lowercase().contains("srgb"))
+        && close(&p.red_colorant, &srgb.red_colorant)
+        && close(&p.green_colorant, &srgb.green_colorant)
+        && close(&p.blue_colorant, &srgb.blue_colorant)
+}
+
+fn profile_text(t: &moxcms::ProfileText) -> Option<String> {
+    let s = match t {
+        moxcms::ProfileText::PlainString(s) => s.clone(),
+        moxcms::ProfileText::Localizable(v) => v.iter().find(|l| l.language == "en").or(v.first())?.value.clone(),
+        moxcms::ProfileText::Description(d) => d.ascii_string.clone(),
+    };
+    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+    (!s.is_empty()).then(|| crate::text::printable(&s).to_string())
+}
+
+/// Why a file of `format` looks cut short, if it does, from its structure alone: a JPEG with no
+/// end-of-image marker after its first scan, a PNG whose chunks stop before IEND, a WebP shorter
+/// than its RIFF header says. Decoders often fill the missing part (grey) and report success.
+pub(crate) fn truncation(bytes: &[u8], format: image::ImageFormat) -> Option<String> {
+    let (complete, what) = match format {
+        image::ImageFormat::Jpeg => (jpeg_complete(bytes), "the JPEG stops before its end-of-image marker (FFD9)"),
+        image::ImageFormat::Png => (png_complete(bytes), "the PNG stops before its IEND chunk"),
+        image::ImageFormat::WebP => (
+            bytes.len() >= 12 && u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]])) + 8 <= bytes.len() as u64,
+            "the WebP is shorter than its RIFF header says",
+        ),
+        _ => return None,
+    };
+    (!complete).then(|| format!("{what}: the file is cut short (an interrupted download or copy?) and the decoder filled in what is missing; get the whole file again"))
+}
+
+/// Walk the marker segments up to the first scan (an EXIF thumbnail in APP1, with its own EOI, is
+/// skipped whole by its length), then look for EOI after it: inside entropy-coded data an FF byte
+/// is always followed by 00 or a restart marker, so FFD9 there is the real end.
+fn jpeg_complete(b: &[u8]) -> bool {
+    if !b.starts_with(&[0xff, 0xd8]) {
+        return false;
+    }
+    let mut at = 2;
+    loop {
+        while b.get(at) == Some(&0xff) && b.get(at + 1) == Some(&0xff) {
+            at += 1;
+        }
+        let (Some(&0xff), Some(&m)) = (b.get(at), b.get(at + 1)) else { return false };
+        match m {
+            0xd9 => return true,
+            0xda => break,
+            0x01 | 0xd0..=0xd7 => at += 2,
+            _ => {
+                let Some(len) = b.get(at + 2..at + 4) else { return false };
+                at += 2 + u16::from_be_bytes([len[0], len[1]]) as usize;
+            }
+        }
+    }
+    b[at..].windows(2).any(|w| w == [0xff, 0xd9])
+}
+
+/// Whether the PNG's chunks, walked by their lengths, reach IEND within the bytes.
+fn png_complete(b: &[u8]) -> bool {
+    let mut at = 8;
+    while at + 8 <= b.len() {
+        let len = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+        if &b[at + 4..at + 8] == b"IEND" {
+            return true;
+        }
+        at = match at.checked_add(12 + len) {
+            Some(n) => n,
+            None => return false,
+        };
+    }
+    false
+}
+
+/// What [`read_file`] checks a file's first bytes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A picture atelier decodes (PNG, JPEG, WebP or GIF), by its magic number.
+    Image,
+    /// Any content (a provenance sidecar): only the file's type and size are checked.
+    Any,
+}
+
+/// `[limits] max_input_mb` in bytes.
+pub fn max_input_bytes(mb: u64) -> u64 {
+    mb.saturating_mul(1 << 20)
+}
+
+/// Open a file the host was given and check it before its body is read: a regular file (not a
+/// device such as `/dev/zero`, a FIFO or a folder), at most `max_bytes` long (a sparse 3 GB file
+/// is refused from its size), and for [`FileKind::Image`] starting like a picture atelier reads.
+/// Returns the open file, its length and the bytes read so far (up to 64).
+fn open_checked(path: &Path, max_bytes: u64, kind: FileKind) -> Result<(std::fs::File, u64, Vec<u8>)> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("{shown}: cannot read"))?;
+    check_file_type(&meta, path)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    // Not blocking, so a FIFO swapped in after the check cannot hang the open.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK);
+    let file = opts.open(path).with_context(|| format!("{shown}: cannot read"))?;
+    // What was opened is what counts.
+    let meta = file.metadata().with_context(|| format!("{shown}: cannot read"))?;
+    check_file_type(&meta, path)?;
+    let len = meta.len();
+    if len > max_bytes {
+        bail!(
+            "{shown}: {} is more than the {} input limit; refused before reading it (raise [limits] max_input_mb in atelier.toml if it is genuine)",
+            mib(len),
+            mib(max_bytes)
+        );
+    }
+    let mut head = Vec::with_capacity(64);
+    (&file).take(64).read_to_end(&mut head).with_context(|| format!("{shown}: cannot read"))?;
+    if kind == FileKind::Image && !sniff_mime(&head).is_some_and(|m| m.starts_with("image/")) {
+        bail!("{shown}: not an image atelier can read (PNG, JPEG, WebP or GIF; {}); refused before reading it", starts_with(&head));
+    }
+    Ok((file, len, head))
+}
+
+fn check_file_type(meta: &std::fs::Metadata, path: &Path) -> Result<()> {
+    if meta.is_dir() {
+        bail!("{}: is a folder, not a file", path.display());
+    }
+    if !meta.is_file() {
+        bail!("{}: not a regular file (a device, FIFO or socket); refused before reading it. Give a file", path.display());
+    }
+    Ok(())
+}
+
+/// Check a file as [`read_file`] does, without reading its body (for a path a plugin parameter
+/// will read).
+pub fn check_file(path: &Path, max_bytes: u64, kind: FileKind) -> Result<()> {
+    open_checked(path, max_bytes, kind).map(drop)
+}
+
+/// Read a file the host was given (an input, mask, reference, image parameter, recipe input,
+/// provenance file): its type, size and first bytes are checked before the body is read
+/// ([`open_checked`]), and the read stops at `max_bytes` even if the file grows meanwhile. The
+/// one way the host reads a user's file.
+pub fn read_file(path: &Path, max_bytes: u64, kind: FileKind) -> Result<Vec<u8>> {
+    let (file, len, head) = open_checked(path, max_bytes, kind)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&head);
+    (&file).take(max_bytes.saturating_add(1) - head.len() as u64).read_to_end(&mut bytes).with_context(|| format!("{}: cannot read", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        bail!("{}: grew past the {} input limit while it was read; refused (raise [limits] max_input_mb in atelier.toml if it is genuine)", path.display(), mib(max_bytes));
+    }
+    Ok(bytes)
+}
+
+fn mib(n: u64) -> String {
+    if n >= 1 << 20 { format!("{} MiB", n >> 20) } else { format!("{n} bytes") }
+}
+
+/// A picture file read and decoded: RGBA8, upright, in sRGB.
+pub struct Decoded {
+    /// The pixels.
+    pub image: Image,
+    /// The file's bytes (for its hash).
+    pub bytes: Vec<u8>,
+    /// What decoding did and found.
+    pub info: DecodeInfo,
+}
+
+/// Read ([`read_file`]) and decode ([`decode_with_info`]) a picture file. Blocking.
+pub fn read(path: &Path, limits: DecodeLimits, max_bytes: u64) -> Result<Decoded> {
+    let bytes = read_file(path, max_bytes, FileKind::Image)?;
+    let (img, info) = decode_with_info(&bytes, limits, &path.display().to_string())?;
+    Ok(Decoded { image: to_image(img), bytes, info })
 }
 
 /// Which limit a `w`×`h` picture breaks, if any: how (to follow "is") and the `[limits]` key that
@@ -423,5 +727,113 @@ mod tests {
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let e = decode(&png, DecodeLimits { max_pixels: 100_000_000, max_dimension: 32768 }, "bomb.png").unwrap_err();
         assert!(e.to_string().contains("refused before decoding"), "{e}");
+    }
+
+    /// A JPEG of `w`×`h` with an EXIF APP1 segment (Orientation = `o`) spliced in after SOI.
+    fn jpeg_with_orientation(w: u32, h: u32, o: u16) -> Vec<u8> {
+        let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([40, 40, 40]));
+        img.put_pixel(0, 0, image::Rgb([255, 255, 255]));
+        let mut jpg = Cursor::new(Vec::new());
+        img.write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+        let jpg = jpg.into_inner();
+        // TIFF, big-endian: one IFD with one entry, Orientation (0x0112), SHORT, count 1.
+        let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+        tiff.extend_from_slice(&o.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = jpg[..2].to_vec();
+        out.extend_from_slice(&[0xff, 0xe1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_and_reported() {
+        let jpg = jpeg_with_orientation(8, 4, 6);
+        let (img, info) = decode_with_info(&jpg, LIMITS, "portrait.jpg").unwrap();
+        assert_eq!((img.width(), img.height()), (4, 8), "rotated 90° clockwise");
+        assert_eq!(info.orientation, Some(6));
+        // The top-left pixel of the stored picture is now at the top right.
+        let rgba = img.to_rgba8();
+        assert!(rgba.get_pixel(3, 0).0[0] > 200 && rgba.get_pixel(0, 0).0[0] < 100);
+        assert!(info.truncated.is_none() && info.color_profile.is_none());
+        let (_, plain) = decode_with_info(&jpeg_with_orientation(8, 4, 1), LIMITS, "upright.jpg").unwrap();
+        assert!(plain.is_plain(), "{plain:?}");
+    }
+
+    #[test]
+    fn truncation_is_seen_from_the_structure() {
+        let jpg = jpeg_with_orientation(64, 64, 1);
+        assert!(truncation(&jpg, image::ImageFormat::Jpeg).is_none());
+        let cut = &jpg[..jpg.len() * 2 / 3];
+        let t = truncation(cut, image::ImageFormat::Jpeg).expect("cut JPEG");
+        assert!(t.contains("FFD9") && t.contains("cut short"), "{t}");
+        let png = encode_png(&Image { width: 2, height: 2, pixels: vec![9; 16] }, None).unwrap();
+        assert!(truncation(&png, image::ImageFormat::Png).is_none());
+        assert!(truncation(&png[..png.len() - 12], image::ImageFormat::Png).unwrap().contains("IEND"));
+    }
+
+    #[test]
+    fn display_p3_pixels_are_converted_to_srgb() {
+        let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+        // Pure P3 red is outside sRGB: it comes out as sRGB red, clipped; mid grey stays grey.
+        let img = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(2, 1, |x, _| if x == 0 { image::Rgba([255, 0, 0, 255]) } else { image::Rgba([128, 128, 128, 200]) }));
+        let (out, info) = to_srgb(img, &p3);
+        assert!(info.converted_to_srgb && info.description.as_deref() == Some("Display P3"), "{info:?}");
+        let out = out.to_rgba8();
+        let red = out.get_pixel(0, 0).0;
+        assert!(red[0] == 255 && red[1] < 30 && red[2] < 30, "{red:?}");
+        let grey = out.get_pixel(1, 0).0;
+        assert!(grey[0].abs_diff(128) <= 2 && grey[0].abs_diff(grey[2]) <= 2 && grey[3] == 200, "{grey:?}");
+        // A less saturated P3 green becomes a more saturated sRGB green.
+        let g = image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(1, 1, image::Rgba([100, 200, 100, 255])));
+        let g = to_srgb(g, &p3).0.to_rgba8().get_pixel(0, 0).0;
+        assert!(g[1] > 200 && g[0] < 100, "{g:?}");
+        // sRGB itself is left alone; junk is reported, not fatal.
+        let srgb = moxcms::ColorProfile::new_srgb().encode().unwrap();
+        let (_, i) = to_srgb(image::DynamicImage::new_rgba8(1, 1), &srgb);
+        assert!(!i.converted_to_srgb && i.note.starts_with("already sRGB"), "{i:?}");
+        let (_, i) = to_srgb(image::DynamicImage::new_rgba8(1, 1), b"not a profile");
+        assert!(!i.converted_to_srgb && i.note.contains("unreadable"));
+        assert_eq!(DecodeInfo { color_profile: Some(i), ..Default::default() }.warnings("x.png").len(), 1);
+    }
+
+    /// `cargo test -p atelier --lib colour_conversion_cost -- --ignored --nocapture`: the cost of
+    /// converting a 12 MP Display-P3 picture to sRGB (a measurement, not a check).
+    #[test]
+    #[ignore]
+    fn colour_conversion_cost() {
+        let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+        let img = image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(4000, 3000, |x, y| image::Rgba([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8, 255])));
+        let t = std::time::Instant::now();
+        let (_, info) = to_srgb(img, &p3);
+        eprintln!("12 MP Display P3 → sRGB: {:?} ({info:?})", t.elapsed());
+    }
+
+    #[test]
+    fn files_are_checked_before_their_body_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = encode_png(&Image { width: 1, height: 1, pixels: vec![0; 4] }, None).unwrap();
+        let ok = dir.path().join("ok.png");
+        std::fs::write(&ok, &png).unwrap();
+        assert_eq!(read_file(&ok, 1 << 20, FileKind::Image).unwrap(), png);
+        let e = read_file(&ok, 10, FileKind::Image).unwrap_err().to_string();
+        assert!(e.contains("more than the 10 bytes input limit") && e.contains("[limits] max_input_mb"), "{e}");
+        let sparse = dir.path().join("huge.png");
+        std::fs::File::create(&sparse).unwrap().set_len(3 << 30).unwrap();
+        let e = read_file(&sparse, max_input_bytes(512), FileKind::Image).unwrap_err().to_string();
+        assert!(e.contains("3072 MiB is more than the 512 MiB input limit"), "{e}");
+        let e = read_file(Path::new("/dev/zero"), max_input_bytes(512), FileKind::Image).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = read_file(dir.path(), max_input_bytes(512), FileKind::Image).unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+        let text = dir.path().join("fake.png");
+        std::fs::write(&text, "hello, not a picture").unwrap();
+        let e = check_file(&text, max_input_bytes(512), FileKind::Image).unwrap_err().to_string();
+        assert!(e.contains("not an image atelier can read") && e.contains("`hello, not a pic"), "{e}");
+        assert!(read_file(&text, max_input_bytes(512), FileKind::Any).is_ok());
     }
 }

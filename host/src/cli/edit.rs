@@ -87,7 +87,7 @@ pub struct FilterArgs {
     /// A step: name[:k=v[,k=v...]] (repeatable, in order).
     #[arg(long = "step", value_name = "STEP", required = true)]
     steps: Vec<String>,
-    /// Output file (.png, .jpg or .webp).
+    /// Output file; its extension (.png, .jpg or .webp) sets the format.
     #[arg(short, long)]
     out: PathBuf,
     /// Overwrite an earlier result.
@@ -158,8 +158,11 @@ fn report(r: &EditResult, as_json: bool) -> Result<()> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({
             "outputs": r.outputs, "contact_sheet": r.contact_sheet, "failures": r.failures,
-            "engine": r.engine, "model": r.model, "jobs": r.jobs, "usage": r.usage, "millis": r.millis,
+            "engine": r.engine, "model": r.model, "jobs": r.jobs, "usage": r.usage, "millis": r.millis, "warnings": r.warnings,
         }))?);
+        for w in &r.warnings {
+            eprintln!("warning: {}", atelier::text::printable_lines(w));
+        }
         return Ok(());
     }
     for o in &r.outputs {
@@ -175,6 +178,9 @@ fn report(r: &EditResult, as_json: bool) -> Result<()> {
     for f in &r.failures {
         eprintln!("failed: {}", atelier::text::printable_lines(f));
     }
+    for w in &r.warnings {
+        eprintln!("warning: {}", atelier::text::printable_lines(w));
+    }
     println!("{} output(s) from {} (model {}) in {:.1} s; usage: {}", r.outputs.len(), r.engine, atelier::text::printable(&r.model), r.millis as f64 / 1000.0, progress::usage_line(&r.usage));
     Ok(())
 }
@@ -183,29 +189,48 @@ pub async fn filter(cli: &Cli, a: &FilterArgs) -> Result<ExitCode> {
     let rt = cli.runtime()?;
     let catalog = Catalog::load(&rt).await?;
     let steps = catalog.parse_all(&a.steps)?;
+    // The format comes from the name only: a name without an extension is refused rather than
+    // silently written as PNG under a name that does not say so.
     let mime = match a.out.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
-        Some("png") | None => "image/png",
+        Some("png") => "image/png",
         Some("jpg") | Some("jpeg") => "image/jpeg",
         Some("webp") => "image/webp",
+        None => bail!("-o {}: the name has no extension, so the format is unclear; write {}.png, .jpg or .webp", a.out.display(), a.out.display()),
         Some(other) => bail!("{}: cannot write .{other}; use .png, .jpg or .webp", a.out.display()),
     };
     outputs::check_free(std::slice::from_ref(&a.out), a.force)?;
     let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
+    let max_bytes = imageio::max_input_bytes(rt.settings.limits.max_input_mb);
     let t = std::time::Instant::now();
-    let (img, bytes) = imageio::read(&a.input, limits)?;
-    let out = pipeline::steps::run("filter", img, &steps).await?;
+    let input = a.input.clone();
+    let d = tokio::task::spawn_blocking(move || imageio::read(&input, limits, max_bytes)).await??;
+    let warnings = d.info.warnings(&a.input.display().to_string());
+    let out = pipeline::steps::run("filter", d.image, &steps).await?;
+    let mut source = json!({"path": a.input.display().to_string(), "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&d.bytes))});
+    if !d.info.is_plain() {
+        source["decode"] = d.info.to_json();
+    }
     let prov = json!({
         "atelier_version": env!("CARGO_PKG_VERSION"), "engine": null, "steps": a.steps,
-        "inputs": [{"path": a.input.display().to_string(), "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))}],
+        "inputs": [source],
         "output": {"width": out.width, "height": out.height, "mime": mime}, "timings": {"total_ms": t.elapsed().as_millis() as u64},
     });
-    let encoded = if mime == "image/png" { imageio::encode_png(&out, Some(&prov.to_string()))? } else { imageio::encode(&out, mime)? };
-    outputs::write_atomic(&a.out, &encoded)?;
-    let sidecar = outputs::write_sidecar(&a.out, &prov)?;
+    let (dest, when, prov2) = (a.out.clone(), outputs::WhenTaken::from_force(a.force), prov.clone());
+    let sidecar = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
+        let encoded = if mime == "image/png" { imageio::encode_png(&out, Some(&prov2.to_string()))? } else { imageio::encode(&out, mime)? };
+        // Published only if the name is still free: of two runs to one -o exactly one writes.
+        outputs::publish(&dest, &encoded, when, "")?;
+        outputs::write_sidecar(&dest, &prov2)
+    })
+    .await??;
+    for w in &warnings {
+        eprintln!("warning: {}", atelier::text::printable_lines(w));
+    }
+    let (ow, oh) = (prov["output"]["width"].as_u64().unwrap_or(0), prov["output"]["height"].as_u64().unwrap_or(0));
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"outputs": [{"path": a.out, "sidecar": sidecar, "width": out.width, "height": out.height, "mime": mime}]}))?);
+        println!("{}", serde_json::to_string_pretty(&json!({"outputs": [{"path": a.out, "sidecar": sidecar, "width": ow, "height": oh, "mime": mime}], "warnings": warnings}))?);
     } else {
-        println!("{}  {}x{}  ({} step(s) in {:.2} s)", a.out.display(), out.width, out.height, steps.len(), t.elapsed().as_secs_f64());
+        println!("{}  {ow}x{oh}  ({} step(s) in {:.2} s)", a.out.display(), steps.len(), t.elapsed().as_secs_f64());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -48,7 +48,7 @@ pub struct RunArgs {
 
 #[derive(Args)]
 pub struct RerunArgs {
-    /// An output's provenance sidecar (`NAME.json`), or a PNG carrying provenance.
+    /// An output's provenance sidecar (`NAME.png.json`; also the older `NAME.json`), or a PNG carrying provenance.
     provenance: PathBuf,
     /// A change: prompt=..., seed=N, engine=ID, n=N, mask=PATH, pre=STEP, post=STEP, param.NAME=VALUE.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -252,8 +252,9 @@ fn summary(r: &RunReport) {
 
 pub async fn rerun(cli: &Cli, a: &RerunArgs) -> Result<ExitCode> {
     let rt = cli.runtime()?;
-    let prov = rerun::read_provenance(&a.provenance)?;
-    let plan = rerun::plan(&prov, &RerunOptions { provenance: a.provenance.clone(), sets: a.sets.clone(), out_dir: a.out.clone() })?;
+    let max_mb = rt.settings.limits.max_input_mb;
+    let prov = rerun::read_provenance(&a.provenance, max_mb)?;
+    let plan = rerun::plan(&prov, &RerunOptions { provenance: a.provenance.clone(), sets: a.sets.clone(), out_dir: a.out.clone(), max_input_mb: Some(max_mb) })?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
@@ -281,6 +282,9 @@ pub async fn rerun(cli: &Cli, a: &RerunArgs) -> Result<ExitCode> {
         }
         for f in &r.failures {
             eprintln!("failed: {}", atelier::text::printable_lines(f));
+        }
+        for w in &r.warnings {
+            eprintln!("warning: {}", atelier::text::printable_lines(w));
         }
         println!("re-ran {} (model {}) in {:.1} s; usage: {}", r.engine, atelier::text::printable(&r.model), r.millis as f64 / 1000.0, progress::usage_line(&r.usage));
     }

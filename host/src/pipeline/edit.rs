@@ -1,7 +1,7 @@
 //! One stage: inputs → pre-filters → model jobs (fanned out when n exceeds one call) →
 //! post-filters → outputs, contact sheet and provenance.
 
-use super::outputs::{self, OutputFile};
+use super::outputs::{self, OutputFile, WhenTaken};
 use super::sheet;
 use super::steps::{self, Catalog, Step};
 use crate::imageio::{self, DecodeLimits};
@@ -71,6 +71,9 @@ pub struct EditResult {
     pub usage: Vec<serde_json::Value>,
     /// Wall time, ms.
     pub millis: u64,
+    /// What the user should know although nothing failed (a truncated input, a colour profile
+    /// that could not be applied, an output delivered under another name).
+    pub warnings: Vec<String>,
 }
 
 /// Everything a job's finishing needs, stored with the job so `jobs resume` can finish it in
@@ -89,6 +92,10 @@ pub struct FinishPlan {
     pub max_pixels: u64,
     /// Decode limits.
     pub max_dimension: u32,
+    /// The token in the placeholders that reserved `paths` (empty: none, `--force`): a placeholder
+    /// holding it is this job's own and is replaced, in this process or in `jobs resume`.
+    #[serde(default)]
+    pub reservation: String,
 }
 
 /// Run one edit stage end to end.
@@ -101,6 +108,7 @@ pub async fn edit(rt: &Runtime, runner: &Runner, req: &EditRequest) -> Result<Ed
 pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: Option<&str>) -> Result<EditResult> {
     let started = Instant::now();
     let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
+    let max_bytes = imageio::max_input_bytes(rt.settings.limits.max_input_mb);
     // No input image is allowed (`atelier serve`'s /v1/images/generations): the model's own
     // `prepare()` then decides whether it can make images from the prompt alone.
     if req.inputs.is_empty() && (stem.is_none() || req.mask.is_some()) {
@@ -114,48 +122,62 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     };
     let plugin = rt.model(&req.model)?;
     let info = plugin.describe_model().await?;
+    // A file an image parameter names is checked before `check_request` reads it.
+    check_media_params(&info.params, &req.params, max_bytes)?;
     let params = check_request(&plugin, &info, req)?;
-    let n = req.n.max(1);
+    let n = req.n;
     let stem = stem.map(str::to_string).unwrap_or_else(|| outputs::safe_stem(&req.inputs[0]));
     let video = info.task == wb::Task::ImageToVideo || req.video;
     let planned: Vec<PathBuf> = match &req.out_file {
         Some(f) => vec![f.clone()],
         None => (1..=n).map(|i| req.out_dir.join(format!("{stem}-{}-{i:02}.{}", plugin.id(), if video { "out" } else { "png" }))).collect(),
     };
-    if !video {
-        outputs::check_free(&planned, req.force)?;
-    } else {
-        outputs::check_free(&planned.iter().map(|p| p.with_extension("json")).collect::<Vec<_>>(), req.force)?;
-    }
     if let Some(name) = plugin.grants.missing_secrets().first() {
         bail!("{}", plugin.grants.missing_secret_message(name));
     }
+    let sheet_path = (n > 1 && !video && req.only.is_empty() && req.out_file.is_none()).then(|| req.out_dir.join(format!("{stem}-{}-sheet.png", plugin.id())));
+    // The names are made this run's before anything is sent, so of several runs into one folder
+    // exactly one proceeds (and is billed); the rest stop here. Dropped: unwritten ones are freed.
+    let job_prefix = new_job_id();
+    let reservation = outputs::reserve(&planned.iter().chain(sheet_path.iter()).cloned().collect::<Vec<_>>(), req.force, &job_prefix)?;
 
-    // 2. Decode once, with limits, then pre-filters on RGBA.
+    // 2. Decode once, with limits (upright, in sRGB), off the async workers; then pre-filters on RGBA.
     let t = Instant::now();
+    let (paths, mask_path) = (req.inputs.clone(), req.mask.clone());
+    let (decoded, mask_decoded) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let ins = paths.iter().map(|p| imageio::read(p, limits, max_bytes)).collect::<Result<Vec<_>>>()?;
+        let mask = mask_path.as_ref().map(|m| imageio::read(m, limits, max_bytes)).transpose()?;
+        Ok((ins, mask))
+    })
+    .await??;
+    let mut warnings = vec![];
     let mut refs = vec![];
     let mut sources = vec![];
-    for p in &req.inputs {
-        let (img, bytes) = imageio::read(p, limits)?;
-        sources.push(json!({"path": p.display().to_string(), "sha256": sha256(&bytes), "width": img.width, "height": img.height}));
-        refs.push(img);
+    for (p, d) in req.inputs.iter().zip(decoded) {
+        warnings.extend(d.info.warnings(&p.display().to_string()));
+        let mut src = json!({"path": p.display().to_string(), "sha256": sha256(&d.bytes), "width": d.image.width, "height": d.image.height});
+        if !d.info.is_plain() {
+            src["decode"] = d.info.to_json();
+        }
+        sources.push(src);
+        refs.push(d.image);
     }
-    let mut mask = match &req.mask {
-        None => None,
-        Some(m) => {
-            let (img, bytes) = imageio::read(m, limits)?;
+    let mut mask = match (&req.mask, mask_decoded) {
+        (Some(m), Some(d)) => {
+            warnings.extend(d.info.warnings(&m.display().to_string()));
+            let img = d.image;
             if (img.width, img.height) != (refs[0].width, refs[0].height) {
                 bail!(
                     "the mask {} is {}x{} but the image {} is {}x{}; they must be the same size (white = edit, black = keep)",
                     m.display(), img.width, img.height, req.inputs[0].display(), refs[0].width, refs[0].height
                 );
             }
-            Some((img, sha256(&bytes)))
+            Some((img, sha256(&d.bytes)))
         }
+        _ => None,
     };
     let decode_ms = t.elapsed().as_millis() as u64;
     let t = Instant::now();
-    let job_prefix = new_job_id();
     if !pre.is_empty() {
         for r in refs.iter_mut() {
             *r = steps::run(&job_prefix, std::mem::replace(r, empty()), &pre).await?;
@@ -251,6 +273,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
             provenance: provenance.clone(),
             max_pixels: limits.max_pixels,
             max_dimension: limits.max_dimension,
+            reservation: reservation.token().to_string(),
         };
         let plugin = plugin.clone();
         let model = info.model.clone();
@@ -261,7 +284,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
             let outcome = runner.run(&plugin, &job, &model, &plan_json, &request).await?;
             // Decoding, post-filters and encoding block: they run off the async workers.
             let (first_index, done) = (finish.first_index, outcome.clone());
-            let (files, refused) = tokio::task::spawn_blocking(move || finish_each(&finish, &done, &post, force)).await?;
+            let (files, refused) = tokio::task::spawn_blocking(move || finish_each(&finish, &done, &post, WhenTaken::from_force(force))).await?;
             runner.db.set_outputs(&job, &serde_json::to_value(&files)?)?;
             Ok::<_, anyhow::Error>((outcome, files, first_index, refused))
         });
@@ -279,6 +302,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         jobs: vec![],
         usage: vec![],
         millis: 0,
+        warnings,
     };
     for r in results {
         match r {
@@ -296,10 +320,11 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         bail!("{}", out.failures.join("\n"));
     }
     // Part of a batch (`only`) gets no sheet of its own: the caller has the rest.
-    if out.outputs.len() > 1 && !video && req.only.is_empty() {
-        let (dir, engine, files, force) = (req.out_dir.clone(), plugin.id().to_string(), out.outputs.clone(), req.force);
-        out.contact_sheet = Some(tokio::task::spawn_blocking(move || write_sheet(&dir, &stem, &engine, &files, force, limits)).await??);
+    if let Some(path) = sheet_path.filter(|_| out.outputs.len() > 1) {
+        let (files, when, token) = (out.outputs.clone(), WhenTaken::from_force(req.force), reservation.token().to_string());
+        out.contact_sheet = Some(tokio::task::spawn_blocking(move || write_sheet(&path, &files, when, &token, limits)).await??);
     }
+    drop(reservation);
     out.millis = started.elapsed().as_millis() as u64;
     Ok(out)
 }
@@ -307,8 +332,8 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
 /// Turn a finished job's stored artifacts into output files: decode (images), post-filters,
 /// encode with provenance. Used by `jobs resume`; fails if any output could not be written (the
 /// others are written first).
-pub fn finish_outputs(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], force: bool) -> Result<Vec<OutputFile>> {
-    let (files, failures) = finish_each(plan, outcome, post, force);
+pub fn finish_outputs(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], when: WhenTaken) -> Result<Vec<OutputFile>> {
+    let (files, failures) = finish_each(plan, outcome, post, when);
     if !failures.is_empty() {
         let why: Vec<String> = failures.iter().map(|(i, m)| format!("output {i}: {m}")).collect();
         bail!("{}", why.join("\n"));
@@ -318,12 +343,12 @@ pub fn finish_outputs(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], fo
 
 /// [`finish_outputs`], output by output: the files written, and each output that could not be
 /// (1-based index in the batch, why), so one refused output does not cost the others.
-pub fn finish_each(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], force: bool) -> (Vec<OutputFile>, Vec<(u32, String)>) {
+pub fn finish_each(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], when: WhenTaken) -> (Vec<OutputFile>, Vec<(u32, String)>) {
     let (mut files, mut failures) = (vec![], vec![]);
     for a in &outcome.artifacts {
         let Some(dest) = plan.paths.get(a.index as usize) else { continue };
         let index = plan.first_index.saturating_add(a.index);
-        match finish_one(plan, outcome, a, dest, index, post, force) {
+        match finish_one(plan, outcome, a, dest, index, post, when) {
             Ok(f) => files.push(f),
             Err(e) => failures.push((index, format!("{e:#}"))),
         }
@@ -331,7 +356,7 @@ pub fn finish_each(plan: &FinishPlan, outcome: &JobOutcome, post: &[Step], force
     (files, failures)
 }
 
-fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest: &Path, index: u32, post: &[Step], force: bool) -> Result<OutputFile> {
+fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest: &Path, index: u32, post: &[Step], when: WhenTaken) -> Result<OutputFile> {
     let limits = DecodeLimits { max_pixels: plan.max_pixels, max_dimension: plan.max_dimension };
     let mut prov = plan.provenance.clone();
     prov["index"] = json!(index);
@@ -348,27 +373,27 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
     if a.mime.starts_with("image/") && a.mime != "image/gif" {
         let bytes = read()?;
         let t = Instant::now();
-        let mut img = imageio::decode(&bytes, limits, &name).map_err(refused)?;
+        let (decoded, info) = imageio::decode_with_info(&bytes, limits, &name).map_err(refused)?;
+        let mut img = imageio::to_image(decoded);
         drop(bytes);
+        if !info.is_plain() {
+            // What the provider's file needed (rotation, colour conversion), or that it was cut short.
+            prov["artifact_decode"] = info.to_json();
+        }
         if !post.is_empty() {
             img = block_on(steps::run(&outcome.job, img, post))?;
         }
         prov["timings"]["post_ms"] = json!(t.elapsed().as_millis() as u64);
         prov["output"] = json!({"width": img.width, "height": img.height, "mime": "image/png"});
         let dest = dest.with_extension("png");
-        if !force && dest.exists() {
-            bail!("{} already exists; pass --force to overwrite", dest.display());
-        }
         let text = serde_json::to_string(&prov)?;
-        outputs::write_atomic(&dest, &imageio::encode_png(&img, Some(&text))?)?;
+        let dest = outputs::publish(&dest, &imageio::encode_png(&img, Some(&text))?, when, &plan.reservation)?;
         let sidecar = outputs::write_sidecar(&dest, &prov)?;
         Ok(OutputFile { path: dest, sidecar, width: Some(img.width), height: Some(img.height), mime: "image/png".into(), index, seed: a.seed, job: outcome.job.clone() })
     } else {
         // Videos (and animated GIFs) are written as they came; post-filters do not apply.
+        let reserved = dest;
         let dest = dest.with_extension(imageio::extension(&a.mime));
-        if !force && dest.exists() {
-            bail!("{} already exists; pass --force to overwrite", dest.display());
-        }
         // A GIF is not decoded here, but whatever opens it will: its screen and frames keep to the limits.
         let (w, h, len) = if a.mime == "image/gif" {
             let bytes = read()?;
@@ -380,7 +405,11 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
             (None, None, meta.len())
         };
         prov["output"] = json!({"mime": a.mime, "bytes": len, "width": w, "height": h});
-        outputs::copy_atomic(&a.path, &dest)?;
+        let dest = outputs::publish_copy(&a.path, &dest, when, &plan.reservation)?;
+        if dest != reserved {
+            // The name reserved before the extension was known (`NAME.out`) is not needed any more.
+            outputs::release(reserved, &plan.reservation);
+        }
         let sidecar = outputs::write_sidecar(&dest, &prov)?;
         Ok(OutputFile { path: dest, sidecar, width: w, height: h, mime: a.mime.clone(), index, seed: a.seed, job: outcome.job.clone() })
     }
@@ -388,10 +417,15 @@ fn finish_one(plan: &FinishPlan, outcome: &JobOutcome, a: &StoredArtifact, dest:
 
 /// Finish a stored job in this process (`jobs resume`): the same code path as a fresh run.
 pub async fn finish_job(rt: &Runtime, plan: &serde_json::Value, outcome: &JobOutcome, force: bool) -> Result<Vec<OutputFile>> {
+    finish_job_with(rt, plan, outcome, WhenTaken::from_force(force)).await
+}
+
+/// [`finish_job`], saying what happens to an output whose name is taken.
+pub async fn finish_job_with(rt: &Runtime, plan: &serde_json::Value, outcome: &JobOutcome, when: WhenTaken) -> Result<Vec<OutputFile>> {
     let plan: FinishPlan = serde_json::from_value(plan.clone()).context("the job's stored plan is unreadable")?;
     let post = if plan.post.is_empty() { vec![] } else { Catalog::load(rt).await?.parse_all(&plan.post)? };
     let (plan2, outcome2) = (plan.clone(), outcome.clone());
-    tokio::task::spawn_blocking(move || finish_outputs(&plan2, &outcome2, &post, force)).await?
+    tokio::task::spawn_blocking(move || finish_outputs(&plan2, &outcome2, &post, when)).await?
 }
 
 /// Check everything about the request against the model's `describe()`, before any call; every
@@ -405,6 +439,9 @@ pub fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -
     }
     if req.mask.is_some() && !info.supports_mask {
         problems.push(format!("{id} does not support masks; drop --mask or pick a model that does (see `atelier models`)"));
+    }
+    if req.n == 0 {
+        problems.push("-n 0 asks for no output; give -n 1 or more".to_string());
     }
     if req.n > 64 {
         problems.push(format!("-n {} is more than 64 outputs; run several times instead", req.n));
@@ -440,16 +477,24 @@ pub fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -
     Ok(params)
 }
 
+/// Check every file an image (media) parameter names ([`imageio::check_file`]: a regular picture
+/// file within `[limits] max_input_mb`) before the parameter is resolved, which reads it.
+pub fn check_media_params(specs: &[crate::wit_types::ParamSpec], given: &[(String, String)], max_bytes: u64) -> Result<()> {
+    for (name, text) in given {
+        if specs.iter().any(|s| s.name == *name && matches!(s.kind, crate::wit_types::ParamKind::Media)) {
+            imageio::check_file(Path::new(text), max_bytes, imageio::FileKind::Image).map_err(|e| anyhow::anyhow!("parameter {name}={text}: {e:#}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn params_json(params: &[Param]) -> serde_json::Value {
     serde_json::Value::Object(params.iter().map(|p| (p.name.clone(), params::to_json(&p.value))).collect())
 }
 
-/// The stage's contact sheet, from its image outputs decoded one at a time with the limits.
-fn write_sheet(dir: &Path, stem: &str, engine: &str, files: &[OutputFile], force: bool, limits: DecodeLimits) -> Result<PathBuf> {
-    let path = dir.join(format!("{stem}-{engine}-sheet.png"));
-    if !force && path.exists() {
-        bail!("{} already exists; pass --force to overwrite", path.display());
-    }
+/// The stage's contact sheet at `path` (reserved with the outputs), from its image outputs decoded
+/// one at a time with the limits.
+fn write_sheet(path: &Path, files: &[OutputFile], when: WhenTaken, token: &str, limits: DecodeLimits) -> Result<PathBuf> {
     let cells: Vec<(PathBuf, String)> = files
         .iter()
         .filter(|f| f.mime.starts_with("image/"))
@@ -457,8 +502,7 @@ fn write_sheet(dir: &Path, stem: &str, engine: &str, files: &[OutputFile], force
         .collect();
     let sheet = sheet::from_files(&cells, limits, 256)?;
     let img = Image { width: sheet.width(), height: sheet.height(), pixels: sheet.into_raw() };
-    outputs::write_atomic(&path, &imageio::encode_png(&img, None)?)?;
-    Ok(path)
+    outputs::publish(path, &imageio::encode_png(&img, None)?, when, token)
 }
 
 /// `img` resized to `w`×`h`. Every size reaching here was checked against the limits; a buffer that

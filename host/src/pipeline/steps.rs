@@ -28,6 +28,8 @@ pub struct Step {
 pub struct Catalog {
     filters: BTreeMap<String, (Arc<Plugin>, wf::FilterInfo)>,
     limits: DecodeLimits,
+    /// `[limits] max_input_mb` in bytes, for files an image parameter names.
+    max_input_bytes: u64,
 }
 
 impl Catalog {
@@ -40,7 +42,7 @@ impl Catalog {
             }
         }
         let limits = DecodeLimits { max_pixels: rt.settings.limits.max_pixels, max_dimension: rt.settings.limits.max_dimension };
-        Ok(Catalog { filters, limits })
+        Ok(Catalog { filters, limits, max_input_bytes: imageio::max_input_bytes(rt.settings.limits.max_input_mb) })
     }
 
     /// Whether a filter of that name is installed.
@@ -63,6 +65,8 @@ impl Catalog {
         for part in split_params(rest) {
             given.push(params::split_kv(&part).map_err(|e| anyhow::anyhow!("step `{text}`: {e}; write name:key=value,key=value"))?);
         }
+        // A file an image parameter names (`watermark:image=logo.png`) is checked before it is read.
+        crate::pipeline::edit::check_media_params(&info.params, &given, self.max_input_bytes).map_err(|e| anyhow::anyhow!("step `{text}`: {e:#}"))?;
         let params = params::resolve(&format!("filter `{name}`"), &info.params, &given)?;
         Ok(Step { text: text.to_string(), plugin: plugin.clone(), step: wf::Step { name: name.to_string(), params }, limits: self.limits })
     }

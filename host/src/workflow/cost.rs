@@ -149,6 +149,9 @@ impl PriceTable {
 /// An amount with enough decimals for cents and the tenths of a cent prices are often quoted in
 /// (`0.039`, `3.20`, `0.0004`).
 pub fn fmt_amount(a: f64) -> String {
+    // A sum of nothing is -0.0 in Rust (and a tiny negative rounding residue prints as -0.00):
+    // zero is shown as `0.00`.
+    let a = if a == 0.0 || a.abs() < 5e-7 { 0.0 } else { a };
     if a != 0.0 && a.abs() < 0.01 {
         return format!("{a:.4}");
     }
@@ -350,6 +353,7 @@ mod tests {
         assert_eq!(estimate(None, false, false, 1, &[]).basis, "no price set");
         assert_eq!(estimate(None, true, false, 1, &[]).amount, Some(0.0));
         assert_eq!([fmt_amount(0.039), fmt_amount(3.2), fmt_amount(0.0004), fmt_amount(0.0)], ["0.039", "3.20", "0.0004", "0.00"]);
+        assert_eq!(fmt_amount(-0.0), "0.00", "an empty sum is -0.0");
     }
 
     #[test]

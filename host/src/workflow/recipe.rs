@@ -201,9 +201,10 @@ impl Recipe {
 
 /// Read and parse a recipe file, applying `--set` overrides.
 pub fn load(path: &Path, sets: &[String]) -> Result<(Recipe, Vec<Problem>), Vec<Problem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem { at: path.display().to_string(), message: format!("cannot read the recipe: {e}") }]
-    })?;
+    // A recipe is a few KiB of TOML: read with the host's file checks and a cap far above that.
+    let text = crate::imageio::read_file(path, 16 << 20, crate::imageio::FileKind::Any)
+        .and_then(|b| String::from_utf8(b).map_err(|_| anyhow::anyhow!("not UTF-8 text")))
+        .map_err(|e| vec![Problem { at: path.display().to_string(), message: format!("cannot read the recipe: {e:#}") }])?;
     parse_lenient(&text, path, sets)
 }
 

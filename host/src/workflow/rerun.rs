@@ -19,6 +19,8 @@ pub struct RerunOptions {
     pub sets: Vec<String>,
     /// Output folder (default: beside the original).
     pub out_dir: Option<PathBuf>,
+    /// `[limits] max_input_mb` for the files read again (default: the built-in limit).
+    pub max_input_mb: Option<u64>,
 }
 
 /// The request rebuilt from provenance, and what the user should know about it.
@@ -32,9 +34,10 @@ pub struct Rerun {
     pub original_model: String,
 }
 
-/// Read provenance (a `.json` sidecar, or a PNG with it embedded).
-pub fn read_provenance(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+/// Read provenance: a sidecar (`pic.png.json`, or `pic.json` as written before 0.2), or a PNG
+/// with it embedded; `max_input_mb` as in `[limits]`.
+pub fn read_provenance(path: &Path, max_input_mb: u64) -> Result<Value> {
+    let bytes = crate::imageio::read_file(path, crate::imageio::max_input_bytes(max_input_mb), crate::imageio::FileKind::Any)?;
     let text = if bytes.starts_with(b"\x89PNG") {
         crate::imageio::read_png_provenance(&bytes).ok_or_else(|| anyhow::anyhow!("{}: the PNG carries no provenance; give its .json sidecar", path.display()))?
     } else {
@@ -51,6 +54,8 @@ pub fn read_provenance(path: &Path) -> Result<Value> {
 pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
     let mut warnings = vec![];
     let src = &opts.provenance;
+    let max_bytes = crate::imageio::max_input_bytes(opts.max_input_mb.unwrap_or_else(|| crate::settings::HostLimits::default().max_input_mb));
+    let read_image = |p: &Path| crate::imageio::read_file(p, max_bytes, crate::imageio::FileKind::Image);
     let text = |k: &str| prov[k].as_str().map(str::to_string);
     let mut engine = text("engine").unwrap_or_default();
     let mut prompt = text("prompt").unwrap_or_default();
@@ -116,7 +121,7 @@ pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
     let mut inputs = vec![];
     for i in prov["inputs"].as_array().into_iter().flatten() {
         let path = PathBuf::from(i["path"].as_str().unwrap_or_default());
-        let bytes = std::fs::read(&path).with_context(|| format!("{}: the input that made this output is gone", path.display()))?;
+        let bytes = read_image(&path).with_context(|| format!("{}: the input that made this output cannot be read", path.display()))?;
         let now = hex::encode(Sha256::digest(&bytes));
         if let Some(was) = i["sha256"].as_str()
             && was != now
@@ -131,14 +136,14 @@ pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
     if let (Some(m), Some(was)) = (&mask, prov["mask"]["sha256"].as_str())
         && prov["mask"]["path"].as_str() == Some(&m.display().to_string())
     {
-        let bytes = std::fs::read(m).with_context(|| format!("{}: the mask that made this output is gone", m.display()))?;
+        let bytes = read_image(m).with_context(|| format!("{}: the mask that made this output cannot be read", m.display()))?;
         if hex::encode(Sha256::digest(&bytes)) != was {
             warnings.push(format!("the mask {} CHANGED since the output was made: the result will differ", m.display()));
         }
     }
     let video = prov["video"].as_bool().unwrap_or(false) || prov["output"]["mime"].as_str().is_some_and(|m| !m.starts_with("image/") || m == "image/gif");
     let out_dir = opts.out_dir.clone().unwrap_or_else(|| src.parent().map(Path::to_path_buf).unwrap_or_default());
-    let stem = src.file_stem().and_then(|s| s.to_str()).unwrap_or("output");
+    let stem = rerun_stem(src);
     let out_file = if n == 1 { Some(free_name(&out_dir, &format!("{stem}-rerun"))) } else { None };
     let request = EditRequest {
         inputs,
@@ -164,12 +169,40 @@ pub async fn rerun(rt: &Runtime, runner: &Runner, r: &Rerun) -> Result<EditResul
     edit(rt, runner, &r.request).await
 }
 
-/// `DIR/STEM.png`, or `STEM-2`, `STEM-3`... when taken (the extension is settled by the pipeline).
+/// The name the rerun's output starts with: the original output's name without its extension,
+/// from its sidecar (`pic.png.json`, legacy `pic.json`) or the PNG itself.
+fn rerun_stem(src: &Path) -> String {
+    let output = if src.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) { crate::pipeline::outputs::output_of_sidecar(src) } else { src.to_path_buf() };
+    let known = ["png", "jpg", "jpeg", "webp", "gif", "mp4", "webm"];
+    let stem = match output.extension().and_then(|e| e.to_str()) {
+        Some(e) if known.contains(&e.to_ascii_lowercase().as_str()) => output.file_stem(),
+        _ => output.file_name(),
+    };
+    stem.and_then(|s| s.to_str()).unwrap_or("output").to_string()
+}
+
+/// `DIR/STEM.png`, or `STEM-2`, `STEM-3`... when taken, by the output or a sidecar of either
+/// naming (the extension is settled by the pipeline; the name is reserved when it runs).
 fn free_name(dir: &Path, stem: &str) -> PathBuf {
-    let taken = |p: &Path| p.with_extension("json").exists() || p.with_extension("png").exists();
+    use crate::pipeline::outputs::{legacy_sidecar_of, sidecar_of};
+    let taken = |p: &Path| p.exists() || sidecar_of(p).exists() || legacy_sidecar_of(p).exists();
     let first = dir.join(format!("{stem}.png"));
     if !taken(&first) {
         return first;
     }
     (2..).map(|k| dir.join(format!("{stem}-{k}.png"))).find(|p| !taken(p)).expect("a free name")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rerun_stem;
+    use std::path::Path;
+
+    #[test]
+    fn the_rerun_is_named_after_the_output_whichever_sidecar_is_given() {
+        assert_eq!(rerun_stem(Path::new("out/pic-classic-01.png.json")), "pic-classic-01");
+        assert_eq!(rerun_stem(Path::new("out/pic-classic-01.json")), "pic-classic-01", "a sidecar named the old way");
+        assert_eq!(rerun_stem(Path::new("out/pic-classic-01.png")), "pic-classic-01");
+        assert_eq!(rerun_stem(Path::new("out/clip.mp4.json")), "clip");
+    }
 }

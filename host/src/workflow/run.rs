@@ -109,6 +109,7 @@ impl From<anyhow::Error> for RunError {
 /// Run (or resume) a recipe.
 pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(Event) + Send + Sync)) -> Result<RunReport, RunError> {
     let prices = PriceTable::from_config(&rt.settings.raw, &rt.settings.shown_path())?;
+    let max_bytes = imageio::max_input_bytes(rt.settings.limits.max_input_mb);
     // 1. What to run: a new run, or the one in the folder being resumed.
     let (dir, mut state, recipe_path, recipe_text, inputs, sets) = match &opts.resume {
         Some(d) => {
@@ -123,7 +124,10 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
                     st.inputs.iter().map(|i| i.path.display().to_string()).collect::<Vec<_>>().join(", ")).into());
             }
             // The recipe as it is now (so a fix to a later stage applies), else as it was.
-            let text = std::fs::read_to_string(&st.recipe).unwrap_or_else(|_| st.recipe_text.clone());
+            let text = imageio::read_file(&st.recipe, max_bytes, imageio::FileKind::Any)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_else(|| st.recipe_text.clone());
             if sha256(text.as_bytes()) != st.recipe_sha256 {
                 on(Event::Warning(format!("{} changed since the run started; finished stages are kept as they are, the rest use the recipe as it is now", st.recipe.display())));
             }
@@ -135,17 +139,19 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
             }
             let inputs: Vec<PathBuf> = st.inputs.iter().map(|i| i.path.clone()).collect();
             for i in &st.inputs {
-                match std::fs::read(&i.path) {
+                match imageio::read_file(&i.path, max_bytes, imageio::FileKind::Image) {
                     Ok(b) if sha256(&b) != i.sha256 => on(Event::Warning(format!("{} changed since the run started; stages still to run use it as it is now", i.path.display()))),
                     Ok(_) => {}
-                    Err(e) => return Err(anyhow::anyhow!("{}: the run's input is gone: {e}", i.path.display()).into()),
+                    Err(e) => return Err(anyhow::anyhow!("the run's input cannot be read any more: {e:#}").into()),
                 }
             }
             (absolute(d), Some(st.clone()), st.recipe.clone(), text, inputs, sets)
         }
         None => {
             let Some(r) = &opts.recipe else { return Err(anyhow::anyhow!("give a recipe: atelier run RECIPE INPUT...").into()) };
-            let text = std::fs::read_to_string(r).map_err(|e| RunError::Invalid(vec![Problem { at: r.display().to_string(), message: format!("cannot read the recipe: {e}") }]))?;
+            let text = imageio::read_file(r, max_bytes, imageio::FileKind::Any)
+                .and_then(|b| String::from_utf8(b).map_err(|_| anyhow::anyhow!("not UTF-8 text")))
+                .map_err(|e| RunError::Invalid(vec![Problem { at: r.display().to_string(), message: format!("cannot read the recipe: {e:#}") }]))?;
             let dir = absolute(&opts.out_dir.clone().unwrap_or_else(|| default_dir(r)));
             (dir, None, absolute(r), text, opts.inputs.iter().map(|p| absolute(p)).collect(), opts.sets.clone())
         }
@@ -191,7 +197,7 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
             std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create the run folder", dir.display()))?;
             let mut ins = vec![];
             for p in &inputs {
-                let b = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+                let b = imageio::read_file(p, max_bytes, imageio::FileKind::Image)?;
                 ins.push(InputRecord { path: p.clone(), sha256: sha256(&b) });
             }
             RunState {
@@ -400,7 +406,11 @@ impl Ctx<'_> {
             }
             let images: Vec<&OutputFile> = ss.candidates.iter().filter(|c| c.mime.starts_with("image/")).collect();
             if images.len() > 1 {
-                ss.contact_sheet = Some(write_sheet(&folder.join("candidates.png"), &images)?);
+                let limits = imageio::DecodeLimits { max_pixels: self.rt.settings.limits.max_pixels, max_dimension: self.rt.settings.limits.max_dimension };
+                let cells: Vec<(PathBuf, String)> = images.iter().enumerate().map(|(k, f)| (f.path.clone(), format!("#{}", k + 1))).collect();
+                let path = folder.join("candidates.png");
+                // Decoding blocks: off the async workers.
+                ss.contact_sheet = Some(tokio::task::spawn_blocking(move || write_sheet(&path, &cells, limits)).await??);
             }
             let last = i + 1 == total;
             (self.on)(Event::StageEnd { index: i, total, name: s.name.clone(), status: StageStatus::Done, millis, outputs: ss.candidates.len() });
@@ -623,7 +633,8 @@ fn waiting_message(ss: &StageState, dir: &str) -> String {
 }
 
 fn spent(state: &RunState) -> f64 {
-    state.stages.iter().flat_map(|s| s.runs.iter()).filter_map(|r| r.cost.as_ref().and_then(|c| c.amount)).sum()
+    // `+ 0.0`: an empty sum is -0.0, which would show as `-0.00` (and `-0.0` in JSON).
+    state.stages.iter().flat_map(|s| s.runs.iter()).filter_map(|r| r.cost.as_ref().and_then(|c| c.amount)).sum::<f64>() + 0.0
 }
 
 fn report(state: &RunState, prices: &PriceTable, r: &Recipe, dir: &Path, status: RunStatus, message: Option<String>) -> RunReport {
@@ -640,13 +651,10 @@ fn report(state: &RunState, prices: &PriceTable, r: &Recipe, dir: &Path, status:
     }
 }
 
-fn write_sheet(path: &Path, files: &[&OutputFile]) -> Result<PathBuf> {
-    let mut imgs = vec![];
-    for (k, f) in files.iter().enumerate() {
-        imgs.push((image::open(&f.path).with_context(|| format!("{}: cannot read for the contact sheet", f.path.display()))?.into_rgba8(), format!("#{}", k + 1)));
-    }
-    let tiles: Vec<sheet::Tile> = imgs.iter().map(|(i, l)| sheet::Tile { image: i, label: l.clone() }).collect();
-    let s = sheet::contact_sheet(&tiles, 256);
+/// A stage's contact sheet of its candidates, each decoded with the host's limits and kept only as
+/// a thumbnail. The stage folder is the run's own: an earlier sheet is replaced.
+fn write_sheet(path: &Path, cells: &[(PathBuf, String)], limits: imageio::DecodeLimits) -> Result<PathBuf> {
+    let s = sheet::from_files(cells, limits, 256)?;
     let img = Image { width: s.width(), height: s.height(), pixels: s.into_raw() };
     outputs::write_atomic(path, &imageio::encode_png(&img, None)?)?;
     Ok(path.to_path_buf())

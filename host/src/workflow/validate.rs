@@ -10,7 +10,7 @@ use crate::plugin::Plugin;
 use crate::runtime::Runtime;
 use crate::wit_backend as wb;
 use crate::wit_types::Param;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A stage checked against its engine.
@@ -39,9 +39,15 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
     if inputs.is_empty() {
         p("command line".into(), "give at least one input picture: atelier run RECIPE INPUT...".into());
     }
+    // Each file is checked the way it will be read (a regular picture file within
+    // `[limits] max_input_mb`), before anything runs.
+    let max_bytes = crate::imageio::max_input_bytes(rt.settings.limits.max_input_mb);
+    let unfit = |f: &Path| crate::imageio::check_file(f, max_bytes, crate::imageio::FileKind::Image).err().map(|e| format!("{e:#}"));
     for i in inputs {
-        if !i.is_file() {
+        if !i.exists() {
             p(i.display().to_string(), "input picture not found".into());
+        } else if let Some(e) = unfit(i) {
+            p(i.display().to_string(), e);
         }
     }
     let needs_catalog = r.stages.iter().any(|s| !s.pre.is_empty() || !s.post.is_empty());
@@ -93,16 +99,23 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
                 Reference::Input(Some(k)) if *k > inputs.len() => {
                     p(r.at(Some(i), "references"), format!("references: @input:{k}, but {} input picture(s) were given", inputs.len()))
                 }
-                Reference::File(f) if !f.is_file() => {
+                Reference::File(f) if !f.exists() => {
                     p(r.at(Some(i), "references"), format!("reference image {} not found (paths are relative to the recipe's folder)", f.display()))
+                }
+                Reference::File(f) => {
+                    if let Some(e) = unfit(f) {
+                        p(r.at(Some(i), "references"), format!("references: {e}"));
+                    }
                 }
                 _ => {}
             }
         }
-        if let Some(m) = &s.mask
-            && !m.is_file()
-        {
-            p(r.at(Some(i), "mask"), format!("mask {} not found (paths are relative to the recipe's folder)", m.display()));
+        if let Some(m) = &s.mask {
+            if !m.exists() {
+                p(r.at(Some(i), "mask"), format!("mask {} not found (paths are relative to the recipe's folder)", m.display()));
+            } else if let Some(e) = unfit(m) {
+                p(r.at(Some(i), "mask"), format!("mask: {e}"));
+            }
         }
         let n_runs = match r.source(i) {
             Source::Input => 1,
@@ -177,7 +190,11 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
                     "{what} has no parameter `{k}`; it takes: {}",
                     info.params.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
                 )),
-                Some(spec) => crate::params::convert(&what, spec, v).err().map(|e| format!("{e:#}")),
+                // An image parameter's file is checked before `convert` reads it.
+                Some(spec) => crate::pipeline::edit::check_media_params(std::slice::from_ref(spec), &[(k.clone(), v.clone())], max_bytes)
+                    .and_then(|()| crate::params::convert(&what, spec, v).map(drop))
+                    .err()
+                    .map(|e| format!("{e:#}")),
             };
             match problem {
                 Some(m) => p(r.at(Some(i), &format!("params.{k}")), format!("stage `{}`: {m}", s.name)),
