@@ -46,6 +46,9 @@ pub struct HostLimits {
     pub download_max_mb: u64,
     /// Time limit of one HTTP request, seconds.
     pub http_timeout_s: f64,
+    /// Largest file the host reads from disk (inputs, masks, references, image parameters,
+    /// recipe inputs), MiB; checked from the file's size before its body is read.
+    pub max_input_mb: u64,
 }
 
 impl Default for HostLimits {
@@ -56,6 +59,7 @@ impl Default for HostLimits {
             http_max_response_mb: 64,
             download_max_mb: 4096,
             http_timeout_s: 120.0,
+            max_input_mb: 512,
         }
     }
 }

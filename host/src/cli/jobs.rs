@@ -204,7 +204,11 @@ async fn resume_one(rt: &atelier::Runtime, runner: &atelier::jobs::Runner, db: &
         }
         s => bail!("job {} is {s}; nothing to resume", j.id),
     };
-    let files = atelier::pipeline::finish_job(rt, &j.plan, &outcome, force).await?;
+    // A name taken while the job ran: the output goes to the next free one, and the user is told.
+    let (files, notes) = atelier::pipeline::outputs::resume_outputs(rt, &j.plan, &outcome, force).await?;
+    for n in &notes {
+        eprintln!("note: {}: {}", j.id, printable_lines(n));
+    }
     let v = serde_json::to_value(&files)?;
     db.set_outputs(&j.id, &v)?;
     Ok(v)
