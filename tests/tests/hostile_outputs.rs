@@ -199,7 +199,7 @@ fn garbage_labelled_gif_or_html_is_refused_and_the_honest_outputs_of_the_batch_a
     let failures: Vec<&str> = v["failures"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].starts_with("output 2: plugin `liar` returned this output labelled `image/gif`, but its bytes are not an image"), "{failures:?}");
-    assert_eq!(files_in(&env.path("mixed")), ["in-liar-01.json", "in-liar-01.png", "in-liar-03.json", "in-liar-03.png", "in-liar-sheet.png"]);
+    assert_eq!(files_in(&env.path("mixed")), ["in-liar-01.png", "in-liar-01.png.json", "in-liar-03.png", "in-liar-03.png.json", "in-liar-sheet.png"]);
 
     // The same state directory serves an honest call.
     let v = json(&env.ok(&["edit", inp, "--prompt", "ok", "--model", "liar", "-o", env.path("ok").to_str().unwrap(), "--json"]));
@@ -257,7 +257,7 @@ fn usage_at_u64_max_is_capped_not_wrapped() {
     // Adding up u64::MAX tokens would overflow (a panic in a debug build, a wrap in release).
     let text = env.ok(&["edit", input.to_str().unwrap(), "--prompt", "usage-max", "--model", "liar", "-o", env.path("out").to_str().unwrap()]);
     assert!(text.contains("tokens"), "{text}");
-    let side: serde_json::Value = serde_json::from_slice(&std::fs::read(env.path("out/in-liar-01.json")).unwrap()).unwrap();
+    let side: serde_json::Value = serde_json::from_slice(&std::fs::read(env.path("out/in-liar-01.png.json")).unwrap()).unwrap();
     let u = &side["usage"];
     assert_eq!(u["input_tokens"], 1u64 << 53);
     assert_eq!(u["output_tokens"], 1u64 << 53);

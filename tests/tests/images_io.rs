@@ -320,6 +320,12 @@ fn sidecars_are_named_after_the_whole_output_name() {
     assert_eq!(sidecar(&jpg)["steps"][0], "sharpen");
     assert!(!env.path("pic.json").exists());
 
+    // A video whose extension follows the model (a GIF for `-o clip.mp4`): the name reserved for
+    // it is released, the sidecar follows the real name.
+    let v = json(&env.ok(&["animate", s(&input), "--prompt", "pan left", "--model", "classic", "--seconds", "1", "--param", "fps=5", "-o", s(&env.path("clip.mp4")), "--json"]));
+    assert!(v["outputs"][0]["path"].as_str().unwrap().ends_with("clip.gif"), "{v}");
+    assert!(env.path("clip.gif.json").exists() && !env.path("clip.mp4").exists(), "the placeholder is gone");
+
     // A sidecar written the old way (`NAME.json`) is still read by rerun.
     let v = json(&env.ok(&["edit", s(&input), "--prompt", "sepia", "--model", "classic", "--seed", "3", "-o", s(&env.path("out")), "--json"]));
     let out = PathBuf::from(v["outputs"][0]["path"].as_str().unwrap());

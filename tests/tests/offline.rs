@@ -24,7 +24,7 @@ fn edit_with_classic_writes_variations_sheet_and_provenance() {
         assert_eq!(o["mime"], "image/png");
         let path = std::path::PathBuf::from(o["path"].as_str().unwrap());
         // Provenance: sidecar and PNG text chunk say the same, and round-trip.
-        let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+        let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{}.json", path.display())).unwrap()).unwrap();
         let chunk = atelier::imageio::read_png_provenance(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&chunk).unwrap(), sidecar);
         assert_eq!(sidecar["engine"], "classic");
@@ -157,7 +157,7 @@ fn animate_with_classic_writes_a_video_with_provenance() {
     let frames = image::codecs::gif::GifDecoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
     use image::AnimationDecoder;
     assert_eq!(frames.into_frames().count(), 6);
-    let side: serde_json::Value = serde_json::from_slice(&std::fs::read(std::path::Path::new(path).with_extension("json")).unwrap()).unwrap();
+    let side: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{path}.json")).unwrap()).unwrap();
     assert_eq!(side["params"]["output"], "video");
 }
 

@@ -41,7 +41,7 @@ fn offline_recipe_runs_end_to_end_resumes_as_a_no_op_and_reruns_bit_for_bit() {
     assert_eq!(stages[1]["prompt"], "watercolor, warmer — a quiet morning, vignette, more contrast");
     // Stage 2's post steps ran (the watermark changes pixels, so compare with a plain edit later).
     let finish = stages[1]["candidates"][0]["path"].as_str().unwrap();
-    let prov = json(&std::fs::read_to_string(Path::new(finish).with_extension("json")).unwrap());
+    let prov = json(&std::fs::read_to_string(Path::new(&format!("{finish}.json"))).unwrap());
     assert_eq!(prov["post"], serde_json::json!(["sharpen", "watermark:text=atelier,opacity=0.5"]));
     // Stage 3 animated the finished still.
     let clip = stages[2]["candidates"][0]["path"].as_str().unwrap();
@@ -59,13 +59,13 @@ fn offline_recipe_runs_end_to_end_resumes_as_a_no_op_and_reruns_bit_for_bit() {
 
     // Re-running an output from its provenance reproduces it exactly (same seed, same filters).
     let second = stages[0]["candidates"][1]["path"].as_str().unwrap();
-    let side = Path::new(second).with_extension("json");
+    let side = Path::new(&format!("{second}.json")).to_path_buf();
     let r = json(&env.ok(&["rerun", side.to_str().unwrap(), "-o", env.path("again").to_str().unwrap(), "--json"]));
     let out = r["outputs"][0]["path"].as_str().unwrap();
     assert_eq!(r["outputs"][0]["seed"], 8, "the second output's own seed (base 7 + 1)");
     assert_eq!(pixels(Path::new(out)), pixels(Path::new(second)), "bit for bit");
     // The finished still (post steps included) too.
-    let r = json(&env.ok(&["rerun", Path::new(finish).with_extension("json").to_str().unwrap(), "-o", env.path("again").to_str().unwrap(), "--json"]));
+    let r = json(&env.ok(&["rerun", Path::new(&format!("{finish}.json")).to_str().unwrap(), "-o", env.path("again").to_str().unwrap(), "--json"]));
     assert_eq!(pixels(Path::new(r["outputs"][0]["path"].as_str().unwrap())), pixels(Path::new(finish)));
     // A changed seed changes the result; a changed source is reported.
     let r = json(&env.ok(&["rerun", side.to_str().unwrap(), "--set", "seed=99", "-o", env.path("again").to_str().unwrap(), "--json"]));
@@ -226,12 +226,12 @@ fn cloud_recipe_asks_for_a_pick_then_resumes_and_a_workflow_output_reruns_with_t
         emu.emu.state.requests().into_iter().filter(|r| r.method == "POST" && r.path.contains("/v1/flux-kontext-pro"))
             .map(|r| (r.body.clone(), r.headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.clone()))).collect()
     };
-    let r = json(&env.ok(&["rerun", Path::new(edit).with_extension("json").to_str().unwrap(), "--json"]));
+    let r = json(&env.ok(&["rerun", Path::new(&format!("{edit}.json")).to_str().unwrap(), "--json"]));
     assert_eq!(r["outputs"][0]["seed"], 7);
     let b = bodies(&emu);
     assert_eq!(b.len(), 2);
     assert_eq!(b[0], b[1], "same body (first 4 KiB) and same length");
-    let _ = env.ok(&["rerun", Path::new(edit).with_extension("json").to_str().unwrap(), "--set", "prompt=make the sky green", "--json"]);
+    let _ = env.ok(&["rerun", Path::new(&format!("{edit}.json")).to_str().unwrap(), "--set", "prompt=make the sky green", "--json"]);
     let b = bodies(&emu);
     assert_eq!(b.len(), 3);
     assert_ne!(b[2], b[0], "a changed prompt changes the request");
