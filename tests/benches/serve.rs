@@ -1,6 +1,6 @@
 //! Issue 11's benchmark: `atelier serve` (classic, no keys) under concurrent `images.edit` calls
 //! (multipart, a 512² PNG) at concurrency 1, 4, 16 and 64: requests per second, p50 / p95 latency,
-//! how many were shed with 429 (retried after `Retry-After`, as the OpenAI SDKs do), and the
+//! how many were shed with 429 (retried after `retry-after-ms`, as the OpenAI SDKs do), and the
 //! server's peak and after-burst RSS.
 //!
 //! The server runs in a child process (this binary again, started with `ATELIER_BENCH_SERVE=1`,
@@ -100,7 +100,7 @@ async fn burst(client: &reqwest::Client, url: &str, png: &[u8], pid: u32, concur
                     return latencies;
                 }
                 let started = Instant::now();
-                // As the OpenAI SDKs do: a 429 is retried after its Retry-After.
+                // As the OpenAI SDKs do: a 429 is retried after the time it names.
                 for _attempt in 0..20 {
                     let (ct, body) = multipart(&png, i + 1);
                     let r = client.post(&url).header("content-type", ct).body(body).send().await.unwrap();
@@ -111,8 +111,10 @@ async fn burst(client: &reqwest::Client, url: &str, png: &[u8], pid: u32, concur
                         }
                         429 => {
                             shed.fetch_add(1, Ordering::Relaxed);
-                            let wait: u64 = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1);
-                            tokio::time::sleep(Duration::from_secs(wait)).await;
+                            // `retry-after-ms` first, as the SDKs read it.
+                            let header = |k: &str| r.headers().get(k).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+                            let ms = header("retry-after-ms").or(header("retry-after").map(|s| s * 1000)).unwrap_or(1000);
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
                         }
                         s => panic!("HTTP {s}: {}", r.text().await.unwrap()),
                     }

@@ -98,13 +98,14 @@ impl Admission {
         match gate.places.clone().try_acquire_owned() {
             Ok(p) => Ok(Place { gate, busy: self.busy.clone(), place: Some(p) }),
             Err(_) => {
-                let wait = gate.retry_after(self.max_queue);
+                let wait = gate.retry_after_ms(self.max_queue);
                 Err(ApiError::busy(
                     format!(
-                        "model `{}` is busy on this server: {} request(s) running and {} waiting, which is all it takes; retry in {wait} s (OpenAI clients do so by themselves). The operator can raise [server] max_queue",
+                        "model `{}` is busy on this server: {} request(s) running and {} waiting, which is all it takes; retry in {:.1} s (OpenAI clients do so by themselves). The operator can raise [server] max_queue",
                         plugin.id(),
                         gate.running,
-                        self.max_queue
+                        self.max_queue,
+                        wait as f64 / 1000.0
                     ),
                     wait,
                 ))
@@ -138,11 +139,17 @@ pub(crate) fn works_in_process(plugin: &Plugin) -> bool {
 }
 
 impl Gate {
-    /// Seconds until a place is likely free: a turn's typical length times the turns ahead.
-    fn retry_after(&self, max_queue: usize) -> u64 {
-        let ms = self.typical_ms.load(Ordering::Relaxed).max(1000);
-        let rounds = 1 + max_queue / self.running;
-        (ms * rounds as u64).div_ceil(1000).clamp(1, MAX_RETRY_AFTER_S)
+    /// When to come back, ms: once the next place is likely free (a turn's typical length over the
+    /// turns running at once), plus a random share of the time the whole line takes to move on,
+    /// so the requests refused together do not all come back together and be refused again.
+    fn retry_after_ms(&self, max_queue: usize) -> u64 {
+        let turn = match self.typical_ms.load(Ordering::Relaxed) {
+            0 => 1000,
+            ms => ms.max(50),
+        };
+        let next = turn / self.running as u64;
+        let line = turn * (self.running + max_queue) as u64 / self.running as u64;
+        (next + (rand::random::<f64>() * line as f64) as u64).clamp(100, MAX_RETRY_AFTER_S * 1000)
     }
 }
 

@@ -18,56 +18,57 @@ pub struct ApiError {
     pub param: Option<String>,
     /// A machine-readable code, when there is one.
     pub code: Option<&'static str>,
-    /// Seconds to wait before trying again (sent as `Retry-After`), for 429s the server makes itself.
-    pub retry_after: Option<u64>,
+    /// Milliseconds to wait before trying again (sent as `retry-after-ms`, and rounded up to whole
+    /// seconds as `Retry-After`), for 429s the server makes itself.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
     /// 400 about one field.
     pub fn field(param: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: Some(param.into()), code: None, retry_after: None }
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: Some(param.into()), code: None, retry_after_ms: None }
     }
 
     /// 400 about the request as a whole.
     pub fn bad(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: None, code: None, retry_after: None }
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: None, code: None, retry_after_ms: None }
     }
 
     /// 401: no or wrong bearer token.
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::UNAUTHORIZED, message: message.into(), kind: "invalid_request_error", param: None, code: Some("invalid_api_key"), retry_after: None }
+        ApiError { status: StatusCode::UNAUTHORIZED, message: message.into(), kind: "invalid_request_error", param: None, code: Some("invalid_api_key"), retry_after_ms: None }
     }
 
     /// 404 for a thing the caller may not see (or that does not exist: the two look alike on purpose).
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::NOT_FOUND, message: message.into(), kind: "invalid_request_error", param: None, code: None, retry_after: None }
+        ApiError { status: StatusCode::NOT_FOUND, message: message.into(), kind: "invalid_request_error", param: None, code: None, retry_after_ms: None }
     }
 
     /// 413: the upload is over a limit.
     pub fn too_large(param: Option<&str>, message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message: message.into(), kind: "invalid_request_error", param: param.map(Into::into), code: Some("payload_too_large"), retry_after: None }
+        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, message: message.into(), kind: "invalid_request_error", param: param.map(Into::into), code: Some("payload_too_large"), retry_after_ms: None }
     }
 
     /// 500 for a failure on our side.
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into(), kind: "server_error", param: None, code: None, retry_after: None }
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into(), kind: "server_error", param: None, code: None, retry_after_ms: None }
     }
 
-    /// 429: the model's queue on this server is full; try again in `retry_after` seconds.
-    pub fn busy(message: impl Into<String>, retry_after: u64) -> ApiError {
+    /// 429: the model's queue on this server is full; try again in `retry_after_ms`.
+    pub fn busy(message: impl Into<String>, retry_after_ms: u64) -> ApiError {
         ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: message.into(),
             kind: "rate_limit_error",
             param: None,
             code: Some("server_busy"),
-            retry_after: Some(retry_after),
+            retry_after_ms: Some(retry_after_ms),
         }
     }
 
     /// 408: the request's body did not arrive in time.
     pub fn timeout(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::REQUEST_TIMEOUT, message: message.into(), kind: "invalid_request_error", param: None, code: Some("request_timeout"), retry_after: None }
+        ApiError { status: StatusCode::REQUEST_TIMEOUT, message: message.into(), kind: "invalid_request_error", param: None, code: Some("request_timeout"), retry_after_ms: None }
     }
 
     /// Set the code.
@@ -94,7 +95,7 @@ impl ApiError {
         } else {
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
         };
-        ApiError { status, message, kind, param: None, code, retry_after: None }
+        ApiError { status, message, kind, param: None, code, retry_after_ms: None }
     }
 
     /// The envelope as JSON (also used for a failed video's `error`).
@@ -109,10 +110,10 @@ impl IntoResponse for ApiError {
         // The SDKs retry 429 and 5xx on their own; tell them not to hammer a request that will fail the same way.
         let retry = matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE);
         r.headers_mut().insert("x-should-retry", if retry { "true" } else { "false" }.parse().expect("static header"));
-        if let Some(s) = self.retry_after {
-            // Both spellings: the OpenAI SDKs read `retry-after-ms` first, HTTP clients `Retry-After`.
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, s.into());
-            r.headers_mut().insert("retry-after-ms", (s * 1000).into());
+        if let Some(ms) = self.retry_after_ms {
+            // Both: the OpenAI SDKs read `retry-after-ms` first, other HTTP clients `Retry-After`.
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, ms.div_ceil(1000).max(1).into());
+            r.headers_mut().insert("retry-after-ms", ms.into());
         }
         r
     }
