@@ -496,6 +496,9 @@ impl Ctx<'_> {
         };
         Ok(match edit_named(self.rt, self.runner, &req, Some(&stem)).await {
             Ok(res) => {
+                for w in &res.warnings {
+                    (self.on)(Event::Warning(format!("stage `{}`: {w}", s.name)));
+                }
                 let (mut outputs, mut jobs) = (res.outputs, res.jobs);
                 if let Some(a) = adopted {
                     jobs.extend(a.files.iter().map(|f| f.job.clone()));
