@@ -137,12 +137,14 @@ impl Runner {
     }
 
     /// Cancel one job this runner is driving (in [`Runner::run`] or [`Runner::wait`]); the others go on.
-    /// A wait between calls ends at once and a poll under way is abandoned (polls are safe to
-    /// drop); a submit under way is let finish, since stopping it could leave unknown whether the
-    /// provider took the job. A job the provider accepted is then cancelled there where it allows,
-    /// and the job ends `cancelled` (its `run`/`wait` returns an error saying so). Returns `false`,
-    /// changing nothing, when this runner is not driving `job` (finished, not started yet, or run
-    /// by another process: `atelier jobs cancel` handles those).
+    /// A wait (between attempts, between polls, for a `max_in_flight` slot) ends at once and a
+    /// poll under way is abandoned (polls are safe to drop). A submit under way is let finish,
+    /// since stopping it could leave unknown whether the provider took the job: a job it made
+    /// pending is then cancelled at the provider where it allows, while one it finished, like one
+    /// whose results are already being fetched, is kept. A cancelled job ends `cancelled` and its
+    /// `run`/`wait` returns an error saying so. Returns `false`, changing nothing, when this runner
+    /// is not driving `job` (finished, not started yet, or run by another process: `atelier jobs
+    /// cancel` handles those).
     pub fn cancel_job(&self, job: &str) -> bool {
         let m = self.driving.lock().unwrap_or_else(PoisonError::into_inner);
         match m.get(job) {
