@@ -79,7 +79,7 @@ fn is_taken(p: &Path) -> bool {
 fn describe_taken(p: &Path) -> String {
     match std::fs::read(p).ok().filter(|b| b.starts_with(RESERVED_PREFIX.as_bytes())) {
         Some(b) => format!(
-            "{} (reserved by another run in progress: {}; if that run was killed, `atelier jobs resume --all` finishes it)",
+            "{} (reserved by another run in progress: {}; if that run was killed, `atelier jobs resume --all` finishes its jobs, and a placeholder no job claims can be deleted)",
             p.display(),
             String::from_utf8_lossy(&b[RESERVED_PREFIX.len()..]).trim()
         ),
