@@ -771,6 +771,12 @@ mod tests {
         let cut = &jpg[..jpg.len() * 2 / 3];
         let t = truncation(cut, image::ImageFormat::Jpeg).expect("cut JPEG");
         assert!(t.contains("FFD9") && t.contains("cut short"), "{t}");
+        // An EOI inside an APP segment (an EXIF thumbnail's) does not make a cut file whole.
+        let mut with_thumb = jpg[..2].to_vec();
+        with_thumb.extend_from_slice(&[0xff, 0xe1, 0, 8, b'E', b'x', 0xff, 0xd9, 0, 0]);
+        with_thumb.extend_from_slice(&jpg[2..]);
+        assert!(truncation(&with_thumb, image::ImageFormat::Jpeg).is_none());
+        assert!(truncation(&with_thumb[..with_thumb.len() - 40], image::ImageFormat::Jpeg).is_some());
         let png = encode_png(&Image { width: 2, height: 2, pixels: vec![9; 16] }, None).unwrap();
         assert!(truncation(&png, image::ImageFormat::Png).is_none());
         assert!(truncation(&png[..png.len() - 12], image::ImageFormat::Png).unwrap().contains("IEND"));
