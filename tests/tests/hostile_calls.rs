@@ -261,7 +261,8 @@ fn a_log_flood_is_rate_limited_and_the_dropped_lines_are_counted() {
         .sum();
     assert_eq!(dropped + shown, 100_000, "every line is either shown or counted as dropped:\n{stderr}");
     assert!(stderr.contains("log line(s) too fast, which were dropped, over its limit log_lines_per_s = 10"), "{stderr}");
-    assert!(stderr.contains("[plugins.flood.limits]\n    log_lines_per_s = 40"), "{stderr}");
+    // The line to add stands on its own, ready to copy.
+    assert!(stderr.contains("[plugins.flood.limits]\n    log_lines_per_s = 40\n"), "{stderr}");
     assert!(stderr.contains("\\u{1b}[2J"), "the lines are escaped, not removed:\n{stderr}");
     assert_no_raw_controls("stderr", &stderr);
 }

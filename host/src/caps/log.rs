@@ -54,7 +54,8 @@ pub fn write(plugin: &str, job: &str, level: Level, message: &str) {
 pub fn report_dropped(plugin: &str, job: &str, dropped: u64, limits: &Limits, config_path: &str) {
     let what = format!("wrote {dropped} log line(s) too fast, which were dropped");
     let message = limits.over_message(plugin, config_path, "log_lines_per_s", &what);
-    tracing::warn!(target: "plugin", plugin, job, "{message}");
+    // The fields go on a line of their own, so the config line can be copied as it is.
+    tracing::warn!(target: "plugin", plugin, job, "{message}\n");
 }
 
 /// A plugin's log allowance, shared by every call into it: a token bucket refilled at

@@ -195,7 +195,7 @@ impl wit::http::Host for HostState {
             let message = limits.over_message(&self.plugin.id, &self.plugin.config_path, "max_http_requests", &what);
             // Once per call in the host's log, whatever the plugin does with the refusal.
             if self.http_requests == limits.max_http_requests + 1 {
-                tracing::warn!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{message}");
+                tracing::warn!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{message}\n");
             }
             return Err(E::Denied(message));
         }
