@@ -4,11 +4,14 @@
 //! The host hands a run of consecutive steps to [`Filter::apply`] in one call, so the pixels cross
 //! the component boundary once; the chain then runs on one buffer, in place wherever the operation
 //! allows. The same code is a plain Rust library: [`run_chain`] is the native entry point that
-//! benchmarks and tests call.
+//! benchmarks and tests call, and on the host target the cdylib also exports the native tier's
+//! C ABI ([`native`], docs/native.md) over the same functions.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 pub mod color;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 pub mod ops;
 pub mod params;
 
