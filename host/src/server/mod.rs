@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod request;
 pub mod store;
+mod studio;
 pub mod videos;
 
 use crate::jobs::{JobDb, Runner, RunnerEvent};
@@ -207,6 +208,8 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
     });
     videos::resume_all(&app)?;
     images::start_janitor(&app);
+    // New, changed and removed plugins take effect for new requests without a restart.
+    app.spawn(crate::reload::watch(app.rt.clone()));
     let router = router(app.clone(), Arc::new(tokens));
     let server = tokio::spawn(listen::serve(listener, router, conn));
     tracing::info!("atelier serve: listening on http://{addr}/v1 ({} plugin(s))", app.rt.manifests().count());
@@ -223,9 +226,12 @@ pub fn router(app: Arc<App>, tokens: Arc<auth::Tokens>) -> Router {
         .route("/v1/videos/{id}/content", get(videos::content))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
+        .merge(studio::api())
         .route_layer(middleware::from_fn_with_state(tokens, auth::require));
     Router::new()
         .merge(v1)
+        // The studio page's own files need no token; its API calls send one.
+        .merge(studio::pages())
         // Result URLs are capabilities (long random names that expire), like OpenAI's signed URLs:
         // a plain GET fetches them, with no token.
         .route("/v1/images/files/{request}/{name}", get(images::file))
