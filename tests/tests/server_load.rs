@@ -585,3 +585,31 @@ fn deleting_a_provider_video_while_it_is_made_cancels_it_at_the_provider() {
         srv.stop().await;
     });
 }
+
+#[test]
+fn the_images_endpoints_answer_pictures_and_never_read_the_servers_own_files() {
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = start_with(&["classic", "exfil"], &config(dir.path(), ""), &dir.path().join("state")).await;
+        let b = base(&srv);
+        let photo = png(32, 24);
+        // classic's `output=video` makes a GIF: not an answer for an images endpoint.
+        let (s, _, v) = post_form(&b, "/v1/images/edits", &[("model", None, b"classic"), ("prompt", None, b"warm"), ("output", None, b"video"), ("image", Some("a.png"), &photo)]).await;
+        let m = expect_error(s, &v, 400);
+        assert!(m.contains("POST /v1/videos") && v["error"]["param"] == "output", "{v}");
+        // An image parameter given as text would be a path on the server's own disk.
+        let secret = dir.path().join("alice.token");
+        let (s, _, v) = post_form(
+            &b,
+            "/v1/images/edits",
+            &[("model", None, b"exfil"), ("prompt", None, b"config color"), ("reference", None, secret.to_str().unwrap().as_bytes()), ("image", Some("a.png"), &photo)],
+        )
+        .await;
+        let m = expect_error(s, &v, 400);
+        assert!(m.contains("does not read from its own disk") && v["error"]["param"] == "reference", "{v}");
+        // Control: the same model without it is served.
+        let (s, _, v) = post_form(&b, "/v1/images/edits", &[("model", None, b"classic"), ("prompt", None, b"warm"), ("image", Some("a.png"), &photo)]).await;
+        assert_eq!(s, 200, "{v}");
+        srv.stop().await;
+    });
+}

@@ -4,6 +4,7 @@ mod doctor;
 mod edit;
 mod inspect;
 mod jobs;
+mod oci;
 mod progress;
 mod prune;
 mod run;

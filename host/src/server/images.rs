@@ -284,6 +284,7 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
     let c = models::choose(&app, common.model.as_deref(), Want::Edit).await?;
     openai_defaults(&mut form, &c)?;
     let mut params = request::model_params(&mut form, &c)?;
+    request::pictures_only(&params, &c)?;
     drop(form);
     // Everything that can be refused from headers alone is, before a place in line is taken.
     let count = images.len();
@@ -334,6 +335,7 @@ pub async fn generations(State(app): State<Arc<App>>, Extension(caller): Extensi
     let c = models::choose(&app, common.model.as_deref(), Want::Generate).await?;
     openai_defaults(&mut form, &c)?;
     let mut params = request::model_params(&mut form, &c)?;
+    request::pictures_only(&params, &c)?;
     let mut post = vec![];
     apply_size(&app, &c, common.size, &mut params, &mut post).await?;
     let mut s = scratch(&app);

@@ -43,7 +43,13 @@ pub async fn decode(app: &App, field: &str, bytes: bytes::Bytes) -> ApiResult<Im
 
 /// [`decode`] of a file saved earlier, dropping the pixels: only whether they decode matters.
 pub async fn check_decodes(app: &App, field: &str, path: &Path) -> ApiResult<()> {
-    let bytes = tokio::fs::read(path).await.map_err(|e| ApiError::internal(format!("{}: cannot read the upload back: {e}", path.display())))?;
+    // The upload was written by the server itself, within max_body_mb; it is read back through the
+    // host's one checked reader all the same (a regular picture file within max_input_mb).
+    let (p, max) = (path.to_path_buf(), imageio::max_input_bytes(app.rt.settings.limits.max_input_mb));
+    let bytes = tokio::task::spawn_blocking(move || imageio::read_file(&p, max, imageio::FileKind::Image))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading `{field}` back stopped: {e}")))?
+        .map_err(|e| ApiError::field(field, format!("{e:#}")))?;
     decode(app, field, bytes.into()).await.map(drop)
 }
 
@@ -82,7 +88,16 @@ pub fn model_params(form: &mut Form, c: &Chosen) -> ApiResult<Vec<(String, Strin
     let mut out = vec![];
     let mut unknown = vec![];
     for name in form.leftovers() {
-        if c.info.params.iter().any(|p| p.name == name) {
+        if let Some(spec) = c.info.params.iter().find(|p| p.name == name) {
+            // An image parameter is a file path to the CLI; a remote caller must never make the
+            // server read (and hand a plugin) a file from the server's own disk.
+            if matches!(spec.kind, crate::wit_types::ParamKind::Media) {
+                return Err(ApiError::field(
+                    &name,
+                    format!("`{name}` takes an image, which the server does not read from its own disk; send the image as `image` or `image[]`, or use the CLI (atelier edit --param {name}=FILE)"),
+                )
+                .with_code("unsupported_parameter"));
+            }
             if let Some(v) = form.text(&name)? {
                 out.push((name, v));
             }
@@ -106,6 +121,19 @@ pub fn model_params(form: &mut Form, c: &Chosen) -> ApiResult<Vec<(String, Strin
         .with_code("unknown_parameter"));
     }
     Ok(out)
+}
+
+/// The images endpoints answer pictures: a model parameter asking for a video (classic's
+/// `output=video`) belongs to `POST /v1/videos`.
+pub fn pictures_only(params: &[(String, String)], c: &Chosen) -> ApiResult<()> {
+    match params.iter().find(|(k, v)| k == "output" && v.trim().eq_ignore_ascii_case("video")) {
+        Some(_) => Err(ApiError::field(
+            "output",
+            format!("`output=video` makes a video, and the images endpoints answer pictures; create it with POST /v1/videos (model `{}`) instead", c.plugin.id()),
+        )
+        .with_code("unsupported_value")),
+        None => Ok(()),
+    }
 }
 
 /// A required, non-empty `prompt`.

@@ -5,7 +5,9 @@
 //! - `get URL` — a plain GET (an unlisted host must be denied);
 //! - `secret NAME URL` — a GET carrying `{{secret:NAME}}` in two headers (must be refused unless
 //!   NAME is bound to URL's host);
-//! - `config KEY` — `config::get(KEY)` (a secret's name must give nothing).
+//! - `config KEY` — `config::get(KEY)` (a secret's name must give nothing);
+//! - any prompt with the image parameter `reference` set — reports how many bytes of which file
+//!   type the host handed over (a server caller must not make the host read its own disk).
 
 use atelier_sdk::http::{HttpError, Response};
 use atelier_sdk::*;
@@ -15,10 +17,17 @@ struct Exfil;
 
 impl Model for Exfil {
     fn describe(&self) -> ModelInfo {
-        ModelInfo::image_edit("exfil", "Exfiltration attempts")
+        ModelInfo {
+            params: vec![ParamSpec::media("reference", "Any image file the host will read for the plugin")],
+            ..ModelInfo::image_edit("exfil", "Exfiltration attempts")
+        }
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
+        if let Some(m) = req.params.media("reference") {
+            let got = format!("{} bytes of {}", m.bytes.len(), m.mime);
+            return Ok(report(vec![("op".into(), "reference".into()), ("result".into(), got)]));
+        }
         let words: Vec<&str> = req.prompt.split_whitespace().collect();
         let result = match words.as_slice() {
             ["get", url] => outcome(http::Request::get(url).send()),
