@@ -7,7 +7,7 @@ use crate::wasm::engine::{EngineOptions, WasmEngine};
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Where to look for plugins and keep caches.
 #[derive(Clone, Debug, Default)]
@@ -29,7 +29,8 @@ pub struct Problem {
     pub message: String,
 }
 
-/// The plugin host.
+/// The plugin host. Its plugin table can be swapped while it serves ([`Runtime::reload`]):
+/// callers get `Arc`s, so a job keeps the plugin it started with until it ends.
 pub struct Runtime {
     /// The operator's configuration.
     pub settings: Settings,
@@ -37,14 +38,86 @@ pub struct Runtime {
     pub search_path: Vec<PathBuf>,
     engine: Arc<WasmEngine>,
     linkers: Linkers,
-    entries: BTreeMap<String, Entry>,
+    // Readers clone the `Arc` and let go of the lock at once; `reload` builds a whole new table
+    // and swaps it in, so a reader never sees half a reload.
+    table: RwLock<Arc<Table>>,
+}
+
+/// One generation of the plugin table.
+#[derive(Default)]
+struct Table {
+    entries: BTreeMap<String, Arc<Entry>>,
     problems: Vec<Problem>,
 }
 
 /// A discovered plugin; its component is compiled (or read from the cache) on first use.
 struct Entry {
-    manifest: Manifest,
-    loaded: std::sync::OnceLock<Result<Arc<Plugin>, String>>,
+    manifest: Arc<Manifest>,
+    /// The files as found, to tell a changed plugin from an unchanged one on reload.
+    stamp: Stamp,
+    loaded: OnceLock<Result<Arc<Plugin>, String>>,
+    digest: OnceLock<Option<String>>,
+}
+
+/// Size, mtime and inode of `plugin.toml` and the component: a replaced or edited file changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp(Vec<(u64, Option<std::time::SystemTime>, u64)>);
+
+impl Stamp {
+    fn of(m: &Manifest) -> Stamp {
+        Stamp(
+            [&m.path, &m.component]
+                .iter()
+                .map(|p| match std::fs::metadata(p) {
+                    Ok(md) => (md.len(), md.modified().ok(), inode(&md)),
+                    Err(_) => (0, None, 0),
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(unix)]
+fn inode(md: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(md)
+}
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+/// An installed plugin as the server reports it: id, version and the digest of its component.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Installed {
+    /// Plugin id.
+    pub id: String,
+    /// `model` or `filter`.
+    pub kind: Kind,
+    /// The manifest's `version`.
+    pub version: String,
+    /// `sha256:<hex>` of the component file (the OCI layer digest when installed from a registry);
+    /// `None` if the file cannot be read.
+    pub digest: Option<String>,
+}
+
+/// What one [`Runtime::reload`] changed.
+#[derive(Clone, Debug, Default)]
+pub struct ReloadReport {
+    /// Plugins new in this generation: `id version digest`.
+    pub added: Vec<String>,
+    /// Plugins replaced: `id old-version → new-version (digest)`.
+    pub updated: Vec<String>,
+    /// Plugins gone.
+    pub removed: Vec<String>,
+    /// Changed plugins that failed their checks; the previous version (if any) stays, and why.
+    pub kept: Vec<Problem>,
+}
+
+impl ReloadReport {
+    /// Whether anything changed.
+    pub fn changed(&self) -> bool {
+        !(self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty())
+    }
 }
 
 impl Runtime {
@@ -61,51 +134,143 @@ impl Runtime {
         } else {
             vec![default_plugin_dir()]
         };
-        let mut rt = Runtime { settings, search_path, engine, linkers, entries: BTreeMap::new(), problems: vec![] };
-        for dir in plugin_dirs(&rt.search_path) {
+        let rt = Runtime { settings, search_path, engine, linkers, table: Default::default() };
+        let (found, problems) = rt.scan();
+        let mut table = Table { entries: BTreeMap::new(), problems };
+        for (m, stamp) in found {
+            table.entries.insert(m.id.clone(), Arc::new(Entry { manifest: Arc::new(m), stamp, loaded: Default::default(), digest: Default::default() }));
+        }
+        *rt.table.write().unwrap() = Arc::new(table);
+        Ok(rt)
+    }
+
+    /// Every enabled plugin manifest in the search path whose contract this host speaks (first
+    /// one wins per id), and the directories that could not be used.
+    fn scan(&self) -> (Vec<(Manifest, Stamp)>, Vec<Problem>) {
+        let mut found: Vec<(Manifest, Stamp)> = vec![];
+        let mut problems = vec![];
+        for dir in plugin_dirs(&self.search_path) {
             match Manifest::load(&dir) {
-                Err(e) => rt.problems.push(Problem { dir, message: format!("{e:#}") }),
+                Err(e) => problems.push(Problem { dir, message: format!("{e:#}") }),
                 Ok(m) => {
-                    if !rt.settings.plugin(&m.id).enabled {
+                    if !self.settings.plugin(&m.id).enabled {
                         continue;
                     }
-                    if let Some(existing) = rt.entries.get(&m.id) {
-                        rt.problems.push(Problem {
+                    if let Some((existing, _)) = found.iter().find(|(f, _)| f.id == m.id) {
+                        problems.push(Problem {
                             dir: dir.clone(),
                             message: format!(
                                 "{}: plugin id `{}` is already provided by {}; the first one in the search path wins",
                                 m.path.display(),
                                 m.id,
-                                existing.manifest.path.display()
+                                existing.path.display()
                             ),
                         });
                         continue;
                     }
                     if let Err(e) = m.check_contract() {
-                        rt.problems.push(Problem { dir, message: format!("{e:#}") });
+                        problems.push(Problem { dir, message: format!("{e:#}") });
                         continue;
                     }
-                    rt.entries.insert(m.id.clone(), Entry { manifest: m, loaded: Default::default() });
+                    let stamp = Stamp::of(&m);
+                    found.push((m, stamp));
                 }
             }
         }
-        Ok(rt)
+        (found, problems)
+    }
+
+    fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap().clone()
+    }
+
+    /// Look at the plugin directories again and swap in a new plugin table: new and changed
+    /// plugins are checked and compiled first (blocking: call it off the async workers), and one
+    /// that fails keeps its previous version, reported in [`ReloadReport::kept`]. Unchanged
+    /// plugins keep their loaded instance; jobs hold the `Arc` they started with, so they finish
+    /// on the version that took them.
+    pub fn reload(&self) -> ReloadReport {
+        let old = self.table();
+        let (found, mut problems) = self.scan();
+        let mut report = ReloadReport::default();
+        let mut entries = BTreeMap::new();
+        for (m, stamp) in found {
+            let prev = old.entries.get(&m.id);
+            if let Some(p) = prev.filter(|p| p.stamp == stamp && p.manifest.path == m.path) {
+                entries.insert(m.id.clone(), p.clone());
+                continue;
+            }
+            let entry = Entry { manifest: Arc::new(m.clone()), stamp, loaded: Default::default(), digest: Default::default() };
+            let _ = entry.digest.set(file_digest(&m.component));
+            match self.load(&entry) {
+                Ok(_) => {
+                    let digest = entry.digest.get().cloned().flatten().unwrap_or_else(|| "unknown digest".into());
+                    match prev {
+                        Some(p) => report.updated.push(format!("{} {} → {} ({digest})", m.id, p.manifest.version, m.version)),
+                        None => report.added.push(format!("{} {} ({digest})", m.id, m.version)),
+                    }
+                    entries.insert(m.id.clone(), Arc::new(entry));
+                }
+                Err(message) => {
+                    let dir = m.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                    if let Some(p) = prev {
+                        entries.insert(m.id.clone(), p.clone());
+                        report.kept.push(Problem { dir: dir.clone(), message: format!("{message} (still serving {} {})", m.id, p.manifest.version) });
+                    } else {
+                        report.kept.push(Problem { dir: dir.clone(), message: message.clone() });
+                    }
+                    problems.push(Problem { dir, message });
+                }
+            }
+        }
+        // A plugin whose directory is still there but whose manifest no longer reads (a broken
+        // edit) keeps its previous version; one whose directory is gone is removed.
+        for (id, p) in &old.entries {
+            if entries.contains_key(id) {
+                continue;
+            }
+            let dir = p.manifest.path.parent().unwrap_or(Path::new("."));
+            if let Some(problem) = problems.iter().find(|pr| pr.dir == dir) {
+                report.kept.push(Problem { dir: dir.to_path_buf(), message: format!("{} (still serving {id} {})", problem.message, p.manifest.version) });
+                entries.insert(id.clone(), p.clone());
+            } else {
+                report.removed.push(format!("{id} {}", p.manifest.version));
+            }
+        }
+        *self.table.write().unwrap() = Arc::new(Table { entries, problems });
+        report
     }
 
     /// The manifests of every plugin found, by id (nothing compiled).
-    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
-        self.entries.values().map(|e| &e.manifest)
+    pub fn manifests(&self) -> std::vec::IntoIter<Arc<Manifest>> {
+        self.table().entries.values().map(|e| e.manifest.clone()).collect::<Vec<_>>().into_iter()
+    }
+
+    /// Every plugin with its version and component digest (reads each component once: blocking).
+    pub fn installed(&self) -> Vec<Installed> {
+        self.table()
+            .entries
+            .values()
+            .map(|e| Installed {
+                id: e.manifest.id.clone(),
+                kind: e.manifest.kind,
+                version: e.manifest.version.clone(),
+                digest: e.digest.get_or_init(|| file_digest(&e.manifest.component)).clone(),
+            })
+            .collect()
     }
 
     /// Every plugin, loaded (compiled or read from the cache); ones that fail to load are skipped
     /// here and reported by [`Runtime::plugin`] and [`Runtime::load_all`].
     pub fn plugins(&self) -> impl Iterator<Item = Arc<Plugin>> + '_ {
-        self.entries.keys().filter_map(|id| self.plugin(id).ok())
+        let t = self.table();
+        t.entries.values().filter_map(|e| self.load(e).ok()).collect::<Vec<_>>().into_iter()
     }
 
     /// Load every plugin now; returns the ones that failed, with why.
     pub fn load_all(&self) -> Vec<Problem> {
-        self.entries
+        self.table()
+            .entries
             .values()
             .filter_map(|e| {
                 self.load(e).err().map(|message| Problem { dir: e.manifest.path.parent().unwrap_or(Path::new(".")).to_path_buf(), message })
@@ -114,29 +279,43 @@ impl Runtime {
     }
 
     /// Plugin directories that could not be read.
-    pub fn problems(&self) -> &[Problem] {
-        &self.problems
+    pub fn problems(&self) -> Vec<Problem> {
+        self.table().problems.clone()
     }
 
     fn load(&self, e: &Entry) -> Result<Arc<Plugin>, String> {
         e.loaded
             .get_or_init(|| {
-                Plugin::load(self.engine.clone(), &self.linkers, e.manifest.clone(), &self.settings)
+                Plugin::load(self.engine.clone(), &self.linkers, (*e.manifest).clone(), &self.settings)
                     .map(Arc::new)
                     .map_err(|err| format!("{err:#}"))
             })
             .clone()
     }
 
+    /// The wasm engine (for the OCI packer, which describes a component's imports and exports).
+    pub(crate) fn engine(&self) -> &Arc<WasmEngine> {
+        &self.engine
+    }
+
+    /// Check a plugin directory the way a load does — manifest, contract, compile, the exports
+    /// of its world — without adding it to the table (used before installing one).
+    pub fn check_dir(&self, dir: &Path) -> Result<Arc<Plugin>> {
+        let m = Manifest::load(dir)?;
+        m.check_contract()?;
+        Ok(Arc::new(Plugin::load(self.engine.clone(), &self.linkers, m, &self.settings)?))
+    }
+
     /// A plugin by id, loaded, or an error listing what is installed and where it looked.
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>> {
-        if let Some(e) = self.entries.get(id) {
+        let t = self.table();
+        if let Some(e) = t.entries.get(id) {
             return self.load(e).map_err(|m| anyhow::anyhow!(m));
         }
-        if let Some(p) = self.problems.iter().find(|p| p.dir.file_name().is_some_and(|n| n == id)) {
+        if let Some(p) = t.problems.iter().find(|p| p.dir.file_name().is_some_and(|n| n == id)) {
             bail!("plugin `{id}` could not be loaded: {}", p.message);
         }
-        let known: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        let known: Vec<&str> = t.entries.keys().map(String::as_str).collect();
         bail!(
             "unknown plugin `{id}`; installed: {}; searched {} (add a directory with --plugins DIR or ATELIER_PLUGINS)",
             if known.is_empty() { "none".to_string() } else { known.join(", ") },
@@ -146,13 +325,14 @@ impl Runtime {
 
     /// A model plugin by id.
     pub fn model(&self, id: &str) -> Result<Arc<Plugin>> {
-        match self.entries.get(id) {
+        let t = self.table();
+        match t.entries.get(id) {
             Some(e) if e.manifest.kind != Kind::Model => {
                 bail!("`{id}` is a filter, not a model; use it as a step (--pre/--post/--step {id}:...)")
             }
-            Some(_) => self.plugin(id),
+            Some(e) => self.load(e).map_err(|m| anyhow::anyhow!(m)),
             None => {
-                let models: Vec<&str> = self.manifests().filter(|m| m.kind == Kind::Model).map(|m| m.id.as_str()).collect();
+                let models: Vec<&str> = t.entries.values().filter(|e| e.manifest.kind == Kind::Model).map(|e| e.manifest.id.as_str()).collect();
                 bail!(
                     "unknown model `{id}`; installed models: {}; searched {} (add a directory with --plugins DIR or ATELIER_PLUGINS)",
                     if models.is_empty() { "none".to_string() } else { models.join(", ") },
@@ -164,8 +344,20 @@ impl Runtime {
 
     /// The filter plugins, loaded.
     pub fn filter_plugins(&self) -> Result<Vec<Arc<Plugin>>> {
-        self.entries.values().filter(|e| e.manifest.kind == Kind::Filter).map(|e| self.load(e).map_err(|m| anyhow::anyhow!(m))).collect()
+        // A native plugin serves only once the operator pinned it, and then ahead of same-named wasm filters.
+        let mut entries: Vec<_> = self.table().entries.values().filter(|e| e.manifest.kind == Kind::Filter && crate::native::opted_in(&e.manifest, &self.settings)).cloned().collect();
+        entries.sort_by_key(|e| e.manifest.tier != crate::manifest::Tier::Native);
+        entries.iter().map(|e| self.load(e).map_err(|m| anyhow::anyhow!(m))).collect()
     }
+}
+
+/// `sha256:<hex>` of a file, streamed; `None` if it cannot be read.
+pub fn file_digest(path: &Path) -> Option<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).ok()?;
+    Some(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// Each search-path entry is a plugin directory (holds `plugin.toml`) or a directory of them.
@@ -175,7 +367,12 @@ fn plugin_dirs(search: &[PathBuf]) -> Vec<PathBuf> {
         if d.join("plugin.toml").exists() {
             out.push(d.clone());
         } else if let Ok(entries) = std::fs::read_dir(d) {
-            let mut subs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+            // Dot-directories are not plugins: `atelier plugins install` stages and retires them there.
+            let mut subs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                .collect();
             subs.sort();
             out.extend(subs);
         }

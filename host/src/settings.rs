@@ -28,8 +28,24 @@ pub struct Settings {
     pub secrets_from_env: Vec<String>,
     /// Where `from_env` is written (`file:line`), for messages.
     pub secrets_from_env_at: String,
+    /// `[registries."host:port"]`: credentials for OCI registries (`atelier plugins install`).
+    pub registries: BTreeMap<String, RegistrySettings>,
     /// The raw document, for sections read by other modules (prices, ...).
     pub raw: toml::Table,
+}
+
+/// `[registries."ghcr.io"] username = "me", password = "env:GHCR_TOKEN"` (or `token = "file:..."`
+/// for a bearer token): how `atelier plugins push|install|update` sign in to one registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// The user name for HTTP basic auth.
+    pub username: Option<String>,
+    /// Where the password is read from (`env:VAR` or `file:PATH`).
+    pub password: Option<SecretSource>,
+    /// Where a bearer token is read from, instead of a user name and password.
+    pub token: Option<SecretSource>,
+    /// Where the section is written (`file:line`), for messages.
+    pub at: String,
 }
 
 /// Host-wide limits on inputs and transfers.
@@ -204,6 +220,9 @@ impl Settings {
             let t = server.as_table().ok_or_else(|| anyhow::anyhow!("{}: `server` must be a table ([server])", at("server")))?;
             s.server = parse_server(t, &|k| at(k))?;
         }
+        if let Some(r) = raw.get("registries") {
+            s.registries = parse_registries(r, &|k| at(k))?;
+        }
         if let Some(plugins) = raw.get("plugins") {
             let plugins = plugins.as_table().ok_or_else(|| anyhow::anyhow!("{}: `plugins` must be a table", at("plugins")))?;
             for (id, section) in plugins {
@@ -325,6 +344,44 @@ fn parse_secrets(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<Vec<Str
         }
     }
     Ok(ids)
+}
+
+/// `[registries."host:port"]`: `username` + `password`, or `token`; secrets as `env:`/`file:`.
+fn parse_registries(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<BTreeMap<String, RegistrySettings>> {
+    const SHAPE: &str = "write [registries.\"ghcr.io\"] username = \"me\", password = \"env:GHCR_TOKEN\" (or token = \"file:/run/secrets/ghcr\")";
+    let t = v.as_table().ok_or_else(|| anyhow::anyhow!("{}: `registries` must be a table: {SHAPE}", at("registries")))?;
+    let mut out = BTreeMap::new();
+    for (host, section) in t {
+        let here = at(host);
+        let sec = section.as_table().ok_or_else(|| anyhow::anyhow!("{here}: [registries.\"{host}\"] must be a table: {SHAPE}"))?;
+        if host.contains('/') || host.is_empty() {
+            bail!("{here}: [registries.\"{host}\"]: name the registry as host or host:port, without a scheme or path");
+        }
+        let mut r = RegistrySettings { at: here.clone(), ..Default::default() };
+        for (k, val) in sec {
+            let text = val.as_str().ok_or_else(|| anyhow::anyhow!("{here}: [registries.\"{host}\"] {k} must be a string: {SHAPE}"))?;
+            match k.as_str() {
+                "username" => r.username = Some(text.to_string()),
+                "password" | "token" => {
+                    let src = SecretSource::parse(text).with_context(|| format!("{here}: [registries.\"{host}\"] {k} (a secret is never written in the file itself)"))?;
+                    if k == "password" {
+                        r.password = Some(src);
+                    } else {
+                        r.token = Some(src);
+                    }
+                }
+                other => bail!("{here}: [registries.\"{host}\"] has no setting `{other}`; the settings are username, password and token"),
+            }
+        }
+        if r.username.is_some() != r.password.is_some() {
+            bail!("{here}: [registries.\"{host}\"] needs both username and password (or token alone)");
+        }
+        if r.token.is_some() && r.username.is_some() {
+            bail!("{here}: [registries.\"{host}\"]: give username + password, or token, not both");
+        }
+        out.insert(host.clone(), r);
+    }
+    Ok(out)
 }
 
 /// `[server]`; unknown keys are refused so a typo never silently leaves the server open.
@@ -453,6 +510,18 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         assert!(format!("{e:#}").contains("no setting `form`"), "{e:#}");
         let e = Settings::parse("[secrets]\nGEMINI_API_KEY = \"env:G\"\n", None).unwrap_err();
         assert!(format!("{e:#}").contains("[plugins.<id>.secrets]"), "{e:#}");
+    }
+
+    #[test]
+    fn reads_registry_credentials() {
+        let s = Settings::parse("[registries.\"127.0.0.1:5000\"]\nusername = \"ci\"\npassword = \"env:REG_PASS\"\n[registries.\"ghcr.io\"]\ntoken = \"file:/run/t\"\n", None).unwrap();
+        let r = &s.registries["127.0.0.1:5000"];
+        assert_eq!((r.username.as_deref(), r.password.clone()), (Some("ci"), Some(SecretSource::Env("REG_PASS".into()))));
+        assert_eq!(s.registries["ghcr.io"].token, Some(SecretSource::File("/run/t".into())));
+        let e = Settings::parse("[registries.\"ghcr.io\"]\npassword = \"hunter2\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("env:VAR"), "{e:#}");
+        let e = Settings::parse("[registries.\"ghcr.io\"]\nuser = \"x\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("no setting `user`"), "{e:#}");
     }
 
     #[test]

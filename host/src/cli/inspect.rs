@@ -34,6 +34,14 @@ pub enum PluginsCommand {
     New(super::scaffold::NewArgs),
     /// Build a plugin crate for wasm32-wasip2 and stage it as PLUGINS_DIR/<id>/ for atelier to load.
     Build(super::scaffold::BuildArgs),
+    /// Push a plugin directory to an OCI registry as a Wasm artifact; prints its digest.
+    Push(super::oci::PushArgs),
+    /// Install a plugin from an OCI registry (checked before it is installed; pinned in atelier.lock).
+    Install(super::oci::InstallArgs),
+    /// Move installed plugins to what their tags point at now, showing what changed.
+    Update(super::oci::UpdateArgs),
+    /// Remove a plugin installed from a registry (and its atelier.lock entry).
+    Remove(super::oci::RemoveArgs),
 }
 
 pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
@@ -41,11 +49,20 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
     match cmd {
         PluginsCommand::New(a) => return super::scaffold::new(a),
         PluginsCommand::Build(a) => return super::scaffold::build(cli, a),
+        PluginsCommand::Push(a) => return super::oci::push_cmd(cli, a).await,
+        PluginsCommand::Install(a) => return super::oci::install_cmd(cli, a).await,
+        PluginsCommand::Update(a) => return super::oci::update_cmd(cli, a).await,
+        PluginsCommand::Remove(a) => return super::oci::remove_cmd(cli, a).await,
         PluginsCommand::List(_) | PluginsCommand::Inspect { .. } => {}
     }
     let rt = cli.runtime()?;
     match cmd {
-        PluginsCommand::New(_) | PluginsCommand::Build(_) => unreachable!("handled before the runtime loads"),
+        PluginsCommand::New(_)
+        | PluginsCommand::Build(_)
+        | PluginsCommand::Push(_)
+        | PluginsCommand::Install(_)
+        | PluginsCommand::Update(_)
+        | PluginsCommand::Remove(_) => unreachable!("handled before the runtime loads"),
         PluginsCommand::List(a) => {
             if a.json {
                 let plugins: Vec<_> = rt
@@ -60,7 +77,7 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&json!({"plugins": plugins, "problems": problems}))?);
             } else {
                 for m in rt.manifests() {
-                    println!("{:<16} {:<6} {:<8} contract {}  {}", m.id, m.kind, m.version, m.contract, m.description);
+                    println!("{:<16} {:<6} {:<8} contract {}  {}", m.id, m.kind, printable(&m.version), printable(&m.contract), printable(&m.description));
                 }
                 if rt.manifests().next().is_none() {
                     println!("no plugins found in {}", rt.search_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
@@ -93,6 +110,7 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 "id": p.id(), "kind": p.manifest.kind.to_string(), "version": p.manifest.version,
                 "contract": p.manifest.contract, "description": p.manifest.description,
                 "manifest": p.manifest.path.display().to_string(), "component": p.manifest.component.display().to_string(),
+                "tier": p.manifest.tier.to_string(), "native_sha256": p.native().map(|n| n.sha256.clone()),
                 "hosts_asked": asked, "hosts_added_by_operator": g.operator_hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
                 "hosts_denied_by_operator": denied, "secrets": secrets,
                 "config": p.manifest.defaults.keys().chain(p.settings.config.keys()).map(|k| (k.clone(), json!(p.config(k)))).collect::<serde_json::Map<_,_>>(),
@@ -102,9 +120,16 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("{} {} ({} plugin, contract {})", p.id(), p.manifest.version, p.manifest.kind, p.manifest.contract);
-                println!("  {}", p.manifest.description);
+                println!("  {}", printable(&p.manifest.description));
                 println!("  manifest:  {}", p.manifest.path.display());
                 println!("  component: {}", p.manifest.component.display());
+                match p.native() {
+                    Some(n) => println!(
+                        "  tier:      native, UNSANDBOXED (as trusted as atelier); sha256 {} pinned at {}",
+                        n.sha256, p.settings.native_sha256_at
+                    ),
+                    None => println!("  tier:      wasm (sandboxed)"),
+                }
                 println!("  hosts asked for:");
                 for h in &g.manifest_hosts {
                     let state = if g.denied.iter().any(|d| d == h) {

@@ -73,6 +73,19 @@ pub async fn render(State(app): State<Arc<App>>) -> Response {
     }
     out.push_str("# HELP atelier_plugins Plugins found.\n# TYPE atelier_plugins gauge\n");
     let _ = writeln!(out, "atelier_plugins {}", app.rt.manifests().count());
+    out.push_str("# HELP atelier_plugin_info The plugins being served: version and component digest (changes on reload).\n# TYPE atelier_plugin_info gauge\n");
+    let rt = app.rt.clone();
+    // Reading component files to hash them is blocking work.
+    for p in tokio::task::spawn_blocking(move || rt.installed()).await.unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "atelier_plugin_info{{id=\"{}\",kind=\"{}\",version=\"{}\",digest=\"{}\"}} 1",
+            escape(&p.id),
+            p.kind,
+            escape(&p.version),
+            escape(p.digest.as_deref().unwrap_or("unknown"))
+        );
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 

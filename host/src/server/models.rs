@@ -42,21 +42,26 @@ pub struct Chosen {
     pub info: wb::ModelInfo,
 }
 
-/// `describe()` answers, once per plugin (they depend only on the operator's config).
+/// `describe()` answers, once per loaded plugin (they depend only on the operator's config and
+/// the plugin's build: a reloaded plugin is described again).
 #[derive(Default)]
 pub struct ModelCache {
-    infos: Mutex<HashMap<String, wb::ModelInfo>>,
+    // The `Weak` names the loaded instance the answer came from; it keeps that allocation's
+    // address from being reused, so comparing pointers cannot mistake a new version for the old.
+    infos: Mutex<HashMap<String, (std::sync::Weak<Plugin>, wb::ModelInfo)>>,
 }
 
 impl ModelCache {
     /// The plugin and its description.
     pub async fn get(&self, app: &App, id: &str) -> anyhow::Result<Chosen> {
         let plugin = app.rt.model(id)?;
-        if let Some(info) = self.infos.lock().unwrap().get(id).cloned() {
-            return Ok(Chosen { plugin, info });
+        if let Some((of, info)) = self.infos.lock().unwrap().get(id).cloned() {
+            if std::sync::Weak::ptr_eq(&of, &Arc::downgrade(&plugin)) {
+                return Ok(Chosen { plugin, info });
+            }
         }
         let info = plugin.describe_model().await?;
-        self.infos.lock().unwrap().insert(id.to_string(), info.clone());
+        self.infos.lock().unwrap().insert(id.to_string(), (Arc::downgrade(&plugin), info.clone()));
         Ok(Chosen { plugin, info })
     }
 }
@@ -136,7 +141,13 @@ pub async fn choose(app: &App, given: Option<&str>, want: Want) -> ApiResult<Cho
     Ok(c)
 }
 
-fn model_object(app: &App, id: &str) -> Option<Value> {
+/// Version and component digest of every plugin (reads component files: off the async workers).
+async fn installed(app: &App) -> HashMap<String, crate::runtime::Installed> {
+    let rt = app.rt.clone();
+    tokio::task::spawn_blocking(move || rt.installed()).await.unwrap_or_default().into_iter().map(|i| (i.id.clone(), i)).collect()
+}
+
+fn model_object(app: &App, id: &str, installed: &HashMap<String, crate::runtime::Installed>) -> Option<Value> {
     let m = app.rt.manifests().find(|m| m.id == id && m.kind == Kind::Model)?;
     // `created`: when the plugin was installed (its manifest's mtime), the closest thing we have.
     let created = std::fs::metadata(&m.path)
@@ -145,18 +156,22 @@ fn model_object(app: &App, id: &str) -> Option<Value> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    Some(json!({"id": m.id, "object": "model", "created": created, "owned_by": format!("atelier:{}", m.id)}))
+    // `version` and `digest` (the component's sha256) are atelier's additions: which build serves.
+    let digest = installed.get(id).and_then(|i| i.digest.clone());
+    Some(json!({"id": m.id, "object": "model", "created": created, "owned_by": format!("atelier:{}", m.id), "version": m.version, "digest": digest}))
 }
 
 /// `GET /v1/models`.
 pub async fn list(State(app): State<Arc<App>>) -> Json<Value> {
-    let data: Vec<Value> = model_ids(&app).iter().filter_map(|id| model_object(&app, id)).collect();
+    let inst = installed(&app).await;
+    let data: Vec<Value> = model_ids(&app).iter().filter_map(|id| model_object(&app, id, &inst)).collect();
     Json(json!({"object": "list", "data": data}))
 }
 
 /// `GET /v1/models/{id}`.
 pub async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    model_object(&app, &id)
+    let inst = installed(&app).await;
+    model_object(&app, &id, &inst)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("The model `{id}` does not exist; GET /v1/models lists the installed ones")).with_code("model_not_found"))
 }
