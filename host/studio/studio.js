@@ -11,7 +11,7 @@ const state = {
   filters: [],
   currency: "USD",
   source: null,       // {blob, url, name, width, height, info}
-  current: null,      // {blob, url, width, height, label, stage: index | null, candidate: n | null}
+  current: null,      // {blob, url, width, height, label, stage: the stage object | null (the source), candidate: n | null}
   stages: [],         // see runStage
   open: null,         // the stage shown in the grid
   mask: null,         // {canvas, painted: bool}
@@ -281,6 +281,13 @@ function buildParams(fieldset, m, skip) {
   }
 }
 
+// "Engine parameters — 2 set: levels, style" on the collapsed section.
+function paramSummary(fieldset, summary, what) {
+  const set = Object.keys(paramValues(fieldset));
+  const n = fieldset.querySelectorAll("[data-param]").length;
+  $(summary).textContent = n === 0 ? `${what}: none` : set.length ? `${what} — ${set.length} of ${n} set: ${set.join(", ")}` : `${what} — ${n}, all at their defaults`;
+}
+
 function paramValues(fieldset) {
   const out = {};
   for (const el of fieldset.querySelectorAll("[data-param]")) {
@@ -297,6 +304,7 @@ function onEngine() {
   $("n").max = 10;
   $("refs-help").textContent = m ? `${m.id} takes up to ${m.max_references} picture(s) in all, the current one first.` : "";
   updateMaskOption();
+  paramSummary($("params"), "params-summary", "Engine parameters");
   estimate();
 }
 
@@ -304,6 +312,7 @@ function onVideoEngine() {
   const m = model($("video-engine").value);
   describeEngine(m, $("video-engine-about"));
   buildParams($("video-params"), m, ["output", "style"]);
+  paramSummary($("video-params"), "video-params-summary", "Video parameters");
   estimateVideo();
 }
 
@@ -758,7 +767,7 @@ function renderCandidate(stage, c) {
 
 function pick(stage, c) {
   stage.pick = c.index;
-  setCurrent({ blob: c.blob, url: c.url, width: c.width, height: c.height, label: `${stage.name} #${c.index} (${stage.engine}, seed ${c.seed})`, stage: state.stages.indexOf(stage), candidate: c.index });
+  setCurrent({ blob: c.blob, url: c.url, width: c.width, height: c.height, label: `${stage.name} #${c.index} (${stage.engine}, seed ${c.seed})`, stage, candidate: c.index });
   renderGrid();
   renderHistory();
   say("stage-status", `Continuing from ${stage.name} #${c.index}. The next stage works on it.`, "ok");
@@ -914,7 +923,7 @@ function renderHistory() {
       if (s.video) { showVideo(s); $("player").scrollIntoView({ block: "nearest" }); return; }
       state.open = s;
       const c = s.candidates.find((x) => x.index === s.pick);
-      if (c) setCurrent({ blob: c.blob, url: c.url, width: c.width, height: c.height, label: `${s.name} #${c.index} (${s.engine}, seed ${c.seed})`, stage: i, candidate: c.index });
+      if (c) setCurrent({ blob: c.blob, url: c.url, width: c.width, height: c.height, label: `${s.name} #${c.index} (${s.engine}, seed ${c.seed})`, stage: s, candidate: c.index });
       renderGrid();
       renderHistory();
     });
@@ -929,7 +938,7 @@ function pathTaken() {
   let s = done[done.length - 1];
   while (s) {
     chain.unshift(s);
-    s = s.from === null ? null : state.stages[s.from];
+    s = s.from; // null: the source photo
   }
   return chain;
 }
@@ -1001,8 +1010,10 @@ function init() {
   $("engine").addEventListener("change", onEngine);
   $("video-engine").addEventListener("change", onVideoEngine);
   $("n").addEventListener("input", estimate);
-  $("params").addEventListener("change", estimate);
-  $("video-params").addEventListener("change", estimateVideo);
+  for (const ev of ["input", "change"]) {
+    $("params").addEventListener(ev, () => { paramSummary($("params"), "params-summary", "Engine parameters"); estimate(); });
+    $("video-params").addEventListener(ev, () => { paramSummary($("video-params"), "video-params-summary", "Video parameters"); estimateVideo(); });
+  }
   $("stage-form").addEventListener("submit", runStage);
   $("animate-form").addEventListener("submit", runAnimate);
   $("save-recipe").addEventListener("click", saveRecipe);
