@@ -7,6 +7,7 @@ use crate::wasm::engine::{EngineOptions, WasmEngine};
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 /// Where to look for plugins and keep caches.
@@ -41,6 +42,8 @@ pub struct Runtime {
     // Readers clone the `Arc` and let go of the lock at once; `reload` builds a whole new table
     // and swaps it in, so a reader never sees half a reload.
     table: RwLock<Arc<Table>>,
+    /// Reloads done, and changed plugins refused by them (for `/metrics`).
+    reloads: (AtomicU64, AtomicU64),
 }
 
 /// One generation of the plugin table.
@@ -134,7 +137,7 @@ impl Runtime {
         } else {
             vec![default_plugin_dir()]
         };
-        let rt = Runtime { settings, search_path, engine, linkers, table: Default::default() };
+        let rt = Runtime { settings, search_path, engine, linkers, table: Default::default(), reloads: Default::default() };
         let (found, problems) = rt.scan();
         let mut table = Table { entries: BTreeMap::new(), problems };
         for (m, stamp) in found {
@@ -238,7 +241,14 @@ impl Runtime {
             }
         }
         *self.table.write().unwrap() = Arc::new(Table { entries, problems });
+        self.reloads.0.fetch_add(1, Ordering::Relaxed);
+        self.reloads.1.fetch_add(report.kept.len() as u64, Ordering::Relaxed);
         report
+    }
+
+    /// How many reloads ran, and how many plugin changes they refused (kept the previous version).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.reloads.0.load(Ordering::Relaxed), self.reloads.1.load(Ordering::Relaxed))
     }
 
     /// The manifests of every plugin found, by id (nothing compiled).

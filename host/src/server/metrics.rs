@@ -86,6 +86,11 @@ pub async fn render(State(app): State<Arc<App>>) -> Response {
             escape(p.digest.as_deref().unwrap_or("unknown"))
         );
     }
+    let (reloads, refused) = app.rt.reload_counts();
+    out.push_str("# HELP atelier_plugin_reloads_total Plugin table reloads (file changes, SIGHUP).\n# TYPE atelier_plugin_reloads_total counter\n");
+    let _ = writeln!(out, "atelier_plugin_reloads_total {reloads}");
+    out.push_str("# HELP atelier_plugin_reload_refusals_total Changed plugins a reload refused (the previous version kept serving).\n# TYPE atelier_plugin_reload_refusals_total counter\n");
+    let _ = writeln!(out, "atelier_plugin_reload_refusals_total {refused}");
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
