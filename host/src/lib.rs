@@ -8,6 +8,7 @@ pub mod caps;
 pub mod imageio;
 pub mod jobs;
 pub mod manifest;
+pub mod native;
 pub mod params;
 pub mod pipeline;
 pub mod oci;

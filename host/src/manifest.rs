@@ -28,6 +28,28 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// How a plugin's code runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// A sandboxed WebAssembly component (`plugin.wasm`): the default, and the only tier for
+    /// code the operator does not fully trust.
+    #[default]
+    Wasm,
+    /// A native shared library (`library = "libfilters.so"`), as trusted as the host itself; it
+    /// loads only when the operator pins its sha256 (docs/native.md). Filters only.
+    Native,
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tier::Wasm => "wasm",
+            Tier::Native => "native",
+        })
+    }
+}
+
 /// A parsed, checked `plugin.toml`.
 #[derive(Clone, Debug)]
 pub struct Manifest {
@@ -41,8 +63,10 @@ pub struct Manifest {
     pub kind: Kind,
     /// One line.
     pub description: String,
-    /// The component file, absolute.
+    /// The component file, absolute; for the native tier, the shared library.
     pub component: PathBuf,
+    /// Wasm component or native library.
+    pub tier: Tier,
     /// The manifest file itself, for messages.
     pub path: PathBuf,
     /// Hosts the plugin asks to reach.
@@ -366,6 +390,11 @@ struct Raw {
     #[serde(default)]
     component: Option<String>,
     #[serde(default)]
+    tier: Tier,
+    /// The shared library of a native plugin, beside the manifest.
+    #[serde(default)]
+    library: Option<String>,
+    #[serde(default)]
     permissions: RawPermissions,
     #[serde(default)]
     defaults: BTreeMap<String, toml::Value>,
@@ -403,7 +432,28 @@ impl Manifest {
             bail!("{}: id `{}` must be lowercase letters, digits and `-`", path.display(), raw.id);
         }
         let dir = path.parent().unwrap_or(Path::new("."));
-        let component = dir.join(raw.component.as_deref().unwrap_or("plugin.wasm"));
+        let component = match (raw.tier, &raw.library) {
+            (Tier::Wasm, None) => dir.join(raw.component.as_deref().unwrap_or("plugin.wasm")),
+            (Tier::Wasm, Some(_)) => bail!(
+                "{}: `library` is for native plugins; add tier = \"native\" (docs/native.md) or name the wasm file with component = \"plugin.wasm\"",
+                path.display()
+            ),
+            (Tier::Native, _) if raw.kind != Kind::Filter => {
+                bail!("{}: only filter plugins can be native (tier = \"native\"); a model runs as a wasm component", path.display())
+            }
+            (Tier::Native, _) if raw.component.is_some() => {
+                bail!("{}: a native plugin names its shared library with `library`, not `component`", path.display())
+            }
+            (Tier::Native, None) => bail!(
+                "{}: a native plugin needs its shared library: add library = \"lib{}.so\" (the file beside plugin.toml)",
+                path.display(),
+                raw.id
+            ),
+            (Tier::Native, Some(lib)) if lib.is_empty() || lib.contains(['/', '\\']) => {
+                bail!("{}: library = \"{lib}\" must be a file name beside plugin.toml, without a directory", path.display())
+            }
+            (Tier::Native, Some(lib)) => dir.join(lib),
+        };
         let hosts = raw
             .permissions
             .hosts
@@ -437,6 +487,7 @@ impl Manifest {
             kind: raw.kind,
             description: raw.description,
             component,
+            tier: raw.tier,
             path: path.to_path_buf(),
             hosts,
             secrets,
@@ -507,6 +558,20 @@ memory_mb = 128
         assert_eq!(m.limits.memory_mb, 128);
         assert_eq!(m.limits.call_timeout_s, 60.0);
         m.check_contract().unwrap();
+    }
+
+    #[test]
+    fn a_native_manifest_names_its_library_and_is_a_filter() {
+        let head = "id = \"filters-native\"\nversion = \"0.1.0\"\ncontract = \"0.1.0\"\n";
+        let m = Manifest::parse(&format!("{head}kind = \"filter\"\ntier = \"native\"\nlibrary = \"libfilters.so\"\n"), Path::new("/p/fn/plugin.toml")).unwrap();
+        assert_eq!((m.tier, m.component.as_path()), (Tier::Native, Path::new("/p/fn/libfilters.so")));
+        let wasm = Manifest::parse(&format!("{head}kind = \"filter\"\n"), Path::new("/p/f/plugin.toml")).unwrap();
+        assert_eq!(wasm.tier, Tier::Wasm);
+        let refused = |extra: &str| format!("{:#}", Manifest::parse(&format!("{head}{extra}"), Path::new("/p/x/plugin.toml")).unwrap_err());
+        assert!(refused("kind = \"model\"\ntier = \"native\"\nlibrary = \"a.so\"\n").contains("only filter plugins"));
+        assert!(refused("kind = \"filter\"\ntier = \"native\"\n").contains("library = \"libfilters-native.so\""));
+        assert!(refused("kind = \"filter\"\nlibrary = \"a.so\"\n").contains("tier = \"native\""));
+        assert!(refused("kind = \"filter\"\ntier = \"native\"\nlibrary = \"../a.so\"\n").contains("without a directory"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Pre {
     Model(model::ModelPre<HostState>),
     /// A filter family.
     Filter(filter::FilterPre<HostState>),
+    /// A native filter library the operator pinned (docs/native.md); called without a store.
+    Native(Arc<crate::native::NativeFilters>),
 }
 
 /// A plugin ready to be called.
@@ -59,6 +61,9 @@ impl Plugin {
         manifest.check_contract()?;
         let ops = settings.plugin(&manifest.id);
         let limits = effective_limits(&manifest, &ops)?;
+        if manifest.tier == crate::manifest::Tier::Native {
+            return Plugin::load_native(engine, manifest, settings, ops, limits);
+        }
         let component = engine.load_component(&manifest.component).map_err(|e| {
             anyhow::anyhow!("{e:#}").context(format!("plugin `{}` ({})", manifest.id, manifest.path.display()))
         })?;
@@ -117,6 +122,9 @@ impl Plugin {
 
     async fn call(&self, job: &str, op: Op<'_>) -> Result<Called<Ret>> {
         let what = op.name();
+        if let Pre::Native(lib) = &self.pre {
+            return self.call_native(lib, op).await;
+        }
         let _share = self.share.acquire().await?;
         let _slot = self.engine.slots.acquire().await?;
         let mut store = new_store(&self.engine.engine, self.ctx.clone(), job);
@@ -229,6 +237,46 @@ impl Plugin {
     }
 }
 
+impl Plugin {
+    /// A native filter plugin: the operator's pin checked before the library loads.
+    fn load_native(engine: Arc<WasmEngine>, manifest: Manifest, settings: &Settings, ops: PluginSettings, limits: Limits) -> Result<Plugin> {
+        let lib = crate::native::NativeFilters::load(&manifest, &ops, &settings.shown_path(), limits.max_in_flight)?;
+        let grants = Arc::new(Grants::new(&manifest, settings));
+        let mut config = manifest.defaults.clone();
+        config.extend(ops.config.clone());
+        let ctx = Arc::new(PluginCtx {
+            id: manifest.id.clone(),
+            config,
+            http: None,
+            memory_limit: 0,
+            call_timeout: Duration::from_secs_f64(limits.call_timeout_s),
+            limits: limits.clone(),
+            config_path: settings.shown_path(),
+            log_rate: Default::default(),
+        });
+        let share = Arc::new(tokio::sync::Semaphore::new(1));
+        Ok(Plugin { manifest, settings: ops, grants, limits, ctx, engine, share, pre: Pre::Native(Arc::new(lib)) })
+    }
+
+    /// The native library behind this plugin, if it is one (tier, path and pinned sha256).
+    pub fn native(&self) -> Option<&crate::native::NativeFilters> {
+        match &self.pre {
+            Pre::Native(lib) => Some(lib),
+            _ => None,
+        }
+    }
+
+    /// A call into a native library: no store, no sandbox; on the blocking pool.
+    async fn call_native(&self, lib: &crate::native::NativeFilters, op: Op<'_>) -> Result<Called<Ret>> {
+        let value = match op {
+            Op::DescribeFilters => Ret::Filters(lib.describe()),
+            Op::Apply(image, steps) => Ret::Image(lib.apply(image, steps, self.ctx.call_timeout).await?),
+            _ => Ret::WrongKind,
+        };
+        Ok(Called { value, ambiguous: false })
+    }
+}
+
 /// One call into a plugin, with its arguments.
 enum Op<'a> {
     Describe,
@@ -292,6 +340,8 @@ async fn run(store: &mut Store<HostState>, pre: &Pre, op: Op<'_>) -> wasmtime::R
                 _ => Ret::WrongKind,
             })
         }
+        // Native plugins never get here: `call` hands them to `call_native`.
+        Pre::Native(_) => Ok(Ret::WrongKind),
     }
 }
 

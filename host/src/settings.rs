@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Keys under `[plugins.<id>]` that the host reads itself; every other key reaches `config.get`.
-const RESERVED: &[&str] = &["enabled", "allow_hosts", "deny_hosts", "secrets", "limits"];
+const RESERVED: &[&str] = &["enabled", "allow_hosts", "deny_hosts", "secrets", "limits", "native_sha256"];
 
 /// The whole operator configuration.
 #[derive(Clone, Debug, Default)]
@@ -125,6 +125,11 @@ pub struct PluginSettings {
     /// Overrides of the manifest's `[limits]`, checked when the plugin loads (so one bad value
     /// stops only that plugin).
     pub limits: BTreeMap<String, LimitOverride>,
+    /// `native_sha256 = "…"`: the operator allows this id's native library (tier = "native") and
+    /// pins its exact bytes; lowercase hex. Without it a native plugin never loads.
+    pub native_sha256: Option<String>,
+    /// Where `native_sha256` is written (`file:line`), for messages.
+    pub native_sha256_at: String,
 }
 
 /// One `[plugins.<id>.limits]` entry as the operator wrote it.
@@ -281,6 +286,17 @@ fn parse_plugin(id: &str, t: &toml::Table, at: &dyn Fn(&str) -> String) -> Resul
             let setting = parse_secret_setting(v).with_context(|| format!("{}: [plugins.{id}.secrets] {name}", at(name)))?;
             p.secrets.insert(name.clone(), setting);
         }
+    }
+    if let Some(v) = t.get("native_sha256") {
+        let hex = v.as_str().map(|h| h.trim().to_ascii_lowercase()).filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(hex) = hex else {
+            bail!(
+                "{}: [plugins.{id}] native_sha256 must be the library's sha256 as 64 hex digits (`sha256sum` prints it; `atelier plugins inspect {id}` shows the line to write)",
+                at("native_sha256")
+            );
+        };
+        p.native_sha256 = Some(hex);
+        p.native_sha256_at = at("native_sha256");
     }
     if let Some(l) = t.get("limits") {
         let l = l.as_table().ok_or_else(|| anyhow::anyhow!("{}: [plugins.{id}.limits] must be a table", at("limits")))?;
@@ -531,6 +547,18 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         assert_eq!(s.server.tokens["bob"], SecretSource::File("/run/b".into()));
         let e = Settings::parse("[server]\ntoken = {}\n", Some(Path::new("a.toml"))).unwrap_err();
         assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("tokens"), "{e:#}");
+    }
+
+    #[test]
+    fn native_sha256_is_a_pin_not_a_setting() {
+        let pin = "AB".repeat(32);
+        let s = Settings::parse(&format!("[plugins.filters-native]\nnative_sha256 = \"{pin}\"\n"), Some(Path::new("/etc/a.toml"))).unwrap();
+        let p = s.plugin("filters-native");
+        assert_eq!(p.native_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(p.native_sha256_at, "/etc/a.toml:2");
+        assert!(!p.config.contains_key("native_sha256"), "the pin never reaches config.get");
+        let e = Settings::parse("[plugins.f]\nnative_sha256 = \"abc\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("64 hex digits"), "{e:#}");
     }
 
     #[test]

@@ -19,8 +19,21 @@ pub async fn run(cli: &Cli, _a: &DoctorArgs) -> Result<ExitCode> {
         }
     };
     let rt = cli.runtime()?;
+    // Native plugins are opt-in: one the operator has not pinned is a note, not a problem.
+    let unpinned: Vec<_> = rt.manifests().filter(|m| !atelier::native::opted_in(m, &settings)).collect();
+    let notes: Vec<String> = unpinned
+        .iter()
+        .filter_map(|m| rt.plugin(&m.id).err())
+        .map(|e| format!("{e:#}").replace('\n', " ").replace("    ", " "))
+        .collect();
     for p in rt.problems().iter().chain(rt.load_all().iter()) {
+        if unpinned.iter().any(|m| m.path.parent() == Some(p.dir.as_path())) {
+            continue;
+        }
         problems.push(p.message.replace('\n', " "));
+    }
+    for note in &notes {
+        println!("note (native tier, opt-in): {note}");
     }
     for id in settings.plugins.keys() {
         if rt.plugin(id).is_err() && !rt.problems().iter().any(|p| p.message.contains(id.as_str())) {
@@ -29,6 +42,15 @@ pub async fn run(cli: &Cli, _a: &DoctorArgs) -> Result<ExitCode> {
         }
     }
     for p in rt.plugins() {
+        if let Some(n) = p.native() {
+            println!(
+                "native: `{}` runs unsandboxed from {} (sha256 {}, pinned at {})",
+                p.id(),
+                n.path.display(),
+                n.sha256,
+                p.settings.native_sha256_at
+            );
+        }
         for name in p.grants.missing_secrets() {
             problems.push(p.grants.missing_secret_message(&name).replace('\n', " "));
         }
