@@ -3,7 +3,7 @@
 use crate::caps::grants::Grants;
 use crate::caps::http::{HttpCap, HttpLimits};
 use crate::manifest::{Kind, Limits, Manifest};
-use crate::settings::{PluginSettings, Settings};
+use crate::settings::{JobSettings, PluginSettings, Settings};
 use crate::wasm::bindings::{filter, model, wit_backend as wb, wit_filters as wf, wit_types as wt};
 use crate::wasm::engine::WasmEngine;
 use crate::wasm::store::{HostState, PluginCtx, new_store};
@@ -34,6 +34,8 @@ pub struct Plugin {
     pub grants: Arc<Grants>,
     /// Effective limits (manifest, then operator overrides).
     pub limits: Limits,
+    /// The operator's `[jobs]` settings (poll budget, backoff), for the runner.
+    pub(crate) jobs: JobSettings,
     ctx: Arc<PluginCtx>,
     engine: Arc<WasmEngine>,
     /// This plugin's share of the engine's instance slots, so no plugin can take them all.
@@ -41,14 +43,29 @@ pub struct Plugin {
     pre: Pre,
 }
 
-/// What a call returned, plus whether a state-changing request may have reached the provider
-/// without an answer (then a failed submit must not be repeated blindly).
+/// What a call returned, plus what its state-changing requests did at the provider (then a
+/// failed submit must not be repeated blindly).
 pub struct Called<T> {
     /// The plugin's answer.
     pub value: T,
-    /// See above.
+    /// A state-changing request may have reached the provider without an answer.
     pub ambiguous: bool,
+    /// The last state-changing request was answered 2xx: the provider took it.
+    pub accepted: bool,
 }
+
+/// A call that ended without the plugin's answer (deadline, crash, out of memory) after a
+/// state-changing request was answered 2xx, went unanswered or was under way: the provider may
+/// hold what it started. The runner records such a submit as `unknown`.
+#[derive(Debug)]
+pub struct CutOff(pub String);
+
+impl std::fmt::Display for CutOff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for CutOff {}
 
 impl Plugin {
     /// Load and link a plugin described by `manifest`.
@@ -102,7 +119,7 @@ impl Plugin {
             Kind::Filter => Pre::Filter(filter::FilterPre::new(linkers.filter.instantiate_pre(&component)?)?),
         };
         let share = Arc::new(tokio::sync::Semaphore::new(engine.plugin_share()));
-        Ok(Plugin { manifest, settings: ops, grants, limits, ctx, engine, share, pre })
+        Ok(Plugin { manifest, settings: ops, grants, limits, jobs: settings.jobs.clone(), ctx, engine, share, pre })
     }
 
     /// Its id.
@@ -113,6 +130,14 @@ impl Plugin {
     /// The HTTP capability (models only), used by the host for downloads on the plugin's behalf.
     pub fn http(&self) -> Option<&HttpCap> {
         self.ctx.http.as_ref()
+    }
+
+    /// Whether the plugin can reach no host at all (its manifest asks for none and the operator
+    /// allows none): whatever it did, it had no effect outside this host, so a job of it that
+    /// was cut off is safe to run again (nothing was sent, nothing billed). Decided from the
+    /// grants, not from anything the plugin says.
+    pub fn reaches_no_host(&self) -> bool {
+        self.grants.manifest_hosts.is_empty() && self.grants.operator_hosts.is_empty()
     }
 
     /// The value of a setting as the plugin sees it.
@@ -131,25 +156,47 @@ impl Plugin {
         let grace = Duration::from_millis(500);
         let outcome = tokio::time::timeout(self.ctx.call_timeout + grace, run(&mut store, &self.pre, op)).await;
         let data = store.data();
-        let ambiguous = data.ambiguous.load(Ordering::Relaxed);
+        let ambiguous = data.record.ambiguous.load(Ordering::Relaxed);
+        let accepted = data.record.accepted.load(Ordering::Relaxed);
+        if let Ok(Ok(value)) = outcome {
+            return Ok(Called { value, ambiguous, accepted });
+        }
+        let e = match outcome {
+            Ok(Ok(_)) => unreachable!("returned above"),
+            Err(_) => anyhow::anyhow!(self.deadline_message(what)),
+            Ok(Err(_)) if data.deadline_hit => anyhow::anyhow!(self.deadline_message(what)),
+            Ok(Err(e)) => self.trap_error(what, &data.limiter, e),
+        };
+        if data.record.may_have_reached_provider() {
+            let how = if data.record.write_in_flight.load(Ordering::Relaxed) {
+                "while a request that changes state was under way"
+            } else if accepted {
+                "after the provider accepted a request that changes state (HTTP 2xx)"
+            } else {
+                "after a request that changes state went unanswered"
+            };
+            return Err(CutOff(format!("{e:#} ({how}: the provider may hold the job)")).into());
+        }
+        Err(e)
+    }
+
+    /// The error for a call that trapped: out of memory, stack overflow, or another crash.
+    fn trap_error(&self, what: &str, limiter: &crate::wasm::store::MemoryLimiter, e: wasmtime::Error) -> anyhow::Error {
         let id = &self.manifest.id;
-        match outcome {
-            Ok(Ok(value)) => Ok(Called { value, ambiguous }),
-            Err(_) => bail!(self.deadline_message(what)),
-            Ok(Err(_)) if data.deadline_hit => bail!(self.deadline_message(what)),
-            Ok(Err(_)) if data.limiter.exceeded.is_some() => bail!(
+        match e {
+            _ if limiter.exceeded.is_some() => anyhow::anyhow!(
                 "plugin `{id}` ran out of memory in `{what}`: it asked for {} MiB, its limit is {} MiB; if it really needs more, raise it in {}:\n    [plugins.{id}.limits]\n    memory_mb = {}",
-                data.limiter.exceeded.unwrap_or(0) >> 20,
+                limiter.exceeded.unwrap_or(0) >> 20,
                 self.ctx.memory_limit >> 20,
                 self.grants.config_path,
-                (data.limiter.exceeded.unwrap_or(0) >> 20).next_power_of_two()
+                (limiter.exceeded.unwrap_or(0) >> 20).next_power_of_two()
             ),
-            Ok(Err(e)) => match stack_overflow(&e) {
-                Some(Overflow { recursing_in }) => bail!(
+            e => match stack_overflow(&e) {
+                Some(Overflow { recursing_in }) => anyhow::anyhow!(
                     "plugin `{id}` overflowed its stack in `{what}` (deep recursion in the plugin; report it to its author){}",
                     recursing_in.map(|f| format!(": recursing in {f}")).unwrap_or_default()
                 ),
-                None => bail!("plugin `{id}` crashed in `{what}` (a bug in the plugin; report it to its author): {}", trap_text(&e)),
+                None => anyhow::anyhow!("plugin `{id}` crashed in `{what}` (a bug in the plugin; report it to its author): {}", trap_text(&e)),
             },
         }
     }
@@ -199,7 +246,7 @@ impl Plugin {
     pub async fn submit(&self, job: &str, req: &wb::Request) -> Result<Called<Result<wb::Submission, wt::Error>>> {
         let c = self.call(job, Op::Submit(req)).await?;
         match c.value {
-            Ret::Submission(s) => Ok(Called { value: s, ambiguous: c.ambiguous }),
+            Ret::Submission(s) => Ok(Called { value: s, ambiguous: c.ambiguous, accepted: c.accepted }),
             _ => Err(self.wrong_kind()),
         }
     }
@@ -255,7 +302,8 @@ impl Plugin {
             log_rate: Default::default(),
         });
         let share = Arc::new(tokio::sync::Semaphore::new(1));
-        Ok(Plugin { manifest, settings: ops, grants, limits, ctx, engine, share, pre: Pre::Native(Arc::new(lib)) })
+        let jobs = settings.jobs.clone();
+        Ok(Plugin { manifest, settings: ops, grants, limits, jobs, ctx, engine, share, pre: Pre::Native(Arc::new(lib)) })
     }
 
     /// The native library behind this plugin, if it is one (tier, path and pinned sha256).
@@ -273,7 +321,7 @@ impl Plugin {
             Op::Apply(image, steps) => Ret::Image(lib.apply(image, steps, self.ctx.call_timeout).await?),
             _ => Ret::WrongKind,
         };
-        Ok(Called { value, ambiguous: false })
+        Ok(Called { value, ambiguous: false, accepted: false })
     }
 }
 

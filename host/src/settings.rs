@@ -28,6 +28,8 @@ pub struct Settings {
     pub secrets_from_env: Vec<String>,
     /// Where `from_env` is written (`file:line`), for messages.
     pub secrets_from_env_at: String,
+    /// `[jobs]`: how long the runner keeps polling through failures.
+    pub jobs: JobSettings,
     /// `[registries."host:port"]`: credentials for OCI registries (`atelier plugins install`).
     pub registries: BTreeMap<String, RegistrySettings>,
     /// The raw document, for sections read by other modules (prices, ...).
@@ -106,6 +108,19 @@ pub struct ServerSettings {
     pub keep_results_h: Option<f64>,
     /// Where `tokens` is written, for messages (`file:line`).
     pub tokens_at: String,
+}
+
+/// `[jobs]`: how billed jobs are polled. Unset values take the runner's defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobSettings {
+    /// `poll_failures = 20`: polls of one job that may fail in a row (provider errors, timeouts,
+    /// "not found (yet)") before the command stops; the job stays `pending` for `jobs resume`.
+    pub poll_failures: Option<u32>,
+    /// `max_backoff_s = 60`: the longest wait between attempts (submit retries, failed polls, a
+    /// provider's `Retry-After`).
+    pub max_backoff_s: Option<f64>,
+    /// Where `[jobs]` is written, for messages.
+    pub at: String,
 }
 
 /// `[plugins.<id>]`.
@@ -220,6 +235,9 @@ impl Settings {
         if let Some(secrets) = raw.get("secrets") {
             s.secrets_from_env_at = at("from_env");
             s.secrets_from_env = parse_secrets(secrets, &|k| at(k))?;
+        }
+        if let Some(jobs) = raw.get("jobs") {
+            s.jobs = parse_jobs(jobs, &|k| at(k))?;
         }
         if let Some(server) = raw.get("server") {
             let t = server.as_table().ok_or_else(|| anyhow::anyhow!("{}: `server` must be a table ([server])", at("server")))?;
@@ -360,6 +378,31 @@ fn parse_secrets(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<Vec<Str
         }
     }
     Ok(ids)
+}
+
+/// `[jobs]`: `poll_failures` (a whole number, at least 1) and `max_backoff_s` (seconds, above 0);
+/// unknown keys are refused so a typo does not silently leave the default in place.
+fn parse_jobs(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<JobSettings> {
+    let t = v.as_table().ok_or_else(|| anyhow::anyhow!("{}: `jobs` must be a table ([jobs])", at("jobs")))?;
+    let mut j = JobSettings { at: at("[jobs]"), ..Default::default() };
+    for (k, v) in t {
+        match k.as_str() {
+            "poll_failures" => {
+                let n = v.as_integer().filter(|n| (1..=i64::from(u32::MAX)).contains(n)).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [jobs] poll_failures must be a whole number of polls, at least 1, e.g. poll_failures = 20", at(k))
+                })?;
+                j.poll_failures = Some(n as u32);
+            }
+            "max_backoff_s" => {
+                let n = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).filter(|n| n.is_finite() && *n > 0.0).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [jobs] max_backoff_s must be a positive number of seconds, e.g. max_backoff_s = 60", at(k))
+                })?;
+                j.max_backoff_s = Some(n);
+            }
+            other => bail!("{}: [jobs] has no setting `{other}`; the settings are poll_failures and max_backoff_s", at(other)),
+        }
+    }
+    Ok(j)
 }
 
 /// `[registries."host:port"]`: `username` + `password`, or `token`; secrets as `env:`/`file:`.
@@ -547,6 +590,17 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         assert_eq!(s.server.tokens["bob"], SecretSource::File("/run/b".into()));
         let e = Settings::parse("[server]\ntoken = {}\n", Some(Path::new("a.toml"))).unwrap_err();
         assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("tokens"), "{e:#}");
+    }
+
+    #[test]
+    fn reads_the_jobs_section() {
+        let s = Settings::parse("[jobs]\npoll_failures = 3\nmax_backoff_s = 0.2\n", None).unwrap();
+        assert_eq!((s.jobs.poll_failures, s.jobs.max_backoff_s), (Some(3), Some(0.2)));
+        assert_eq!(Settings::parse("", None).unwrap().jobs.poll_failures, None);
+        let e = Settings::parse("[jobs]\npoll_failures = 0\n", Some(Path::new("a.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("poll_failures = 20"), "{e:#}");
+        let e = Settings::parse("[jobs]\npoll_failure = 3\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("no setting `poll_failure`"), "{e:#}");
     }
 
     #[test]

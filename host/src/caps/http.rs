@@ -63,6 +63,33 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// What the requests of one plugin call did to the provider, for the runner's decision about a
+/// failed submit: whether the provider may hold a job the plugin could not report.
+#[derive(Debug, Default)]
+pub struct CallRecord {
+    /// A request that changes state (not GET/HEAD/OPTIONS) may have reached the provider without
+    /// an answer coming back (a timeout, a connection lost mid-answer).
+    pub ambiguous: AtomicBool,
+    /// The last request that changes state was answered 2xx: the provider took it.
+    pub accepted: AtomicBool,
+    /// A request that changes state is under way. Cleared when it ends; left set when the call
+    /// is stopped in the middle of it (its deadline), which is then as ambiguous as a timeout.
+    pub write_in_flight: AtomicBool,
+}
+
+impl CallRecord {
+    /// Whether the provider may hold something this call started: a state-changing request
+    /// answered 2xx, unanswered, or cut off.
+    pub fn may_have_reached_provider(&self) -> bool {
+        self.ambiguous.load(Ordering::Relaxed) || self.accepted.load(Ordering::Relaxed) || self.write_in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a request with this method changes state at the provider (could start or bill work).
+fn changes_state(method: &reqwest::Method) -> bool {
+    !matches!(*method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS)
+}
+
 /// Caps on one plugin's traffic.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
@@ -108,9 +135,33 @@ impl HttpCap {
     }
 
     /// Send a request and read the whole (capped) body. `ambiguous` is set when a request that
-    /// changes state may have reached the provider without an answer coming back.
+    /// changes state may have reached the provider without an answer coming back
+    /// ([`HttpCap::send_recorded`] records more).
     pub async fn send(&self, req: Outbound, ambiguous: &AtomicBool) -> Result<Inbound, Failure> {
-        let mut opened = self.open(req, ambiguous).await?;
+        let record = CallRecord::default();
+        let r = self.send_recorded(req, &record).await;
+        if record.ambiguous.load(Ordering::Relaxed) {
+            ambiguous.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Send a request and read the whole (capped) body, recording in `record` what a request
+    /// that changes state did (answered 2xx, unanswered, under way).
+    pub async fn send_recorded(&self, req: Outbound, record: &CallRecord) -> Result<Inbound, Failure> {
+        let write = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()).is_ok_and(|m| changes_state(&m));
+        if write {
+            record.write_in_flight.store(true, Ordering::Relaxed);
+        }
+        let r = self.send_inner(req, record, write).await;
+        if write {
+            record.write_in_flight.store(false, Ordering::Relaxed);
+        }
+        r
+    }
+
+    async fn send_inner(&self, req: Outbound, record: &CallRecord, write: bool) -> Result<Inbound, Failure> {
+        let mut opened = self.open(req, record).await?;
         let status = opened.resp.status().as_u16();
         let headers = header_list(opened.resp.headers());
         // Sized once from Content-Length (capped), so large bodies are not copied while growing.
@@ -130,7 +181,13 @@ impl HttpCap {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(transport(e, &opened.origin)),
+                Err(e) => {
+                    // The provider answered, then the answer was lost: what it said is unknown.
+                    if write {
+                        record.ambiguous.store(true, Ordering::Relaxed);
+                    }
+                    return Err(transport(e, &opened.origin));
+                }
             }
         }
         Ok(Inbound { status, headers, body })
@@ -140,8 +197,7 @@ impl HttpCap {
     /// response headers and the number of bytes written; on a non-2xx status the file holds the
     /// (capped) error body.
     pub async fn download(&self, req: Outbound, dest: &Path) -> Result<(u16, Vec<(String, String)>, u64), Failure> {
-        let ambiguous = AtomicBool::new(false);
-        let mut opened = self.open(req, &ambiguous).await?;
+        let mut opened = self.open(req, &CallRecord::default()).await?;
         let status = opened.resp.status().as_u16();
         let headers = header_list(opened.resp.headers());
         let mut file = tokio::fs::File::create(dest)
@@ -173,11 +229,12 @@ impl HttpCap {
     }
 
     /// Send, following redirects only inside the allow-list and re-deciding secrets per hop.
-    async fn open(&self, req: Outbound, ambiguous: &AtomicBool) -> Result<Opened, Failure> {
+    async fn open(&self, req: Outbound, record: &CallRecord) -> Result<Opened, Failure> {
         let mut url = url::Url::parse(&req.url).map_err(|e| Failure::Invalid(format!("bad URL `{}`: {e}", req.url)))?;
         let mut method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| Failure::Invalid(format!("bad method `{}`", req.method)))?;
         let mut body = req.body;
+        let write = changes_state(&method);
         let timeout = req.timeout.map_or(self.limits.timeout, |t| t.min(self.limits.timeout));
         for hop in 0..=self.limits.max_redirects {
             let grant = self.grants.check_origin(&url).map_err(Failure::Denied)?;
@@ -199,13 +256,18 @@ impl HttpCap {
             let resp = match builder.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    if !e.is_connect() && !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD) {
-                        ambiguous.store(true, Ordering::Relaxed);
+                    if !e.is_connect() && changes_state(&method) {
+                        record.ambiguous.store(true, Ordering::Relaxed);
                     }
                     return Err(transport(e, &origin));
                 }
             };
             let status = resp.status();
+            // The final answer to a request that changes state (after redirects, which may turn it
+            // into a GET) says whether the provider took it.
+            if write {
+                record.accepted.store(status.is_success(), Ordering::Relaxed);
+            }
             if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
                 return Ok(Opened { resp, origin });
             }

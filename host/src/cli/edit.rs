@@ -95,7 +95,21 @@ pub struct FilterArgs {
     force: bool,
     /// Print JSON for scripts.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
+}
+
+impl EditArgs {
+    /// `--json`.
+    pub(super) fn json(&self) -> bool {
+        self.common.json
+    }
+}
+
+impl AnimateArgs {
+    /// `--json`.
+    pub(super) fn json(&self) -> bool {
+        self.common.json
+    }
 }
 
 pub async fn edit(cli: &Cli, a: &EditArgs) -> Result<ExitCode> {

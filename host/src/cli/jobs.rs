@@ -45,7 +45,8 @@ pub enum JobsCommand {
         #[command(flatten)]
         state_dir: StateArgs,
     },
-    /// Finish jobs a stopped process left behind, by polling — never by submitting again.
+    /// Finish jobs a stopped process left behind, by polling — never by submitting again (except
+    /// jobs of plugins that reach no host, which are run again: nothing of theirs left this host).
     Resume {
         /// Job id (or --all).
         id: Option<String>,
@@ -138,17 +139,22 @@ fn get(db: &JobDb, id: &str) -> Result<JobRecord> {
 
 async fn resume(cli: &Cli, id: Option<&str>, all: bool, force: bool, as_json: bool, state: &StateArgs) -> Result<ExitCode> {
     let db = JobDb::open(&state.dir())?;
+    let rt = cli.runtime()?;
+    let (runner, bar) = progress::runner(state, as_json, "resume")?;
     let jobs: Vec<JobRecord> = match (id, all) {
         (Some(id), false) => vec![get(&db, id)?],
         (None, true) => db
-            .list(&[JobState::Pending, JobState::Submitting, JobState::Done])?
+            .list(&[JobState::Pending, JobState::Submitting, JobState::Done, JobState::Unknown])?
             .into_iter()
-            .filter(|j| j.state != JobState::Done || j.outputs.is_none())
+            .filter(|j| match j.state {
+                JobState::Done => j.outputs.is_none(),
+                // An unknown job is picked up only when it is safe to run again (it reached no host).
+                JobState::Unknown => rt.model(&j.plugin).is_ok_and(|p| runner.can_rerun(&p, j)),
+                _ => true,
+            })
             .collect(),
         _ => bail!("give a job id or --all"),
     };
-    let rt = cli.runtime()?;
-    let (runner, bar) = progress::runner(state, as_json, "resume")?;
     let mut report = vec![];
     let mut failed = 0;
     for j in jobs {
@@ -190,6 +196,9 @@ async fn resume_one(rt: &atelier::Runtime, runner: &atelier::jobs::Runner, db: &
             runner.wait(&plugin, &j.id, &token, Duration::ZERO, Instant::now()).await?
         }
         JobState::Done => serde_json::from_value(j.outcome.clone().unwrap_or_default())?,
+        // Cut off while submitting, by a plugin that reaches no host: nothing left this
+        // machine, so it runs again with the request it had.
+        JobState::Submitting | JobState::Unknown if runner.can_rerun(&plugin, j) => runner.rerun(&plugin, &j.id).await?,
         JobState::Submitting if j.submits == 0 => {
             // Recorded, then the process stopped before the submit went out (it was waiting for a
             // `max_in_flight` slot): nothing reached the provider, so nothing is unknown.

@@ -106,11 +106,51 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.command.json();
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", atelier::text::printable_lines(&format!("{e:#}")));
+            let message = format!("{e:#}");
+            eprintln!("error: {}", atelier::text::printable_lines(&message));
+            if json {
+                // Scripts read stdout: they learn what went wrong and which jobs exist (and may be billed).
+                println!("{}", json_error(&message, progress::created_jobs()));
+            }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The JSON a command run with `--json` prints on a hard error: `{"error": {"message", "kind"},
+/// "jobs": [...]}`. `kind` says what the jobs it made call for: `unknown_outcome` (one may be
+/// billed: check before running again), `stalled` (one is still pending: `jobs resume`),
+/// `cancelled`, `failed`, or `not_started` (no job was made).
+fn json_error(message: &str, jobs: Vec<serde_json::Value>) -> serde_json::Value {
+    let any = |state: &str| jobs.iter().any(|j| j["state"] == state);
+    let kind = if any("unknown") || any("submitting") {
+        "unknown_outcome"
+    } else if any("pending") {
+        "stalled"
+    } else if any("cancelled") {
+        "cancelled"
+    } else if jobs.is_empty() {
+        "not_started"
+    } else {
+        "failed"
+    };
+    serde_json::json!({"error": {"message": message, "kind": kind}, "jobs": jobs})
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output.
+    fn json(&self) -> bool {
+        match self {
+            Command::Edit(a) => a.json(),
+            Command::Animate(a) => a.json(),
+            Command::Filter(a) => a.json,
+            Command::Run(a) => a.json,
+            Command::Rerun(a) => a.json,
+            _ => false,
         }
     }
 }

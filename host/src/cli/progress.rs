@@ -3,13 +3,36 @@
 use anyhow::Result;
 use atelier::jobs::{JobDb, Runner, RunnerEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
+
+/// The jobs database of this command's runner, once it has one.
+static DB: OnceLock<Arc<JobDb>> = OnceLock::new();
+
+/// The jobs this command recorded, in order.
+fn created() -> &'static Mutex<Vec<String>> {
+    static CREATED: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    CREATED.get_or_init(Mutex::default)
+}
+
+/// The jobs this command recorded, each with its state (and its error, if it has one), as on
+/// record now: what a script needs after a hard error to know what exists at a provider.
+pub fn created_jobs() -> Vec<serde_json::Value> {
+    let ids = created().lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let Some(db) = DB.get() else { return vec![] };
+    ids.iter()
+        .map(|id| match db.get(id) {
+            Ok(Some(j)) => serde_json::json!({"id": j.id, "plugin": j.plugin, "state": j.state, "submits": j.submits, "polls": j.polls, "error": j.error}),
+            _ => serde_json::json!({"id": id, "state": null}),
+        })
+        .collect()
+}
 
 /// A runner on the state dir's database, cancelled by Ctrl-C, reporting to a spinner (hidden for
 /// `--json` or when stderr is not a terminal).
 pub fn runner(state: &super::StateArgs, quiet: bool, label: &str) -> Result<(Runner, ProgressBar)> {
     let db = Arc::new(JobDb::open(&state.dir())?);
+    let _ = DB.set(db.clone());
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -27,6 +50,11 @@ pub fn runner(state: &super::StateArgs, quiet: bool, label: &str) -> Result<(Run
     bar.enable_steady_tick(Duration::from_millis(120));
     let b = bar.clone();
     let events: Arc<dyn Fn(RunnerEvent) + Send + Sync> = Arc::new(move |e| match e {
+        RunnerEvent::Created { job } => {
+            // Remembered for a hard error's JSON report, which lists the jobs this command made.
+            created().lock().unwrap_or_else(PoisonError::into_inner).push(job.clone());
+            b.set_message(format!("{job}: submitting"))
+        }
         RunnerEvent::Pending { job } => b.set_message(format!("{job}: accepted, waiting")),
         RunnerEvent::Progress { job, fraction, state } => {
             // The provider's status word, via the plugin: at most a line's worth, escaped.
@@ -36,6 +64,7 @@ pub fn runner(state: &super::StateArgs, quiet: bool, label: &str) -> Result<(Run
                 None => format!("{job}: {state}"),
             })
         }
+        // The runner logs each retry (tracing, info) for logs and pipes; this is the terminal's view.
         RunnerEvent::Retrying { job, after, reason } => b.set_message(format!("{job}: {reason}, retrying in {:.1} s", after.as_secs_f64())),
         RunnerEvent::Fetching { job } => b.set_message(format!("{job}: fetching results")),
     });

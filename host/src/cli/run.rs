@@ -41,7 +41,7 @@ pub struct RunArgs {
     check: bool,
     /// Print JSON for scripts.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
     state: super::StateArgs,
 }
@@ -58,7 +58,7 @@ pub struct RerunArgs {
     out: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
     state: super::StateArgs,
 }

@@ -154,6 +154,15 @@ impl JobDb {
         Ok(())
     }
 
+    /// Back to `submitting`, its error cleared: a job run again ([`crate::jobs::Runner::rerun`]).
+    pub fn set_submitting(&self, id: &str) -> Result<()> {
+        self.conn.lock().unwrap().execute(
+            "UPDATE jobs SET state = 'submitting', error = NULL, updated_ms = ?2 WHERE id = ?1",
+            params![id, now_ms() as i64],
+        )?;
+        Ok(())
+    }
+
     /// Mark done with its outcome.
     pub fn set_done(&self, id: &str, outcome: &serde_json::Value) -> Result<()> {
         self.conn.lock().unwrap().execute(

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod runner;
+mod saved;
 
 pub use db::{JobDb, JobRecord, JobState};
 pub use runner::{JobOutcome, Runner, RunnerEvent};

@@ -3,7 +3,7 @@
 
 use super::db::{JobDb, JobState, now_ms};
 use crate::caps::http::Outbound;
-use crate::plugin::Plugin;
+use crate::plugin::{CutOff, Plugin};
 use crate::text::{clipped, printable};
 use crate::wit_backend as wb;
 use crate::wit_types as wt;
@@ -21,6 +21,8 @@ const CANCELLED: &str = "cancelled by the user";
 /// Progress reports for displays.
 #[derive(Clone, Debug)]
 pub enum RunnerEvent {
+    /// The job is recorded; its submit is about to start.
+    Created { job: String },
     /// The provider accepted the job; polling starts.
     Pending { job: String },
     /// A poll answered "still running".
@@ -72,6 +74,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// How long a job may take from submit to done.
     pub job_timeout: Duration,
+    /// Polls of one job that may fail in a row before the command stops and leaves the job
+    /// pending for `jobs resume` (`[jobs] poll_failures` overrides it).
+    pub poll_failures: u32,
 }
 
 impl Default for RetryPolicy {
@@ -81,6 +86,7 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             job_timeout: Duration::from_secs(3600),
+            poll_failures: 20,
         }
     }
 }
@@ -178,9 +184,78 @@ impl Runner {
 
     /// Submit a new job and wait for it. The job is recorded before anything is sent.
     pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &wb::Request) -> Result<JobOutcome> {
+        self.db.create(job, plugin.id(), model, plan)?;
+        self.emit(RunnerEvent::Created { job: job.into() });
+        self.submit_and_wait(plugin, job, req, false).await
+    }
+
+    /// Whether [`Runner::rerun`] can run `job` again: its plugin reaches no host, it was cut
+    /// off while submitting (`submitting`, or `unknown` as an older version recorded it), and
+    /// its request was kept.
+    pub fn can_rerun(&self, plugin: &Plugin, job: &crate::jobs::JobRecord) -> bool {
+        plugin.reaches_no_host()
+            && plugin.id() == job.plugin
+            && matches!(job.state, JobState::Submitting | JobState::Unknown)
+            && super::saved::exists(&self.db.job_dir(&job.id))
+    }
+
+    /// Run again a job of a plugin that reaches no host ([`Plugin::reaches_no_host`]) which a
+    /// stopped process left `submitting` (or `unknown`): nothing it did left this host, so
+    /// sending it again cannot bill twice. Its request was kept in its folder; the job keeps its
+    /// id and plan. Refused for any other job, and for one another process is still running.
+    pub async fn rerun(&self, plugin: &Plugin, job: &str) -> Result<JobOutcome> {
+        let Some(rec) = self.db.get(job)? else { bail!("no job `{job}`") };
+        if !self.can_rerun(plugin, &rec) {
+            if !plugin.reaches_no_host() {
+                bail!("job {job} of `{}` is not run again: the plugin can reach the network, so the provider may have it", plugin.id());
+            }
+            if !matches!(rec.state, JobState::Submitting | JobState::Unknown) {
+                bail!("job {job} is {}; only a job cut off while submitting is run again", rec.state);
+            }
+            bail!("job {job} was cut off, but its request was not kept, so it cannot be run again; run the command again");
+        }
+        let Some(req) = super::saved::load(&self.db.job_dir(job)).await? else {
+            bail!("job {job} was cut off, but its request was not kept, so it cannot be run again; run the command again");
+        };
+        tracing::info!(target: "atelier::jobs", job, plugin = plugin.id(), "running again a job cut off while submitting (its plugin reaches no host, so nothing was sent)");
+        self.submit_and_wait(plugin, job, &req, true).await
+    }
+
+    /// Submit and follow the job to its end. A job of a plugin that reaches no host is safe to
+    /// send again if this process dies: its request is kept, and a lock held, until its submit
+    /// has answered. `again`: the job exists and is being run again.
+    async fn submit_and_wait(&self, plugin: &Plugin, job: &str, req: &wb::Request, again: bool) -> Result<JobOutcome> {
         let driving = self.drive(job);
         let cancel = &driving.cancel;
-        self.db.create(job, plugin.id(), model, plan)?;
+        let dir = self.db.job_dir(job);
+        let rerunnable = plugin.reaches_no_host();
+        let _lock = match rerunnable {
+            true => match super::saved::lock(&dir)? {
+                Some(l) => Some(l),
+                None => bail!("job {job} is being run by another atelier process; `atelier jobs show {job}` shows how it ends"),
+            },
+            false => None,
+        };
+        if again {
+            self.db.set_submitting(job)?;
+        } else if rerunnable {
+            super::saved::save(&dir, req).await?;
+        }
+        let r = self.submit_loop(plugin, job, req, cancel).await;
+        if rerunnable {
+            super::saved::remove(&dir).await;
+        }
+        match r? {
+            Submitted::Done(o, started) => self.finish(plugin, job, o, started).await,
+            Submitted::Pending(p, started) => {
+                self.emit(RunnerEvent::Pending { job: job.into() });
+                self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await
+            }
+        }
+    }
+
+    /// Submit, retrying only where the provider did not take the call, until it is done or pending.
+    async fn submit_loop(&self, plugin: &Plugin, job: &str, req: &wb::Request, cancel: &CancellationToken) -> Result<Submitted> {
         let slots = self.slots(plugin);
         let _permit = match &slots {
             Some(s) => tokio::select! {
@@ -197,17 +272,23 @@ impl Runner {
             self.db.count_submit(job)?;
             let called = match plugin.submit(job, req).await {
                 Ok(c) => c,
+                // Stopped (deadline, crash) after a state-changing request was answered, went
+                // unanswered or was under way: the provider may hold the job.
+                Err(e) if e.is::<CutOff>() => {
+                    return self.fail(job, JobState::Unknown, format!(
+                        "{e:#}; the provider may have accepted it, so it is not sent again automatically (it could be billed twice). Check the provider's dashboard; `atelier jobs show {job}` has the details"
+                    ));
+                }
                 Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
             };
             let e = match called.value {
-                Ok(wb::Submission::Done(o)) => return self.finish(plugin, job, o, started).await,
+                Ok(wb::Submission::Done(o)) => return Ok(Submitted::Done(o, started)),
                 Ok(wb::Submission::Pending(p)) => {
                     if p.token.len() > (plugin.limits.max_token_kb as usize) << 10 {
                         return self.token_too_large(plugin, job, &p.token).await;
                     }
                     self.db.set_pending(job, &p.token)?;
-                    self.emit(RunnerEvent::Pending { job: job.into() });
-                    return self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await;
+                    return Ok(Submitted::Pending(p, started));
                 }
                 Err(e) if called.ambiguous => {
                     return self.fail(
@@ -219,13 +300,25 @@ impl Runner {
                         ),
                     );
                 }
+                // The provider took the request (HTTP 2xx) and the plugin could not make sense of
+                // what followed: the job may exist there. An explicit refusal is still a refusal.
+                Err(e) if called.accepted && !is_refusal(&e) => {
+                    return self.fail(
+                        job,
+                        JobState::Unknown,
+                        format!(
+                            "{}; the provider accepted the request (HTTP 2xx), so it may hold the job and bill it, and it is not sent again automatically (it could be billed twice). Check the provider's dashboard; `atelier jobs show {job}` has the details",
+                            explain(plugin.id(), &e, attempt)
+                        ),
+                    );
+                }
                 Err(e) => e,
             };
             let retry_after = match &e {
                 wt::Error::RateLimited(r) if attempt < self.policy.max_attempts => {
-                    r.retry_after_ms.map(|ms| self.plugin_delay(ms)).unwrap_or_else(|| self.backoff(attempt))
+                    r.retry_after_ms.map(|ms| self.plugin_delay(plugin, ms)).unwrap_or_else(|| self.backoff(plugin, attempt))
                 }
-                wt::Error::Unavailable(_) if attempt < self.policy.max_attempts => self.backoff(attempt),
+                wt::Error::Unavailable(_) if attempt < self.policy.max_attempts => self.backoff(plugin, attempt),
                 _ => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)),
             };
             let delay = jitter(retry_after);
@@ -238,6 +331,8 @@ impl Runner {
                     self.policy.job_timeout.as_secs_f64()
                 ));
             }
+            let reason = explain(plugin.id(), &e, attempt);
+            tracing::info!(target: "atelier::jobs", job, attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "submit refused; sending it again after a pause");
             self.emit(RunnerEvent::Retrying { job: job.into(), after: delay, reason: format!("attempt {attempt} refused") });
             self.sleep_or_cancel(plugin, job, None, delay, cancel).await?;
         }
@@ -249,6 +344,10 @@ impl Runner {
         self.poll_until_done(plugin, job, token, first, started, &driving.cancel).await
     }
 
+    /// Poll until the provider says the job is done or failed. A failed poll (the provider
+    /// unavailable or rate limiting, "not found (yet)", a poll call that timed out or crashed)
+    /// says nothing about the job: it is backed off exponentially and counted, and after the
+    /// poll budget in a row the command stops with the job left `pending` for `jobs resume`.
     async fn poll_until_done(
         &self,
         plugin: &Plugin,
@@ -259,7 +358,8 @@ impl Runner {
         cancel: &CancellationToken,
     ) -> Result<JobOutcome> {
         let mut delay = first;
-        let mut transient = 0;
+        let mut failures = 0u32;
+        let budget = self.poll_budget(plugin);
         loop {
             let remaining = self.policy.job_timeout.saturating_sub(started.elapsed());
             if remaining.is_zero() {
@@ -269,7 +369,7 @@ impl Runner {
                     plugin.id(), self.policy.job_timeout.as_secs_f64()
                 ));
             }
-            let pause = jitter(self.poll_delay(delay));
+            let pause = jitter(self.poll_delay(plugin, delay));
             self.sleep_or_cancel(plugin, job, Some(token), pause.min(remaining), cancel).await?;
             if pause >= remaining {
                 continue; // the time limit came first: the check above ends the job
@@ -283,35 +383,69 @@ impl Runner {
                     continue;
                 }
             };
-            let status = match status {
-                Ok(s) => s,
-                Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
-            };
-            match status {
-                Ok(wb::Status::Running(p)) => {
-                    transient = 0;
+            let (why, wait) = match status {
+                Ok(Ok(wb::Status::Running(p))) => {
+                    failures = 0;
                     self.emit(RunnerEvent::Progress { job: job.into(), fraction: p.fraction, state: p.state });
                     delay = Duration::from_millis(p.retry_after_ms);
+                    continue;
                 }
-                Ok(wb::Status::Done(o)) => return self.finish(plugin, job, o, started).await,
-                // Polling is safe to repeat: rate limits and outages only slow it down.
-                Err(wt::Error::RateLimited(r)) if transient < self.policy.max_attempts * 2 => {
-                    transient += 1;
-                    delay = r.retry_after_ms.map(Duration::from_millis).unwrap_or_else(|| self.backoff(transient));
+                Ok(Ok(wb::Status::Done(o))) => return self.finish(plugin, job, o, started).await,
+                // Polling is safe to repeat: rate limits, outages and a job not visible yet only slow it down.
+                Ok(Err(e @ wt::Error::RateLimited(_))) => {
+                    let asked = match &e {
+                        wt::Error::RateLimited(r) => r.retry_after_ms,
+                        _ => None,
+                    };
+                    (explain(plugin.id(), &e, failures + 1), asked.map(|ms| self.plugin_delay(plugin, ms)).unwrap_or_else(|| self.backoff(plugin, failures + 1)))
                 }
-                Err(wt::Error::Unavailable(_)) if transient < self.policy.max_attempts * 2 => {
-                    transient += 1;
-                    delay = self.backoff(transient);
+                Ok(Err(e @ wt::Error::Unavailable(_))) => (explain(plugin.id(), &e, failures + 1), self.backoff(plugin, failures + 1)),
+                // The credentials stopped working: polling again will not help until the operator
+                // fixes them, and the job may well be running. Stop now, leaving it pending.
+                Ok(Err(e @ wt::Error::Unauthorized(_))) => {
+                    bail!("{}\njob {job} is still pending at the provider and kept on record: once the key works, `atelier jobs resume {job}` picks it up", explain(plugin.id(), &e, 1))
                 }
-                Err(e) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, 1)),
+                // The provider said the work failed (or was refused): the job is over.
+                Ok(Err(e)) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, 1)),
+                // The poll call itself failed in this host (its deadline, a crash): not the provider's word.
+                Err(e) => (format!("{e:#}"), self.backoff(plugin, failures + 1)),
+            };
+            failures += 1;
+            if failures >= budget {
+                return Err(self.stalled(plugin, job, failures, &why));
             }
+            delay = wait;
+            tracing::info!(target: "atelier::jobs", job, attempt = failures, delay_ms = delay.as_millis() as u64, reason = %why, "poll failed; polling again after a pause");
+            self.emit(RunnerEvent::Retrying { job: job.into(), after: delay, reason: format!("poll {failures} of {budget} failed") });
         }
+    }
+
+    /// `failures` polls in a row failed: the command stops, the job stays `pending` (the
+    /// provider never said it failed), and the message says how to pick it up and how to wait longer.
+    fn stalled(&self, plugin: &Plugin, job: &str, failures: u32, why: &str) -> anyhow::Error {
+        tracing::warn!(target: "atelier::jobs", job, failures, reason = %why, "polling stopped after too many failures; the job stays pending");
+        anyhow::anyhow!(
+            "{why}\n{} polls of job {job} failed in a row, so atelier stopped polling; the provider never said the job failed, so it is still pending and kept on record: `atelier jobs resume {job}` picks it up when the provider answers again. To keep polling longer before stopping, raise the budget in {}:\n    [jobs]\n    poll_failures = {}",
+            failures,
+            plugin.grants.config_path,
+            failures.saturating_mul(2)
+        )
+    }
+
+    /// The poll budget: the operator's `[jobs] poll_failures`, else the policy's.
+    fn poll_budget(&self, plugin: &Plugin) -> u32 {
+        plugin.jobs.poll_failures.unwrap_or(self.policy.poll_failures).max(1)
+    }
+
+    /// The longest pause: the operator's `[jobs] max_backoff_s`, else the policy's.
+    fn max_backoff(&self, plugin: &Plugin) -> Duration {
+        plugin.jobs.max_backoff_s.map(Duration::from_secs_f64).unwrap_or(self.policy.max_backoff)
     }
 
     /// A pending job whose token is over `max_token_kb`: the provider may have accepted (and
     /// may bill) it, but the token is not stored, so it could never be polled. Ask the provider
     /// to cancel it and record the job `unknown`, naming the limit.
-    async fn token_too_large(&self, plugin: &Plugin, job: &str, token: &str) -> Result<JobOutcome> {
+    async fn token_too_large<T>(&self, plugin: &Plugin, job: &str, token: &str) -> Result<T> {
         let cancelled = match plugin.cancel(job, token).await {
             Ok(Ok(())) => "the provider confirmed its cancellation",
             _ => "the provider did not confirm a cancellation",
@@ -324,15 +458,15 @@ impl Runner {
         self.fail(job, JobState::Unknown, message)
     }
 
-    /// A delay a plugin asked for, bounded by the policy's largest backoff: a plugin cannot
-    /// park a job for longer (`u64::MAX` ms is a hang, not a delay).
-    fn plugin_delay(&self, ms: u64) -> Duration {
-        Duration::from_millis(ms).min(self.policy.max_backoff)
+    /// A delay a plugin asked for, bounded by the largest backoff: a plugin cannot park a job
+    /// for longer (`u64::MAX` ms is a hang, not a delay).
+    fn plugin_delay(&self, plugin: &Plugin, ms: u64) -> Duration {
+        Duration::from_millis(ms).min(self.max_backoff(plugin))
     }
 
     /// The pause before a poll: the plugin's delay, bounded, and never under 50 ms.
-    fn poll_delay(&self, d: Duration) -> Duration {
-        d.min(self.policy.max_backoff).max(Duration::from_millis(50))
+    fn poll_delay(&self, plugin: &Plugin, d: Duration) -> Duration {
+        d.min(self.max_backoff(plugin)).max(Duration::from_millis(50))
     }
 
     /// Resolves once `job` is cancelled: all jobs (the runner's watch) or this one (its token).
@@ -371,8 +505,9 @@ impl Runner {
         self.check_cancelled(plugin, job, token, cancel).await
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        (self.policy.base * 2u32.saturating_pow(attempt.saturating_sub(1))).min(self.policy.max_backoff)
+    /// Exponential: the policy's base, doubled per attempt, capped at the largest backoff.
+    fn backoff(&self, plugin: &Plugin, attempt: u32) -> Duration {
+        self.policy.base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(self.max_backoff(plugin))
     }
 
     fn fail<T>(&self, job: &str, state: JobState, message: String) -> Result<T> {
@@ -473,6 +608,20 @@ impl Runner {
         }
         Err(format!("download failed with HTTP {status}: {excerpt}"))
     }
+}
+
+/// How a submit ended when it did not fail.
+enum Submitted {
+    /// Done in the call.
+    Done(wb::Outcome, Instant),
+    /// Accepted; to be polled.
+    Pending(wb::Pending, Instant),
+}
+
+/// An explicit refusal by the provider (bad input, moderation, credentials): the job was not
+/// taken, whatever the plugin sent before.
+fn is_refusal(e: &wt::Error) -> bool {
+    matches!(e, wt::Error::InvalidInput(_) | wt::Error::Moderated(_) | wt::Error::Unauthorized(_))
 }
 
 /// The first 64 bytes of a file (fewer if it is shorter), for sniffing its media type.

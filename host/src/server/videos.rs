@@ -33,7 +33,7 @@ pub fn progress_events(db: Arc<JobDb>, store: Arc<Store>, videos_dir: PathBuf) -
             RunnerEvent::Pending { job } => (job, None),
             RunnerEvent::Progress { job, fraction, .. } => (job, fraction),
             RunnerEvent::Fetching { job } => (job, Some(0.99)),
-            RunnerEvent::Retrying { .. } => return,
+            RunnerEvent::Retrying { .. } | RunnerEvent::Created { .. } => return,
         };
         let Ok(Some(rec)) = db.get(&job) else { return };
         if let Some(vid) = video_of(&rec, &videos_dir) {
@@ -349,7 +349,8 @@ pub async fn content(
 }
 
 /// Pick up every unfinished video: poll what the provider accepted, finish what is done, run again
-/// what never reached a provider, and fail (without resubmitting) what was cut off mid-submit.
+/// what never reached a provider (also what an engine that reaches no host was making), and fail
+/// (without resubmitting) what was cut off mid-submit to a provider.
 pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
     let rows = app.store.unfinished()?;
     if !rows.is_empty() {
@@ -402,6 +403,20 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
                 return Ok(());
             }
             serde_json::from_value(j.outcome.clone().unwrap_or_default())?
+        }
+        // Cut off while its plugin ran in this process (it reaches no host, so nothing was sent
+        // or billed): made again, as the same job with the request it had.
+        JobState::Submitting | JobState::Unknown if app.rt.model(&j.plugin).is_ok_and(|p| app.runner.can_rerun(&p, &j)) => {
+            app.store.set_started(&row.id)?;
+            let plugin = app.rt.model(&j.plugin)?;
+            tracing::info!(target: "atelier::server", "{}: made again (job {} was cut off by the stop; its engine works offline)", row.id, j.id);
+            app.runner.rerun(&plugin, &j.id).await?
+        }
+        // The same for a job whose request was not kept: the whole video is made again.
+        JobState::Submitting if app.rt.model(&j.plugin).is_ok_and(|p| p.reaches_no_host()) => {
+            db.set_final(&j.id, JobState::Cancelled, "the server stopped while this job ran in process (its engine reaches no host, so nothing was sent); the video was made again by a new job")?;
+            run_pipeline(app, &row.id, &edit_request(&row.request, true)).await;
+            return Ok(());
         }
         JobState::Submitting => {
             let msg = "the server stopped while submitting this video, so whether the provider accepted it is unknown; it is not submitted again automatically (that could bill twice). Check the provider's dashboard, then create the video again if needed";

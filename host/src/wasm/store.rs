@@ -2,11 +2,10 @@
 
 use super::bindings::model::atelier::plugin as wit;
 use crate::caps;
-use crate::caps::http::{Failure, HttpCap, Outbound};
+use crate::caps::http::{CallRecord, Failure, HttpCap, Outbound};
 use crate::text::{printable, printable_lines};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -42,10 +41,12 @@ pub struct HostState {
     pub plugin: Arc<PluginCtx>,
     /// The job this call belongs to (for logs).
     pub job: String,
-    /// Set when a state-changing request may have reached the provider without an answer.
-    pub ambiguous: AtomicBool,
+    /// What this call's state-changing requests did (answered 2xx, unanswered, cut off).
+    pub record: CallRecord,
     /// Set when the deadline fired.
     pub deadline_hit: bool,
+    /// When the call's time is up.
+    deadline: Instant,
     /// `http.send` calls made in this call, against `max_http_requests`.
     http_requests: u32,
     /// Log lines of this call dropped since the last one written, against `log_lines_per_s`.
@@ -105,6 +106,21 @@ impl std::fmt::Display for DeadlineExceeded {
 }
 impl std::error::Error for DeadlineExceeded {}
 
+/// How long before its call's deadline a plugin's HTTP request times out: the plugin then still
+/// has time to report the timeout, so a submit cut off by the deadline is rare and a timed-out
+/// one is reported as ambiguous by the HTTP capability. At most 2 s, a tenth of short deadlines.
+pub(crate) fn request_margin(call_timeout: Duration) -> Duration {
+    (call_timeout / 10).min(Duration::from_secs(2))
+}
+
+/// Data a call's results and host calls may copy between guest and host, bytes: what the
+/// plugin's memory can hold, twice (lists of small records take more room on the host than in
+/// the guest), and never under wasmtime's default of 128 MiB. A plugin's output as large as its
+/// memory limit allows must come out; the default alone cut videos over 128 MiB.
+pub(crate) fn hostcall_fuel(memory_limit: usize) -> usize {
+    memory_limit.saturating_mul(2).max(128 << 20)
+}
+
 /// A store for one call: no filesystem, no environment, no sockets, frozen WASI clocks, the
 /// plugin's memory cap, and a deadline checked on every epoch tick (yielding to tokio between
 /// ticks, so a spinning plugin never holds a runtime thread).
@@ -123,13 +139,16 @@ pub fn new_store(engine: &wasmtime::Engine, plugin: Arc<PluginCtx>, job: &str) -
         limiter: MemoryLimiter { limit: plugin.memory_limit, exceeded: None },
         plugin,
         job: job.to_string(),
-        ambiguous: AtomicBool::new(false),
+        record: CallRecord::default(),
         deadline_hit: false,
+        deadline,
         http_requests: 0,
         log_dropped: 0,
     };
+    let fuel = hostcall_fuel(state.plugin.memory_limit);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(fuel);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut ctx| {
         if Instant::now() >= deadline {
@@ -199,15 +218,20 @@ impl wit::http::Host for HostState {
             }
             return Err(E::Denied(message));
         }
-        let out = Outbound {
-            method: req.method,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-            timeout: req.timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
-        };
+        // Each request ends before the call's deadline (minus a margin), so a hung provider is
+        // a timeout the plugin reports, not a call stopped mid-request.
+        let left = self.deadline.saturating_duration_since(Instant::now()).saturating_sub(request_margin(self.plugin.call_timeout));
+        if left.is_zero() {
+            let p = &self.plugin;
+            return Err(E::Timeout(format!(
+                "no time left in this call of plugin `{}` for another request (its call_timeout_s is {} s; raise it under [plugins.{}.limits] in {})",
+                p.id, p.call_timeout.as_secs_f64(), p.id, p.config_path
+            )));
+        }
+        let timeout = req.timeout_ms.map_or(left, |ms| Duration::from_millis(ms as u64).min(left));
+        let out = Outbound { method: req.method, url: req.url, headers: req.headers, body: req.body, timeout: Some(timeout) };
         tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %printable(&out.method), url = %printable(&out.url));
-        match http.send(out, &self.ambiguous).await {
+        match http.send_recorded(out, &self.record).await {
             Ok(r) => Ok(wit::http::Response { status: r.status, headers: r.headers, body: r.body }),
             Err(f) => {
                 tracing::info!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{}", printable_lines(&f.to_string()));

@@ -1,0 +1,151 @@
+//! The request of a job that is safe to send again (its plugin reaches no host), kept in the
+//! job's folder while it runs, so a job cut off by a killed process can be run again by `jobs
+//! resume` or a restarted server with exactly the inputs it had.
+
+use crate::wit_backend as wb;
+use crate::wit_types as wt;
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Where a job's request is kept.
+fn path(job_dir: &Path) -> PathBuf {
+    job_dir.join("request.json")
+}
+
+fn media_json(m: &wt::Media) -> Value {
+    json!({"mime": m.mime, "bytes": B64.encode(&m.bytes)})
+}
+
+fn media_from(v: &Value) -> Result<wt::Media> {
+    let mime = v["mime"].as_str().context("media without a type")?.to_string();
+    let bytes = B64.decode(v["bytes"].as_str().context("media without bytes")?).context("media bytes are not base64")?;
+    Ok(wt::Media { mime, bytes })
+}
+
+fn value_json(v: &wt::Value) -> Value {
+    match v {
+        wt::Value::Boolean(b) => json!({"boolean": b}),
+        wt::Value::Integer(i) => json!({"integer": i}),
+        wt::Value::Number(n) => json!({"number": n}),
+        wt::Value::Text(t) => json!({"text": t}),
+        wt::Value::Media(m) => json!({"media": media_json(m)}),
+    }
+}
+
+fn value_from(v: &Value) -> Result<wt::Value> {
+    let (kind, x) = v.as_object().and_then(|o| o.iter().next()).context("a parameter without a value")?;
+    Ok(match kind.as_str() {
+        "boolean" => wt::Value::Boolean(x.as_bool().context("not a boolean")?),
+        "integer" => wt::Value::Integer(x.as_i64().context("not an integer")?),
+        "number" => wt::Value::Number(x.as_f64().context("not a number")?),
+        "text" => wt::Value::Text(x.as_str().context("not text")?.to_string()),
+        "media" => wt::Value::Media(media_from(x)?),
+        other => bail!("unknown value kind `{other}`"),
+    })
+}
+
+/// Keep `req` in the job's folder (written whole, then renamed into place).
+pub(crate) async fn save(job_dir: &Path, req: &wb::Request) -> Result<()> {
+    let v = json!({
+        "prompt": req.prompt,
+        "references": req.references.iter().map(media_json).collect::<Vec<_>>(),
+        "mask": req.mask.as_ref().map(media_json),
+        "n": req.n,
+        "seed": req.seed,
+        "params": req.params.iter().map(|p| json!({"name": p.name, "value": value_json(&p.value)})).collect::<Vec<_>>(),
+    });
+    tokio::fs::create_dir_all(job_dir).await?;
+    let tmp = job_dir.join("request.json.part");
+    tokio::fs::write(&tmp, serde_json::to_vec(&v)?).await?;
+    tokio::fs::rename(&tmp, path(job_dir)).await?;
+    Ok(())
+}
+
+/// The request kept for a job, if there is one.
+pub(crate) async fn load(job_dir: &Path) -> Result<Option<wb::Request>> {
+    let bytes = match tokio::fs::read(path(job_dir)).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read the job's request", path(job_dir).display())),
+    };
+    let v: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: the job's request is unreadable", path(job_dir).display()))?;
+    let read = || -> Result<wb::Request> {
+        Ok(wb::Request {
+            prompt: v["prompt"].as_str().context("no prompt")?.to_string(),
+            references: v["references"].as_array().context("no references")?.iter().map(media_from).collect::<Result<_>>()?,
+            mask: if v["mask"].is_null() { None } else { Some(media_from(&v["mask"])?) },
+            n: v["n"].as_u64().and_then(|n| u32::try_from(n).ok()).context("no n")?,
+            seed: v["seed"].as_u64(),
+            params: v["params"]
+                .as_array()
+                .context("no params")?
+                .iter()
+                .map(|p| Ok(wt::Param { name: p["name"].as_str().context("a parameter without a name")?.to_string(), value: value_from(&p["value"])? }))
+                .collect::<Result<_>>()?,
+        })
+    };
+    read().map(Some).with_context(|| format!("{}: the job's request is unreadable", path(job_dir).display()))
+}
+
+/// Whether a request is kept for the job.
+pub(crate) fn exists(job_dir: &Path) -> bool {
+    path(job_dir).is_file()
+}
+
+/// The job's run lock, held by the process running it (the kernel lets go when that process
+/// dies), so a job cut off is told apart from one still running elsewhere. `None`: another
+/// process holds it. Opening and a non-blocking lock take no time worth a blocking task.
+pub(crate) fn lock(job_dir: &Path) -> Result<Option<std::fs::File>> {
+    std::fs::create_dir_all(job_dir).with_context(|| format!("{}: cannot create the job's folder", job_dir.display()))?;
+    let p = job_dir.join("run.lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).with_context(|| format!("{}: cannot open", p.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", p.display())),
+    }
+}
+
+/// Forget the request once the job's outcome is recorded.
+pub(crate) async fn remove(job_dir: &Path) {
+    let _ = tokio::fs::remove_file(path(job_dir)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_comes_back_as_it_was_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let media = wt::Media { mime: "image/png".into(), bytes: vec![0, 1, 2, 255] };
+        let req = wb::Request {
+            prompt: "oil \u{1b}painting".into(),
+            references: vec![media.clone()],
+            mask: Some(media.clone()),
+            n: 2,
+            seed: Some(u64::MAX),
+            params: vec![
+                wt::Param { name: "b".into(), value: wt::Value::Boolean(true) },
+                wt::Param { name: "i".into(), value: wt::Value::Integer(-3) },
+                wt::Param { name: "x".into(), value: wt::Value::Number(0.25) },
+                wt::Param { name: "t".into(), value: wt::Value::Text("warm".into()) },
+                wt::Param { name: "m".into(), value: wt::Value::Media(media) },
+            ],
+        };
+        assert!(load(dir.path()).await.unwrap().is_none());
+        save(dir.path(), &req).await.unwrap();
+        assert!(exists(dir.path()));
+        let held = lock(dir.path()).unwrap().expect("free");
+        assert!(lock(dir.path()).unwrap().is_none(), "held by the first");
+        drop(held);
+        assert!(lock(dir.path()).unwrap().is_some(), "free again");
+        let back = load(dir.path()).await.unwrap().unwrap();
+        assert_eq!(format!("{back:?}"), format!("{req:?}"));
+        remove(dir.path()).await;
+        assert!(load(dir.path()).await.unwrap().is_none());
+    }
+}
