@@ -40,6 +40,59 @@ pub fn discover(parent: &Path) -> Result<Vec<PluginCrate>> {
     Ok(out)
 }
 
+/// A plugin crate that also ships as a native library (docs/native.md): `native.toml` beside its
+/// `plugin.toml` is the native plugin's manifest, with its own id and `library` file name.
+#[derive(Clone, Debug)]
+pub struct NativeCrate {
+    /// Crate directory.
+    pub dir: PathBuf,
+    /// Cargo package name.
+    pub package: String,
+    /// Plugin id from native.toml (differs from the wasm one, so both can be installed).
+    pub id: String,
+    /// The file name the manifest gives the library (`library = "libfilters.so"`).
+    pub library: String,
+}
+
+/// Every directory under `parent` with Cargo.toml and native.toml.
+pub fn discover_native(parent: &Path) -> Result<Vec<NativeCrate>> {
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(out) };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let (cargo, manifest) = (dir.join("Cargo.toml"), dir.join("native.toml"));
+        if !cargo.exists() || !manifest.exists() {
+            continue;
+        }
+        let package = read_key(&cargo, "package", "name")?;
+        let id = read_key(&manifest, "", "id")?;
+        let library = read_key(&manifest, "", "library")?;
+        out.push(NativeCrate { dir, package, id, library });
+    }
+    Ok(out)
+}
+
+/// Stage each native crate's cdylib, already built into `profile_dir` (e.g. `target/release`),
+/// as `out/<id>/<library>` with its native.toml as `plugin.toml`. Returns the staged dirs.
+pub fn stage_native(crates: &[NativeCrate], profile_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut staged = vec![];
+    for c in crates {
+        let built = profile_dir.join(format!(
+            "{}{}{}",
+            std::env::consts::DLL_PREFIX,
+            c.package.replace('-', "_"),
+            std::env::consts::DLL_SUFFIX
+        ));
+        let dest = out.join(&c.id);
+        std::fs::create_dir_all(&dest)?;
+        copy_if_changed(&built, &dest.join(&c.library))?;
+        copy_if_changed(&c.dir.join("native.toml"), &dest.join("plugin.toml"))?;
+        staged.push(dest);
+    }
+    Ok(staged)
+}
+
 fn read_key(path: &Path, table: &str, key: &str) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
