@@ -17,7 +17,7 @@ const MAX_WAIT: Duration = Duration::from_secs(3);
 
 /// Watch `rt`'s plugin directories and reload on changes and on SIGHUP, until the returned task
 /// is aborted (the watcher is dropped with it). A directory that cannot be watched is logged;
-/// SIGHUP still reloads it.
+/// SIGHUP still reloads it. Call it inside a tokio runtime.
 pub fn watch(rt: Arc<Runtime>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let events = tx.clone();
@@ -45,37 +45,53 @@ pub fn watch(rt: Arc<Runtime>) -> impl std::future::Future<Output = ()> + Send +
             }
         }
     }
-    async move {
-        let _watcher = watcher;
-        #[cfg(unix)]
-        {
-            let hup = tx.clone();
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(mut s) => {
-                    tokio::spawn(async move {
-                        while s.recv().await.is_some() {
-                            tracing::info!("SIGHUP: reloading plugins");
-                            if hup.send(()).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!("cannot listen for SIGHUP ({e}); plugin changes are still picked up from the file system"),
-            }
+    // SIGHUP is hooked now, before the server answers anything, so a signal sent as soon as it is
+    // up reloads instead of ending the process.
+    #[cfg(unix)]
+    let hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP ({e}); plugin changes are still picked up from the file system");
+            None
         }
-        drop(tx);
-        run(rt, rx).await
+    };
+    #[cfg(not(unix))]
+    let hup: Option<Hup> = None;
+    async move {
+        // Held so the channel stays open (and SIGHUP keeps working) even without a watcher.
+        let (_watcher, _tx) = (watcher, tx);
+        run(rt, rx, hup).await
     }
 }
 
-async fn run(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<()>) {
-    while rx.recv().await.is_some() {
+#[cfg(unix)]
+type Hup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hup = std::future::Pending<()>;
+
+/// The next reason to reload: a file event or SIGHUP; `None` when the watcher is gone.
+async fn next(rx: &mut mpsc::UnboundedReceiver<()>, hup: &mut Option<Hup>) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(s) = hup.as_mut() {
+        return tokio::select! {
+            r = rx.recv() => r,
+            Some(()) = s.recv() => {
+                tracing::info!("SIGHUP: reloading plugins");
+                Some(())
+            }
+        };
+    }
+    let _ = hup;
+    rx.recv().await
+}
+
+async fn run(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<()>, mut hup: Option<Hup>) {
+    while next(&mut rx, &mut hup).await.is_some() {
         let first = tokio::time::Instant::now();
         // Settle: wait for a quiet moment, bounded.
         loop {
             let left = MAX_WAIT.saturating_sub(first.elapsed());
-            match tokio::time::timeout(SETTLE.min(left), rx.recv()).await {
+            match tokio::time::timeout(SETTLE.min(left), next(&mut rx, &mut hup)).await {
                 Ok(Some(())) if !left.is_zero() => continue,
                 Ok(None) => return,
                 _ => break,

@@ -199,3 +199,70 @@ fn a_plugin_replaced_under_a_running_server_serves_new_requests_while_old_jobs_f
         srv.stop().await;
     });
 }
+
+/// `atelier serve` as a process: SIGHUP reloads (the counter in /metrics moves, the process lives)
+/// and a plugin added to its directory is served without a restart.
+#[test]
+fn serve_reloads_on_sighup_and_serves_a_plugin_added_while_it_runs() {
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(common::bin())
+            .args(["serve", "--insecure-no-auth", "--listen", &format!("127.0.0.1:{port}")])
+            .env("ATELIER_PLUGINS", &plugins)
+            .env("ATELIER_CACHE_DIR", atelier_tests::cache_dir())
+            .env("ATELIER_STATE_DIR", dir.path().join("state"))
+            .env_remove("ATELIER_CONFIG")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        /// Kills the server however the test ends.
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let server = Kill(child);
+        let pid = server.0.id();
+        let b = format!("http://127.0.0.1:{port}");
+        let t = Instant::now();
+        while reqwest::get(format!("{b}/healthz")).await.is_err() {
+            assert!(t.elapsed() < Duration::from_secs(60), "atelier serve did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let before = metric(&metrics(&b).await, "atelier_plugin_reloads_total");
+        let hup = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+        assert!(hup.success());
+        let t = Instant::now();
+        while metric(&metrics(&b).await, "atelier_plugin_reloads_total") == before {
+            assert!(t.elapsed() < Duration::from_secs(30), "SIGHUP did not reload");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(reqwest::get(format!("{b}/healthz")).await.is_ok(), "the server lives on after SIGHUP");
+
+        // A plugin copied in is served, with its version and digest.
+        let staged = dir.path().join("hello-staged");
+        std::fs::create_dir(&staged).unwrap();
+        let src = common::plugin_dirs(&["hello"]).remove(0);
+        for f in ["plugin.toml", "plugin.wasm"] {
+            std::fs::copy(src.join(f), staged.join(f)).unwrap();
+        }
+        std::fs::rename(&staged, plugins.join("hello")).unwrap();
+        let t = Instant::now();
+        let hello = loop {
+            let v = get_json(&b, "/v1/models").await;
+            if let Some(m) = v["data"].as_array().unwrap().iter().find(|m| m["id"] == "hello") {
+                break m.clone();
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "hello not served after being added: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(hello["version"], "0.1.0");
+        assert!(sha256_hex_of_len(hello["digest"].as_str().unwrap()), "{hello}");
+        drop(server);
+    });
+}
