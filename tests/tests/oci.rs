@@ -147,7 +147,7 @@ fn version_of(dir: &Path) -> String {
 }
 
 fn no_leftovers(dir: &Path) {
-    let left: Vec<String> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with('.')).collect();
+    let left: Vec<String> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with('.') && n != ".atelier-lock.flock").collect();
     assert!(left.is_empty(), "staging or retired directories left behind in {}: {left:?}", dir.display());
 }
 

@@ -123,7 +123,7 @@ pub async fn update_cmd(cli: &Cli, a: &UpdateArgs) -> Result<ExitCode> {
 /// `atelier plugins remove`.
 pub async fn remove_cmd(cli: &Cli, a: &RemoveArgs) -> Result<ExitCode> {
     let i = installer(cli, &a.dir, false)?;
-    for l in i.remove(&a.id)? {
+    for l in i.remove(&a.id).await? {
         println!("{l}");
     }
     Ok(ExitCode::SUCCESS)

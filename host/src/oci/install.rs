@@ -39,7 +39,27 @@ impl Drop for Staging {
     }
 }
 
+/// Held while one command changes a plugin directory: a second `install`/`update`/`remove` on
+/// the same directory waits, so neither loses the other's lock-file entry.
+struct DirLock(#[allow(dead_code)] std::fs::File);
+
 impl Installer {
+    async fn exclusive(&self) -> Result<DirLock> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("{}: cannot create the plugin directory (pass another with --dir)", self.dir.display()))?;
+        let path = self.dir.join(".atelier-lock.flock");
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = f.as_raw_fd();
+            // Waiting for another installer is blocking work.
+            // SAFETY: `fd` stays open: `f` outlives the wait (it is awaited here, then kept).
+            let r = tokio::task::spawn_blocking(move || if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }).await?;
+            r.with_context(|| format!("{}: cannot lock", path.display()))?;
+        }
+        Ok(DirLock(f))
+    }
+
     fn staging(&self) -> Result<Staging> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("{}: cannot create the plugin directory (pass another with --dir)", self.dir.display()))?;
         Ok(Staging(self.dir.join(format!(".atelier-staging-{:016x}", rand::random::<u64>()))))
@@ -80,6 +100,7 @@ impl Installer {
     /// digest). Returns lines to show.
     pub async fn install(&self, reference: &str) -> Result<Vec<String>> {
         let r = OciRef::parse(reference)?;
+        let _held = self.exclusive().await?;
         let mut lock = Lock::load(&self.dir)?;
         let (s, f) = self.fetch_checked(&r, None).await?;
         let id = f.manifest.id.clone();
@@ -112,6 +133,7 @@ impl Installer {
     /// `atelier plugins install --locked [REF]`: exactly the pinned digests; a tag that moved is
     /// refused.
     pub async fn install_locked(&self, reference: Option<&str>) -> Result<Vec<String>> {
+        let _held = self.exclusive().await?;
         let lock = Lock::load(&self.dir)?;
         let lock_path = Lock::path(&self.dir);
         let chosen: Vec<(String, Locked)> = match reference {
@@ -162,6 +184,7 @@ impl Installer {
     /// `atelier plugins update [ID]`: move tags to their current digests, showing what changed; a
     /// new permission (host, secret, a secret's host) needs `yes`.
     pub async fn update(&self, only: Option<&str>, yes: bool) -> Result<Updated> {
+        let _held = self.exclusive().await?;
         let mut lock = Lock::load(&self.dir)?;
         let lock_path = Lock::path(&self.dir);
         let ids: Vec<String> = match only {
@@ -205,7 +228,8 @@ impl Installer {
     }
 
     /// `atelier plugins remove ID`: only plugins the lock file pins.
-    pub fn remove(&self, id: &str) -> Result<Vec<String>> {
+    pub async fn remove(&self, id: &str) -> Result<Vec<String>> {
+        let _held = self.exclusive().await?;
         let mut lock = Lock::load(&self.dir)?;
         let dest = self.dir.join(id);
         let Some(l) = lock.plugins.remove(id) else {
