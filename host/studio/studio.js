@@ -154,6 +154,8 @@ async function signIn(token) {
     say("signin-status", `Signed in: ${m.data.length} engine(s), ${m.filters.length} filter step(s).`, "ok");
     $("signout").hidden = false;
     $("token").value = "";
+    // Signed in: the token field goes (the token is kept in this tab only).
+    $("token").hidden = $("token-label").hidden = $("signin-button").hidden = true;
     fillEngines();
     document.body.classList.add("signed-in");
     updateButtons();
@@ -170,6 +172,7 @@ function signOut() {
   state.token = "";
   document.body.classList.remove("signed-in");
   $("signout").hidden = true;
+  $("token").hidden = $("token-label").hidden = $("signin-button").hidden = false;
   say("signin-status", "Signed out; the token is gone from this tab.");
   updateButtons();
 }
@@ -372,7 +375,7 @@ async function loadSource(file) {
     const notes = $("source-notes");
     notes.innerHTML = "";
     const kb = (info.bytes / 1024).toFixed(0);
-    for (const t of [`${info.width}×${info.height} px, ${info.mime}, ${kb} KiB`, ...info.notes]) {
+    for (const t of [`Source photo: ${info.width}×${info.height} px, ${info.mime}, ${kb} KiB`, ...info.notes]) {
       const li = document.createElement("li");
       li.textContent = t;
       notes.append(li);
@@ -410,8 +413,6 @@ function setupMask() {
   const canvas = $("mask-canvas");
   canvas.width = c.width;
   canvas.height = c.height;
-  $("mask-base").src = c.url;
-  $("mask-base").alt = `${c.label}, under the mask`;
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   state.mask = { canvas, painted: false, cursor: { x: c.width / 2, y: c.height / 2 }, penDown: false };

@@ -120,8 +120,11 @@ def main() -> int:
         page.get_by_label("Right").select_option("2")
         page.get_by_label("Compare position").fill("30")
         shot("candidates")
+        # The README's picture (docs/studio.jpg is a copy): the top of the page, small.
+        page.set_viewport_size({"width": 1100, "height": 820})
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(out / "readme.png"))
+        page.screenshot(path=str(out / "readme.jpg"), type="jpeg", quality=70)
+        page.set_viewport_size({"width": 1280, "height": 1000})
 
         # The picked candidate is downloaded with its provenance, to compare with the replay.
         card2 = grid.get_by_role("listitem").nth(1)
@@ -135,6 +138,7 @@ def main() -> int:
         canvas = page.get_by_label("Mask brush")
         expect(canvas).to_be_visible()
         page.get_by_label("Brush size").fill("60")
+        canvas.scroll_into_view_if_needed()
         box = canvas.bounding_box()
         assert box, "the mask canvas is on screen"
         cx, cy = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
@@ -153,6 +157,10 @@ def main() -> int:
 
         page.get_by_label("Stage name").fill("edit")
         page.get_by_label("Prompt", exact=True).fill("remove")
+        # Parameters stay from the last stage until changed: this stage removes, at default strength.
+        params.get_by_label("style", exact=True).select_option("remove")
+        params.get_by_label("strength", exact=True).fill("")
+        expect(page.locator("#params-summary")).to_contain_text("1 of")
         page.get_by_label("Variations").fill("1")
         page.get_by_label("Seed").fill("11")
         page.get_by_role("button", name="Generate").click()
@@ -161,7 +169,7 @@ def main() -> int:
         edit_prov = save_download(lambda: grid.get_by_role("link", name=re.compile("^Download the provenance of edit candidate 1")).click(), "edit-candidate-1.png.json")
         prov = json.loads(edit_prov.read_text())
         assert prov.get("mask"), f"the masked edit's provenance records the mask: {prov}"
-        assert prov.get("engine") == "classic" and prov.get("seed") == 11, prov
+        assert prov.get("engine") == "classic" and prov.get("seed") == 11 and prov.get("user_params") == [["style", "remove"]], prov
         use.first.click()
         expect(page.locator("#current-caption")).to_contain_text("edit #1")
         shot("edit")

@@ -114,7 +114,10 @@ fn studio_explore_edit_animate_and_replay_the_recipe() {
     let (status, head, body) = get(&addr, "/studio/", None);
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
-    assert!(body.contains("<label for=\"token\">Token</label>") && !body.contains("https://"), "the page names its controls and loads nothing remote");
+    for name in ["Token", "Source image", "Engine", "Prompt", "Variations"] {
+        assert!(body.contains(&format!(">{name}</label>")), "the page labels its `{name}` control");
+    }
+    assert!(!body.contains("https://") && !body.contains("http://"), "the page loads nothing remote");
     let (status, _, js) = get(&addr, "/studio/studio.js", None);
     assert_eq!(status, 200);
     assert!(!js.contains("https://") && !js.contains("http://"), "the script reaches only its own server");
