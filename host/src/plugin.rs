@@ -158,11 +158,8 @@ impl Plugin {
         let data = store.data();
         let ambiguous = data.record.ambiguous.load(Ordering::Relaxed);
         let accepted = data.record.accepted.load(Ordering::Relaxed);
-        if let Ok(Ok(value)) = outcome {
-            return Ok(Called { value, ambiguous, accepted });
-        }
         let e = match outcome {
-            Ok(Ok(_)) => unreachable!("returned above"),
+            Ok(Ok(value)) => return Ok(Called { value, ambiguous, accepted }),
             Err(_) => anyhow::anyhow!(self.deadline_message(what)),
             Ok(Err(_)) if data.deadline_hit => anyhow::anyhow!(self.deadline_message(what)),
             Ok(Err(e)) => self.trap_error(what, &data.limiter, e),

@@ -336,9 +336,14 @@ fn serve(env: &Env, state: &std::path::Path) -> (Server, String) {
 
 /// `POST /v1/videos` with classic, multipart as the OpenAI SDKs send it; returns the video id.
 fn create_classic_video(addr: &str, frame: &[u8], i: usize) -> String {
+    create_video(addr, frame, i, &[("model", "classic"), ("prompt", "slow zoom"), ("seconds", "8")])
+}
+
+/// `POST /v1/videos` with these text fields and `frame` as `input_reference`; returns the video id.
+fn create_video(addr: &str, frame: &[u8], i: usize, fields: &[(&str, &str)]) -> String {
     let boundary = "----atelier-billed-jobs";
     let mut body = vec![];
-    for (name, value) in [("model", "classic"), ("prompt", "slow zoom"), ("seconds", "8")] {
+    for (name, value) in fields {
         body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
     }
     body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"input_reference\"; filename=\"f{i}.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
@@ -398,6 +403,27 @@ fn classic_videos_in_flight_when_the_server_is_killed_complete_after_the_restart
     for j in all.as_array().unwrap() {
         assert_eq!(j["state"], "done", "{j}");
     }
+}
+
+#[test]
+fn the_server_keeps_polling_a_stalled_video_instead_of_failing_it() {
+    let emu = Emu::start();
+    let env = env_with(&emu, FAST);
+    let state = env.path("serve-state");
+    let frame = std::fs::read(small_photo(env.dir.path(), "coffee.png", 96)).unwrap();
+    let (_server, addr) = serve(&env, &state);
+    let id = create_video(&addr, &frame, 0, &[("model", "sora-2"), ("prompt", "night [fault:poll-5xx]"), ("seconds", "4"), ("size", "1280x720")]);
+    // Three budgets of 3 failed polls: each stall is followed by another round, not a failure.
+    let t = Instant::now();
+    while emu.count("GET", SORA.poll) < 10 {
+        assert!(t.elapsed() < Duration::from_secs(60), "the stalled video was not polled again: {}", video(&addr, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v = video(&addr, &id);
+    assert_eq!(v["status"], "in_progress", "{v}");
+    assert_eq!(emu.count("POST", SORA.submit), 1, "polled again, never submitted again");
+    let jobs = json(&env.ok(&["jobs", "list", "--json", "--state-dir", state.to_str().unwrap()]));
+    assert_eq!(jobs[0]["state"], "pending", "{jobs}");
 }
 
 #[test]

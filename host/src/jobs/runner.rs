@@ -74,10 +74,12 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// How long a job may take from submit to done.
     pub job_timeout: Duration,
-    /// Polls of one job that may fail in a row before the command stops and leaves the job
-    /// pending for `jobs resume` (`[jobs] poll_failures` overrides it).
-    pub poll_failures: u32,
 }
+
+/// Polls of one job that may fail in a row before the command stops and leaves the job pending
+/// for `jobs resume`, unless the operator sets `[jobs] poll_failures`. With the backoff doubling
+/// from 0.5 s to 60 s, 20 failures take about 14 minutes: a provider's bad quarter-hour.
+pub const DEFAULT_POLL_FAILURES: u32 = 20;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -86,7 +88,6 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             job_timeout: Duration::from_secs(3600),
-            poll_failures: 20,
         }
     }
 }
@@ -241,6 +242,21 @@ impl Runner {
         } else if rerunnable {
             super::saved::save(&dir, req).await?;
         }
+        // A `max_in_flight` slot is held from the submit until the job ends (polls included):
+        // the provider counts a pending job as active.
+        let slots = self.slots(plugin);
+        let _permit = match &slots {
+            Some(s) => tokio::select! {
+                permit = s.clone().acquire_owned() => Some(permit?),
+                _ = self.until_cancelled(cancel) => {
+                    if rerunnable {
+                        super::saved::remove(&dir).await;
+                    }
+                    return self.fail(job, JobState::Cancelled, CANCELLED.into());
+                }
+            },
+            None => None,
+        };
         let r = self.submit_loop(plugin, job, req, cancel).await;
         if rerunnable {
             super::saved::remove(&dir).await;
@@ -256,14 +272,6 @@ impl Runner {
 
     /// Submit, retrying only where the provider did not take the call, until it is done or pending.
     async fn submit_loop(&self, plugin: &Plugin, job: &str, req: &wb::Request, cancel: &CancellationToken) -> Result<Submitted> {
-        let slots = self.slots(plugin);
-        let _permit = match &slots {
-            Some(s) => tokio::select! {
-                permit = s.clone().acquire_owned() => Some(permit?),
-                _ = self.until_cancelled(cancel) => return self.fail(job, JobState::Cancelled, CANCELLED.into()),
-            },
-            None => None,
-        };
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -392,14 +400,13 @@ impl Runner {
                 }
                 Ok(Ok(wb::Status::Done(o))) => return self.finish(plugin, job, o, started).await,
                 // Polling is safe to repeat: rate limits, outages and a job not visible yet only slow it down.
-                Ok(Err(e @ wt::Error::RateLimited(_))) => {
+                Ok(Err(e)) if matches!(e, wt::Error::RateLimited(_) | wt::Error::Unavailable(_)) => {
                     let asked = match &e {
-                        wt::Error::RateLimited(r) => r.retry_after_ms,
+                        wt::Error::RateLimited(r) => r.retry_after_ms.map(|ms| self.plugin_delay(plugin, ms)),
                         _ => None,
                     };
-                    (explain(plugin.id(), &e, failures + 1), asked.map(|ms| self.plugin_delay(plugin, ms)).unwrap_or_else(|| self.backoff(plugin, failures + 1)))
+                    (poll_failure(plugin.id(), &e), asked.unwrap_or_else(|| self.backoff(plugin, failures + 1)))
                 }
-                Ok(Err(e @ wt::Error::Unavailable(_))) => (explain(plugin.id(), &e, failures + 1), self.backoff(plugin, failures + 1)),
                 // The credentials stopped working: polling again will not help until the operator
                 // fixes them, and the job may well be running. Stop now, leaving it pending.
                 Ok(Err(e @ wt::Error::Unauthorized(_))) => {
@@ -432,9 +439,15 @@ impl Runner {
         )
     }
 
-    /// The poll budget: the operator's `[jobs] poll_failures`, else the policy's.
+    /// The poll budget: the operator's `[jobs] poll_failures`, else [`DEFAULT_POLL_FAILURES`].
     fn poll_budget(&self, plugin: &Plugin) -> u32 {
-        plugin.jobs.poll_failures.unwrap_or(self.policy.poll_failures).max(1)
+        plugin.jobs.poll_failures.unwrap_or(DEFAULT_POLL_FAILURES).max(1)
+    }
+
+    /// How long a long-running host (`atelier serve`) waits before polling a stalled job again:
+    /// the longest backoff.
+    pub(crate) fn stall_pause(&self, plugin: &Plugin) -> Duration {
+        self.max_backoff(plugin)
     }
 
     /// The longest pause: the operator's `[jobs] max_backoff_s`, else the policy's.
@@ -704,6 +717,16 @@ pub fn explain(engine: &str, e: &wt::Error, attempts: u32) -> String {
         wt::Error::Unavailable(m) => format!("{engine}: the provider is unavailable (gave up after {attempts} attempts): {m}; try again later"),
         wt::Error::Provider(p) => format!("{engine}: the provider answered {}: {}", p.code, p.message),
         wt::Error::Internal(m) => format!("{engine}: plugin error: {m}"),
+    }
+}
+
+/// A failed poll (`rate-limited` or `unavailable`) as a user reads it: which engine, what the
+/// provider said. Unlike [`explain`] it does not say atelier gave up: the job goes on.
+fn poll_failure(engine: &str, e: &wt::Error) -> String {
+    match escaped(e) {
+        wt::Error::RateLimited(r) => format!("{engine}: a poll was rate limited by the provider: {}", r.message),
+        wt::Error::Unavailable(m) => format!("{engine}: a poll failed: {m}"),
+        other => explain(engine, &other, 1),
     }
 }
 

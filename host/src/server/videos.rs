@@ -193,10 +193,45 @@ async fn run_pipeline(app: &App, id: &str, req: &EditRequest) {
             None => failed(app, id, "video_generation_failed", &r.failures.join("; ")),
         },
         Err(e) => {
+            let Err(e) = poll_stalled(app, id, e).await else { return };
             let ae = ApiError::from_run(&e);
             failed(app, id, ae.code.unwrap_or("video_generation_failed"), &ae.message)
         }
     }
+}
+
+/// The video's job while it is still pending: its run ended without the provider saying it
+/// failed (its polls kept failing past `[jobs] poll_failures`).
+fn stalled_job(app: &App, id: &str) -> Option<JobRecord> {
+    let dir = app.dir.join("videos");
+    app.runner.db.list(&[JobState::Pending]).ok()?.into_iter().find(|j| video_of(j, &dir).as_deref() == Some(id))
+}
+
+/// A video whose job stalled is not failed: the provider may still make it, and the server is
+/// the one to resume it. It polls the job again after a pause (`[jobs] max_backoff_s`), for as
+/// long as the job stays pending, and records how it ends. `Err`: the job is not pending (any
+/// more); the video failed with that error.
+async fn poll_stalled(app: &App, id: &str, mut err: anyhow::Error) -> anyhow::Result<()> {
+    while let Some(j) = stalled_job(app, id) {
+        let plugin = app.rt.model(&j.plugin)?;
+        let token = j.token.clone().ok_or_else(|| anyhow::anyhow!("job {} is pending but has no token", j.id))?;
+        let pause = app.runner.stall_pause(&plugin);
+        tracing::warn!(target: "atelier::server", "{id}: job {} is still pending; polling it again in {:.1} s: {}", j.id, pause.as_secs_f64(), crate::text::printable_lines(&format!("{err:#}")));
+        tokio::time::sleep(pause).await;
+        match app.runner.wait(&plugin, &j.id, &token, Duration::ZERO, Instant::now()).await {
+            Ok(outcome) => {
+                let files = finish_job(&app.rt, &j.plan, &outcome, true).await?;
+                app.runner.db.set_outputs(&j.id, &serde_json::to_value(&files)?)?;
+                match files.first() {
+                    Some(f) => completed(app, id, f),
+                    None => failed(app, id, "video_generation_failed", "the job finished without a video"),
+                }
+                return Ok(());
+            }
+            Err(e) => err = e,
+        }
+    }
+    Err(err)
 }
 
 /// While a model that reports no progress of its own runs (classic renders a whole video in one
@@ -366,7 +401,10 @@ pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
                 Ok(p) => Some(a.admission.enter_resumed(&p).turn().await),
                 Err(_) => None,
             };
-            let r = resume(&a, row).await;
+            let r = match resume(&a, row).await {
+                Err(e) => poll_stalled(&a, &id, e).await,
+                ok => ok,
+            };
             drop(turn);
             if let Err(e) = r {
                 let ae = ApiError::from_run(&e);
