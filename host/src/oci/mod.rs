@@ -285,10 +285,10 @@ pub async fn fetch(r: &OciRef, settings: &Settings, insecure: bool, staging: &Pa
     let c = &reg.client;
     let (body, _) = c.pull_manifest_raw(&r.inner, &reg.auth, &[OCI_IMAGE_MEDIA_TYPE]).await.map_err(|e| registry_error(e, r, insecure))?;
     let digest = sha256(&body);
-    if let Some(want) = r.digest().or(expect_digest) {
-        if want != digest {
-            bail!("{r}: the registry sent a manifest whose digest is {digest}, not {want}; nothing was installed");
-        }
+    if let Some(want) = r.digest().or(expect_digest)
+        && want != digest
+    {
+        bail!("{r}: the registry sent a manifest whose digest is {digest}, not {want}; nothing was installed");
     }
     let manifest: OciImageManifest = serde_json::from_slice(&body).with_context(|| format!("{r}: the registry's manifest is not an OCI image manifest"))?;
     if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {

@@ -55,10 +55,10 @@ impl ModelCache {
     /// The plugin and its description.
     pub async fn get(&self, app: &App, id: &str) -> anyhow::Result<Chosen> {
         let plugin = app.rt.model(id)?;
-        if let Some((of, info)) = self.infos.lock().unwrap().get(id).cloned() {
-            if std::sync::Weak::ptr_eq(&of, &Arc::downgrade(&plugin)) {
-                return Ok(Chosen { plugin, info });
-            }
+        if let Some((of, info)) = self.infos.lock().unwrap().get(id).cloned()
+            && std::sync::Weak::ptr_eq(&of, &Arc::downgrade(&plugin))
+        {
+            return Ok(Chosen { plugin, info });
         }
         let info = plugin.describe_model().await?;
         self.infos.lock().unwrap().insert(id.to_string(), (Arc::downgrade(&plugin), info.clone()));
