@@ -34,6 +34,7 @@ def main() -> int:
     ap.add_argument("--token", required=True)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--photo", type=Path, default=ROOT / "examples/photos/coffee.png")
+    ap.add_argument("--expect-note", action="append", default=[], help="text the server's notes on the photo must contain (repeatable)")
     a = ap.parse_args()
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,8 @@ def main() -> int:
         notes = page.get_by_role("list", name="What the server read from the image")
         expect(notes).to_contain_text("px")
         expect(notes).to_contain_text("colour profile")
+        for note in a.expect_note:
+            expect(notes).to_contain_text(note)
         shot("source")
 
         # 2–3. A stage: classic, three variations, seed 7; the candidates arrive in the grid.

@@ -98,6 +98,24 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
+/// examples/photos/coffee.png (600×400) stored turned a quarter left (400×600) in a JPEG whose
+/// EXIF orientation 6 says to turn it right again for display.
+fn exif_rotated_photo(dir: &Path) -> PathBuf {
+    let img = image::open(common::root().join("examples/photos/coffee.png")).unwrap().into_rgb8();
+    let stored = image::imageops::rotate270(&img);
+    let mut jpg = std::io::Cursor::new(Vec::new());
+    stored.write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+    let jpg = jpg.into_inner();
+    // APP1 "Exif" with a big-endian TIFF holding one IFD entry: Orientation (0x0112) = 6.
+    let mut app1 = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".to_vec();
+    let len = (app1.len() + 2) as u16;
+    app1.splice(0..0, [0xff, 0xe1, (len >> 8) as u8, len as u8]);
+    let out = [&jpg[..2], &app1[..], &jpg[2..]].concat();
+    let path = dir.join("coffee-on-its-side.jpg");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
 #[test]
 fn studio_explore_edit_animate_and_replay_the_recipe() {
     if let Some(why) = missing_tools() {
@@ -126,6 +144,10 @@ fn studio_explore_edit_animate_and_replay_the_recipe() {
     assert_eq!(status, 200, "{models}");
     assert!(models.contains("\"id\":\"classic\"") && models.contains("\"supports_mask\":true") && models.contains("\"name\":\"resize\""), "{models}");
 
+    // The photo is stored on its side with an EXIF orientation, as phones write them: the page
+    // must show and work on it upright, and `atelier run` on the same file must agree.
+    let photo = exif_rotated_photo(tmp.path());
+
     // The browser run: screenshots of every step go to target/studio-screenshots/.
     let out = common::root().join("target/studio-screenshots");
     let _ = std::fs::remove_dir_all(&out);
@@ -133,6 +155,9 @@ fn studio_explore_edit_animate_and_replay_the_recipe() {
         .arg(common::root().join("tests/e2e/studio.py"))
         .args(["--base-url", &format!("http://{addr}"), "--token", TOKEN, "--out"])
         .arg(&out)
+        .arg("--photo")
+        .arg(&photo)
+        .args(["--expect-note", "EXIF orientation 6 applied: stored 400×600, shown and sent upright as 600×400"])
         .env("ATELIER_CHROMIUM", chromium())
         .output()
         .expect("python3 runs");
@@ -143,7 +168,7 @@ fn studio_explore_edit_animate_and_replay_the_recipe() {
     }
     let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     let recipe = PathBuf::from(result["recipe"].as_str().unwrap());
-    let photo = PathBuf::from(result["photo"].as_str().unwrap());
+    assert_eq!(PathBuf::from(result["photo"].as_str().unwrap()), photo);
 
     // The saved recipe, run by the real binary: explore ×3 → pick 2 → masked edit → animate.
     let run_dir = tmp.path().join("replay");
