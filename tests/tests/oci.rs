@@ -20,6 +20,15 @@ struct Registry {
 impl Registry {
     /// Start it, or `None` (after saying why) when the binary is missing outside CI.
     fn start() -> Option<Registry> {
+        Self::start_inner(None)
+    }
+
+    /// Start it with basic auth from this htpasswd line.
+    fn start_with_auth(htpasswd: &str) -> Option<Registry> {
+        Self::start_inner(Some(htpasswd))
+    }
+
+    fn start_inner(htpasswd: Option<&str>) -> Option<Registry> {
         let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"].into_iter().map(PathBuf::from).find(|p| p.exists());
         let Some(bin) = bin else {
             if std::env::var_os("CI").is_some() {
@@ -33,11 +42,13 @@ impl Registry {
         std::fs::create_dir(&storage).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = dir.path().join("registry.yml");
-        std::fs::write(
-            &config,
-            format!("version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n", storage.display()),
-        )
-        .unwrap();
+        let mut yml = format!("version: 0.1\nlog: {{ level: error }}\nstorage: {{ filesystem: {{ rootdirectory: {} }} }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n", storage.display());
+        if let Some(line) = htpasswd {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{line}\n")).unwrap();
+            yml.push_str(&format!("auth: {{ htpasswd: {{ realm: atelier-test, path: {} }} }}\n", file.display()));
+        }
+        std::fs::write(&config, yml).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
         let child = Command::new(bin).arg("serve").arg(&config).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         let reg = Registry { child, port, storage, _dir: dir };
@@ -270,4 +281,65 @@ fn push_install_lock_update_remove_against_a_real_registry() {
     assert!(!plugins.join("hello").exists());
     assert!(lock(&plugins).is_empty());
     assert!(!ok(&plugins, &["plugins", "list"]).contains("hello"));
+}
+
+/// A bcrypt htpasswd line made by Python's `crypt` (Debian's python3), or `None` to skip.
+fn htpasswd(user: &str, password: &str) -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-W", "ignore", "-c", &format!("import crypt; print('{user}:' + crypt.crypt('{password}', crypt.mksalt(crypt.METHOD_BLOWFISH)))")])
+        .output()
+        .ok()?;
+    let line = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    line.contains(":$2").then_some(line)
+}
+
+#[test]
+fn registry_credentials_come_from_the_operator_config() {
+    let Some(line) = htpasswd("ci", "s3cret-pass") else {
+        println!("SKIPPED: python3's crypt module cannot make a bcrypt password for the registry's htpasswd file");
+        return;
+    };
+    let Some(reg) = Registry::start_with_auth(&line) else { return };
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let src = hello_copy(&work.path().join("src"), "0.1.0", "", "atelier-test-auth");
+    let tag = reg.url("private/hello:1");
+    let host = tag.trim_start_matches("oci://").split('/').next().unwrap().to_string();
+
+    // No credentials: refused, and the message says where they go.
+    let e = fails(&plugins, &["plugins", "push", src.to_str().unwrap(), &tag]);
+    assert!(e.contains(&format!("[registries.\"{host}\"]")), "{e}");
+
+    let config = work.path().join("atelier.toml");
+    std::fs::write(&config, format!("[registries.\"{host}\"]\nusername = \"ci\"\npassword = \"env:ATELIER_TEST_REGISTRY_PASSWORD\"\n")).unwrap();
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut c = Command::new(common::bin());
+        c.args(args)
+            .env("ATELIER_PLUGINS", &plugins)
+            .env("ATELIER_CONFIG", &config)
+            .env("ATELIER_CACHE_DIR", common::root().join("target/test-cache"))
+            .env_remove("ATELIER_TEST_REGISTRY_PASSWORD");
+        if let Some(p) = password {
+            c.env("ATELIER_TEST_REGISTRY_PASSWORD", p);
+        }
+        c.output().unwrap()
+    };
+    // The password's variable unset: the error names it and the section.
+    let o = run(&["plugins", "push", src.to_str().unwrap(), &tag], None);
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success() && e.contains("env:ATELIER_TEST_REGISTRY_PASSWORD") && e.contains(&format!("[registries.\"{host}\"]")), "{e}");
+    // A wrong password is refused by the registry.
+    let o = run(&["plugins", "push", src.to_str().unwrap(), &tag], Some("wrong"));
+    assert!(!o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    // The right one: push and install.
+    let o = run(&["plugins", "push", src.to_str().unwrap(), &tag], Some("s3cret-pass"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["plugins", "install", &tag], Some("s3cret-pass"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(plugins.join("hello/plugin.wasm").exists());
+    // Without credentials the pinned digest cannot be fetched again either.
+    std::fs::remove_dir_all(plugins.join("hello")).unwrap();
+    let e = fails(&plugins, &["plugins", "install", "--locked"]);
+    assert!(e.contains("wants credentials"), "{e}");
 }

@@ -136,8 +136,8 @@ fn registry_error(e: oci_client::errors::OciDistributionError, r: &OciRef, insec
     use oci_client::errors::OciDistributionError as E;
     let text = format!("{e}");
     let hint = match &e {
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
-            format!("check the credentials in [registries.\"{}\"] of the operator config", r.registry())
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } | E::ServerError { code: 401 | 403, .. } => {
+            format!("the registry wants credentials: set username + password (or token) under [registries.\"{}\"] in the operator config (--config), as env:VAR or file:PATH", r.registry())
         }
         E::ImageManifestNotFoundError(_) => "check the repository and tag (or digest)".into(),
         E::DigestError(_) => "a blob's bytes do not match its digest: the registry (or something between) served altered content; nothing was installed".into(),
