@@ -103,6 +103,10 @@ pub async fn install_cmd(cli: &Cli, a: &InstallArgs) -> Result<ExitCode> {
     for l in lines {
         println!("{l}");
     }
+    let searched = i.rt.search_path.iter().any(|p| std::path::absolute(p).ok() == std::path::absolute(&i.dir).ok());
+    if !searched {
+        eprintln!("note: {} is not in the plugin search path; run atelier with --plugins {} (or ATELIER_PLUGINS) to use what is installed there", i.dir.display(), i.dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
