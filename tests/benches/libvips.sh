@@ -108,8 +108,9 @@ def vips_chain(out):
     im = (lch * [1, 1.2, 1]).colourspace("srgb")
     im = im.sharpen(sigma=1.0, m1=0, m2=0.8 * 3)
     text = pyvips.Image.text("© atelier", dpi=150, font="DejaVu Sans Bold")
-    mark = text.new_from_image([255, 255, 255]).bandjoin((text * 0.6).cast("uchar"))
-    im = im.cast("uchar").bandjoin(255).composite2(mark, "over", x=im.width - mark.width - 32, y=im.height - mark.height - 32)
+    mark = text.new_from_image([255, 255, 255]).bandjoin((text * 0.6).cast("uchar")).copy(interpretation="srgb")
+    im = im.cast("uchar").copy(interpretation="srgb").bandjoin(255)
+    im = im.composite2(mark, "over", x=im.width - mark.width - 32, y=im.height - mark.height - 32)
     im.flatten().jpegsave(out, Q=90)
     return time.perf_counter() - t
 
