@@ -257,17 +257,24 @@ impl Runner {
             },
             None => None,
         };
-        let r = self.submit_loop(plugin, job, req, cancel).await;
-        if rerunnable {
-            super::saved::remove(&dir).await;
-        }
-        match r? {
-            Submitted::Done(o, started) => self.finish(plugin, job, o, started).await,
-            Submitted::Pending(p, started) => {
-                self.emit(RunnerEvent::Pending { job: job.into() });
-                self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await
+        // The request is forgotten once the job has left `submitting`: done or failed (after its
+        // artifacts are stored, which may take a while for a large video), or pending.
+        let forget = || async {
+            if rerunnable {
+                super::saved::remove(&dir).await;
             }
-        }
+        };
+        let r = match self.submit_loop(plugin, job, req, cancel).await {
+            Ok(Submitted::Done(o, started)) => self.finish(plugin, job, o, started).await,
+            Ok(Submitted::Pending(p, started)) => {
+                forget().await;
+                self.emit(RunnerEvent::Pending { job: job.into() });
+                return self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await;
+            }
+            Err(e) => Err(e),
+        };
+        forget().await;
+        r
     }
 
     /// Submit, retrying only where the provider did not take the call, until it is done or pending.
