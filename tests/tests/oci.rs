@@ -343,3 +343,85 @@ fn registry_credentials_come_from_the_operator_config() {
     let e = fails(&plugins, &["plugins", "install", "--locked"]);
     assert!(e.contains("wants credentials"), "{e}");
 }
+
+/// `sha256:<hex>` with coreutils' sha256sum (the tests crate has no hash of its own for this).
+fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap();
+    format!("sha256:{}", out.split_whitespace().next().unwrap())
+}
+
+/// Push an artifact of atelier's layout by hand (as a third party's tool might), bypassing the
+/// checks `atelier plugins push` makes.
+fn raw_push(reg: &Registry, repo: &str, tag: &str, toml: &[u8], wasm: &[u8]) {
+    let config = br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#.to_vec();
+    let base = format!("http://127.0.0.1:{}/v2/{repo}", reg.port);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        for blob in [&config[..], toml, wasm] {
+            // An upload session, then its one PUT with the digest.
+            let r = c.post(format!("{base}/blobs/uploads/")).send().await.unwrap();
+            assert_eq!(r.status(), 202, "upload session");
+            let mut at = r.headers()["location"].to_str().unwrap().to_string();
+            if at.starts_with('/') {
+                at = format!("http://127.0.0.1:{}{at}", reg.port);
+            }
+            let sep = if at.contains('?') { '&' } else { '?' };
+            let r = c.put(format!("{at}{sep}digest={}", sha256(blob))).body(blob.to_vec()).send().await.unwrap();
+            assert_eq!(r.status(), 201, "blob upload: {}", r.text().await.unwrap());
+        }
+        let d = |media: &str, b: &[u8]| serde_json::json!({"mediaType": media, "digest": sha256(b), "size": b.len()});
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": d("application/vnd.wasm.config.v0+json", &config),
+            "layers": [d("application/wasm", wasm), d("application/vnd.atelier.plugin.manifest.v1+toml", toml)],
+        });
+        let r = c
+            .put(format!("{base}/manifests/{tag}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(serde_json::to_vec(&manifest).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "manifest: {}", r.text().await.unwrap());
+    });
+}
+
+#[test]
+fn an_artifact_that_would_not_load_is_never_installed() {
+    let Some(reg) = Registry::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let src = common::plugin_dirs(&["hello"]).remove(0);
+    let toml = std::fs::read_to_string(src.join("plugin.toml")).unwrap();
+    let wasm = std::fs::read(src.join("plugin.wasm")).unwrap();
+
+    // A contract this host does not speak.
+    raw_push(&reg, "bad/contract", "1", toml.replace("contract = \"0.1.0\"", "contract = \"9.9.9\"").as_bytes(), &wasm);
+    let e = fails(&plugins, &["plugins", "install", &reg.url("bad/contract:1")]);
+    assert!(e.contains("not installed") && e.contains("contract 9.9.9"), "{e}");
+    // A component that is not one.
+    raw_push(&reg, "bad/component", "1", toml.as_bytes(), b"\0asm not really a component");
+    let e = fails(&plugins, &["plugins", "install", &reg.url("bad/component:1")]);
+    assert!(e.contains("not installed"), "{e}");
+    // A manifest that does not parse.
+    raw_push(&reg, "bad/manifest", "1", b"id = \"Bad Id\"\n", &wasm);
+    let e = fails(&plugins, &["plugins", "install", &reg.url("bad/manifest:1")]);
+    assert!(e.contains("plugin.toml does not read"), "{e}");
+    // A component path that leaves the plugin's directory.
+    raw_push(&reg, "bad/path", "1", format!("component = \"../../escape.wasm\"\n{toml}").as_bytes(), &wasm);
+    let e = fails(&plugins, &["plugins", "install", &reg.url("bad/path:1")]);
+    assert!(e.contains("a distributed plugin's component is a file beside plugin.toml"), "{e}");
+    assert!(!work.path().join("escape.wasm").exists());
+
+    // Nothing of any of them is left: no plugin, no lock entry, no staging directory.
+    let left: Vec<_> = std::fs::read_dir(&plugins).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n != ".atelier-lock.flock").collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The same layout with the right files installs.
+    raw_push(&reg, "good/hello", "1", toml.as_bytes(), &wasm);
+    assert!(ok(&plugins, &["plugins", "install", &reg.url("good/hello:1")]).contains("installed hello 0.1.0"));
+}

@@ -67,15 +67,26 @@ impl Installer {
 
     /// Pull into staging and check it as a load would (manifest, contract, compile, exports).
     async fn fetch_checked(&self, r: &OciRef, expect: Option<&str>) -> Result<(Staging, Fetched)> {
+        let (s, f) = self.fetch_only(r, expect).await?;
+        self.check(r, &s).await?;
+        Ok((s, f))
+    }
+
+    async fn fetch_only(&self, r: &OciRef, expect: Option<&str>) -> Result<(Staging, Fetched)> {
         let s = self.staging()?;
         let f = fetch(r, &self.rt.settings, self.insecure, &s.0, expect).await?;
+        Ok((s, f))
+    }
+
+    /// The checks a load makes: manifest, contract, compile, the exports of its world.
+    async fn check(&self, r: &OciRef, s: &Staging) -> Result<()> {
         let rt = self.rt.clone();
         let dir = s.0.clone();
         // Compiling is blocking work.
         tokio::task::spawn_blocking(move || rt.check_dir(&dir))
             .await?
             .with_context(|| format!("{r}: not installed: the plugin does not load"))?;
-        Ok((s, f))
+        Ok(())
     }
 
     /// Swap the staged plugin in as `<dir>/<id>` and pin it.
@@ -102,7 +113,7 @@ impl Installer {
         let r = OciRef::parse(reference)?;
         let _held = self.exclusive().await?;
         let mut lock = Lock::load(&self.dir)?;
-        let (s, f) = self.fetch_checked(&r, None).await?;
+        let (s, f) = self.fetch_only(&r, None).await?;
         let id = f.manifest.id.clone();
         let dest = self.dir.join(&id);
         if let Some(l) = lock.plugins.get(&id) {
@@ -123,6 +134,7 @@ impl Installer {
                 Lock::path(&self.dir).display()
             );
         }
+        self.check(&r, &s).await?;
         let mut lines = vec![];
         let dest = self.commit(s, &f, &r.to_string(), &mut lock)?;
         lines.push(format!("installed {id} {} from {r} ({}) into {}", f.manifest.version, f.digest, dest.display()));

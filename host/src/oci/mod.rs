@@ -163,7 +163,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub struct Pushed {
     /// The OCI manifest's digest.
     pub digest: String,
-    /// The plugin's id and version.
+    /// The plugin's id.
     pub id: String,
     /// Its version.
     pub version: String,
@@ -279,7 +279,7 @@ pub async fn resolve(r: &OciRef, settings: &Settings, insecure: bool) -> Result<
 }
 
 /// Pull `r` into `staging` (which must not exist): every blob's digest checked while it streams,
-/// sizes capped, the layout checked, `plugin.toml` parsed. `expect_id` refuses another plugin.
+/// sizes capped, the layout checked, `plugin.toml` parsed. `expect_digest` (what a lock pins) refuses any other manifest.
 pub async fn fetch(r: &OciRef, settings: &Settings, insecure: bool, staging: &Path, expect_digest: Option<&str>) -> Result<Fetched> {
     let reg = Registry::new(r, settings, insecure)?;
     let c = &reg.client;
