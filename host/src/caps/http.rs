@@ -90,6 +90,12 @@ fn changes_state(method: &reqwest::Method) -> bool {
     !matches!(*method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS)
 }
 
+/// [`changes_state`] of a method as a plugin wrote it (any case; an unparsable one counts as
+/// changing state, the careful side).
+pub(crate) fn method_changes_state(method: &str) -> bool {
+    reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_or(true, |m| changes_state(&m))
+}
+
 /// Caps on one plugin's traffic.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
@@ -149,7 +155,7 @@ impl HttpCap {
     /// Send a request and read the whole (capped) body, recording in `record` what a request
     /// that changes state did (answered 2xx, unanswered, under way).
     pub async fn send_recorded(&self, req: Outbound, record: &CallRecord) -> Result<Inbound, Failure> {
-        let write = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()).is_ok_and(|m| changes_state(&m));
+        let write = method_changes_state(&req.method);
         if write {
             record.write_in_flight.store(true, Ordering::Relaxed);
         }

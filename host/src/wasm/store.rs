@@ -106,7 +106,7 @@ impl std::fmt::Display for DeadlineExceeded {
 }
 impl std::error::Error for DeadlineExceeded {}
 
-/// How long before its call's deadline a plugin's HTTP request times out: the plugin then still
+/// How long before its call's deadline a plugin's state-changing HTTP request times out: the plugin then still
 /// has time to report the timeout, so a submit cut off by the deadline is rare and a timed-out
 /// one is reported as ambiguous by the HTTP capability. At most 2 s, a tenth of short deadlines.
 pub(crate) fn request_margin(call_timeout: Duration) -> Duration {
@@ -218,9 +218,15 @@ impl wit::http::Host for HostState {
             }
             return Err(E::Denied(message));
         }
-        // Each request ends before the call's deadline (minus a margin), so a hung provider is
-        // a timeout the plugin reports, not a call stopped mid-request.
-        let left = self.deadline.saturating_duration_since(Instant::now()).saturating_sub(request_margin(self.plugin.call_timeout));
+        // A request that changes state ends before the call's deadline (minus a margin), so a
+        // hung provider is a timeout the plugin reports (and the capability records as
+        // ambiguous), not a call stopped mid-request. A GET may run into the deadline: stopping
+        // it there loses nothing.
+        let write = caps::http::method_changes_state(&req.method);
+        let left = match write {
+            true => self.deadline.saturating_duration_since(Instant::now()).saturating_sub(request_margin(self.plugin.call_timeout)),
+            false => Duration::MAX,
+        };
         if left.is_zero() {
             let p = &self.plugin;
             return Err(E::Timeout(format!(
@@ -228,8 +234,12 @@ impl wit::http::Host for HostState {
                 p.id, p.call_timeout.as_secs_f64(), p.id, p.config_path
             )));
         }
-        let timeout = req.timeout_ms.map_or(left, |ms| Duration::from_millis(ms as u64).min(left));
-        let out = Outbound { method: req.method, url: req.url, headers: req.headers, body: req.body, timeout: Some(timeout) };
+        let asked = req.timeout_ms.map(|ms| Duration::from_millis(ms as u64));
+        let timeout = match write {
+            true => Some(asked.map_or(left, |t| t.min(left))),
+            false => asked,
+        };
+        let out = Outbound { method: req.method, url: req.url, headers: req.headers, body: req.body, timeout };
         tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %printable(&out.method), url = %printable(&out.url));
         match http.send_recorded(out, &self.record).await {
             Ok(r) => Ok(wit::http::Response { status: r.status, headers: r.headers, body: r.body }),
