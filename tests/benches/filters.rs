@@ -1,6 +1,7 @@
 //! Issue 3's benchmark: the 5-step chain (resize → crop → adjust → sharpen → watermark) on a 12 MP
 //! image, through the wasm filters component (one call, as the host runs it) vs the same Rust code
-//! compiled natively, vs ImageMagick doing the same chain on the command line.
+//! compiled natively, vs ImageMagick doing the same chain on the command line. Issue 13 adds the
+//! native tier (docs/native.md): the same code as a pinned shared library called through the host.
 //! Run: `CARGO_TARGET_DIR=target/bench cargo bench -p atelier-tests --bench filters`; `ATELIER_BENCH_RUNS=n`
 //! sets the runs per measurement. Times are wall and CPU (the latter is steadier on a shared machine).
 
@@ -96,8 +97,27 @@ async fn main() {
         .collect();
     let img = wt::Image { width: w, height: h, pixels: native_img.pixels.clone() };
 
+    // The native tier: this crate's cdylib (built beside the bench binary for the plugin-filters
+    // dev-dependency), staged with plugins/filters/native.toml and pinned, as an operator would.
+    let native_dir = tempfile::tempdir().unwrap();
+    let native_tier = {
+        use sha2::Digest;
+        let exe = std::env::current_exe().unwrap();
+        let lib = exe.parent().unwrap().join(format!("{}plugin_filters{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+        let dir = native_dir.path().join("filters-native");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(atelier_tests::root().join("plugins/filters/native.toml"), dir.join("plugin.toml")).unwrap();
+        let bytes = std::fs::read(&lib).unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
+        std::fs::write(dir.join("libfilters.so"), &bytes).unwrap();
+        let pin = format!("[plugins.filters-native]\nnative_sha256 = \"{}\"\n", hex::encode(sha2::Sha256::digest(&bytes)));
+        let rt = runtime_over(vec![dir], &pin, std::env::temp_dir().join("atelier-bench-cache"));
+        rt.plugin("filters-native").unwrap()
+    };
+
     // Warm-up, and the check that both compute the same pixels.
     let first = filters.apply("bench", &img, &steps).await.unwrap().unwrap();
+    let tier = native_tier.apply("bench", &img, &steps).await.unwrap().unwrap();
+    assert!(tier.pixels == first.pixels, "the native tier and wasm compute the same pixels");
     assert_eq!((first.width, first.height), (1600, 1200));
     let native_out = plugin_filters::run_chain(native_img.clone(), &native_steps).unwrap();
     assert_eq!(first.pixels, native_out.pixels, "wasm and native compute the same pixels");
@@ -136,8 +156,13 @@ async fn main() {
     // The whole chain natively and through the host (one `apply` call, pixels crossing the
     // boundary once), and the boundary alone (fresh instance, 48 MB in and out, no step), the
     // three interleaved so that both see the same machine load.
-    let (mut native, mut wasm, mut boundary) = (vec![], vec![], vec![]);
+    let (mut native, mut wasm, mut boundary, mut tier) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
+        let mark = start();
+        let out = native_tier.apply("bench", &img, &steps).await.unwrap().unwrap();
+        tier.push(stop(mark));
+        std::hint::black_box(out);
+
         let input = native_img.clone();
         let mark = start();
         let out = plugin_filters::run_chain(input, &native_steps).unwrap();
@@ -154,13 +179,14 @@ async fn main() {
         boundary.push(stop(mark));
         std::hint::black_box(out);
     }
-    let (n, wa, b) = (stats(&native), stats(&wasm), stats(&boundary));
+    let (n, wa, b, t) = (stats(&native), stats(&wasm), stats(&boundary), stats(&tier));
     println!("5-step chain on {w}x{h} (resize 2000w → crop 1600x1200 → adjust → sharpen → watermark), {runs} runs, ms:");
     println!("                         wall median (best)   cpu median (best)");
     let line = |label: &str, s: &Stats| {
         println!("  {label:<22} {:8.1} ({:6.1})   {:8.1} ({:6.1})", s.wall_median, s.wall_best, s.cpu_median, s.cpu_best)
     };
     line("native Rust", &n);
+    line("native tier via host", &t);
     line("wasm via the host", &wa);
     line("  boundary (no steps)", &b);
     println!(
@@ -169,6 +195,18 @@ async fn main() {
         wa.wall_best / n.wall_best,
         wa.cpu_median / n.cpu_median,
         wa.cpu_best / n.cpu_best
+    );
+    println!(
+        "  ratio wasm/native tier: wall median {:.2}x, best {:.2}x; cpu median {:.2}x, best {:.2}x (goal ≤ 1.3x)",
+        wa.wall_median / t.wall_median,
+        wa.wall_best / t.wall_best,
+        wa.cpu_median / t.cpu_median,
+        wa.cpu_best / t.cpu_best
+    );
+    println!(
+        "  ratio native tier/native Rust: wall median {:.2}x, best {:.2}x (the C ABI's copies and the blocking pool)",
+        t.wall_median / n.wall_median,
+        t.wall_best / n.wall_best
     );
 
     // Per step. Natively: each step timed on its own input. In wasm: every prefix of the chain
