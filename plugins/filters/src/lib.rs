@@ -20,9 +20,29 @@ use ops::{blur, geometry, resize, tone, watermark};
 use params::Args;
 
 /// Run `steps` in order on `image`. Errors name the failing step.
-pub fn run_chain(mut image: Image, steps: &[Step]) -> Result<Image, Error> {
+pub fn run_chain(image: Image, steps: &[Step]) -> Result<Image, Error> {
     ops::check_image(&image)?;
-    for (index, step) in steps.iter().enumerate() {
+    run_steps_from(image, steps, 0)
+}
+
+/// [`run_chain`] on a borrowed, packed RGBA buffer (the native tier's input). A leading `resize`
+/// reads it where it lies, so the full-size input is never copied; otherwise it is copied once.
+pub fn run_chain_borrowed(width: u32, height: u32, pixels: &[u8], steps: &[Step]) -> Result<Image, Error> {
+    let packed = width > 0 && height > 0 && pixels.len() as u64 == width as u64 * height as u64 * 4;
+    match steps.first() {
+        Some(first) if packed && first.name == "resize" => {
+            let image = Args::new(&first.name, &first.params)
+                .and_then(|args| resize::resize_borrowed(width, height, pixels, &resize::ResizeOptions::from_args(&args)?))
+                .map_err(|e| in_step(e, 0, steps.len(), &first.name))?;
+            run_steps_from(image, steps, 1)
+        }
+        _ => run_chain(Image { width, height, pixels: pixels.to_vec() }, steps),
+    }
+}
+
+/// Run `steps[start..]`, naming a failing step by its place in the whole chain.
+fn run_steps_from(mut image: Image, steps: &[Step], start: usize) -> Result<Image, Error> {
+    for (index, step) in steps.iter().enumerate().skip(start) {
         image = run_step(image, step).map_err(|e| in_step(e, index, steps.len(), &step.name))?;
     }
     Ok(image)
@@ -132,6 +152,32 @@ mod tests {
         steps[1].params =
             vec![Param::new("width", 160i64), Param::new("height", 120i64), Param::new("gravity", "center")];
         steps
+    }
+
+    #[test]
+    fn a_borrowed_input_gives_the_same_pixels_and_errors_as_an_owned_one() {
+        let mut translucent = bench_image(120, 90);
+        translucent.pixels[3] = 40;
+        for image in [bench_image(120, 90), translucent] {
+            for steps in [
+                scaled_bench_steps(),
+                vec![Step { name: "resize".into(), params: vec![Param::new("width", 50i64), Param::new("height", 90i64)] }],
+                vec![Step { name: "resize".into(), params: vec![Param::new("max", 500i64)] }],
+                vec![Step { name: "grayscale".into(), params: vec![] }],
+            ] {
+                let owned = run_chain(image.clone(), &steps).unwrap();
+                let borrowed = run_chain_borrowed(image.width, image.height, &image.pixels, &steps).unwrap();
+                assert_eq!((borrowed.width, borrowed.height), (owned.width, owned.height));
+                assert!(borrowed.pixels == owned.pixels, "{steps:?}");
+            }
+        }
+        let steps = vec![
+            Step { name: "resize".into(), params: vec![] },
+            Step { name: "grayscale".into(), params: vec![] },
+        ];
+        let image = bench_image(10, 10);
+        let (a, b) = (run_chain(image.clone(), &steps).unwrap_err(), run_chain_borrowed(10, 10, &image.pixels, &steps).unwrap_err());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
 
     #[test]

@@ -152,10 +152,8 @@ unsafe extern "C" fn apply(
     let Some(out) = (unsafe { out.as_ref() }) else { return STATUS_BAD_ARGUMENT };
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the host lends the image and the steps for the duration of the call.
-        let image = match unsafe { input.as_ref() }.map(|v| unsafe { owned_image(v) }) {
-            Some(Ok(image)) => image,
-            Some(Err(m)) => return (STATUS_BAD_ARGUMENT, Some(m), None),
-            None => return (STATUS_BAD_ARGUMENT, Some("no input image".to_string()), None),
+        let Some(view) = (unsafe { input.as_ref() }) else {
+            return (STATUS_BAD_ARGUMENT, Some("no input image".to_string()), None);
         };
         let bytes = if steps_len == 0 {
             &[][..]
@@ -168,7 +166,19 @@ unsafe extern "C" fn apply(
             Ok(s) => s,
             Err(m) => return (STATUS_BAD_ARGUMENT, Some(format!("steps: {m}")), None),
         };
-        match crate::run_chain(image, &steps) {
+        // Packed rows are read where they lie (no full-size copy before a leading resize).
+        let row = view.width as usize * 4;
+        let packed = view.stride as usize == row && !view.pixels.is_null() && view.len >= row * view.height as usize;
+        let result = if packed {
+            let pixels = unsafe { std::slice::from_raw_parts(view.pixels, row * view.height as usize) };
+            crate::run_chain_borrowed(view.width, view.height, pixels, &steps)
+        } else {
+            match unsafe { owned_image(view) } {
+                Ok(image) => crate::run_chain(image, &steps),
+                Err(m) => return (STATUS_BAD_ARGUMENT, Some(m), None),
+            }
+        };
+        match result {
             Ok(image) => (STATUS_OK, None, Some(image)),
             Err(Error::InvalidInput(m)) => (STATUS_INVALID_INPUT, Some(m), None),
             Err(Error::Internal(m)) => (STATUS_INTERNAL, Some(m), None),

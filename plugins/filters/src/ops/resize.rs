@@ -102,6 +102,29 @@ pub fn resize(image: Image, opts: &ResizeOptions) -> Result<Image, Error> {
     scale(image, w, h, opts.filter)
 }
 
+/// [`resize`] reading a borrowed, packed RGBA buffer (the native tier's input, which is then never
+/// copied at full size): the same pixels, with fresh buffers where [`resize`] reuses its input's.
+pub fn resize_borrowed(src_w: u32, src_h: u32, src: &[u8], opts: &ResizeOptions) -> Result<Image, Error> {
+    let (width, height) = opts.target(src_w, src_h);
+    super::check_output_size("resize", width, height)?;
+    if (width, height) == (src_w, src_h) {
+        return Ok(Image { width, height, pixels: src.to_vec() });
+    }
+    let filter = opts.filter;
+    if width != src_w && height != src_h && filter != Resample::Nearest && super::is_opaque(src) {
+        let internal = |e: &dyn std::fmt::Display| Error::Internal(format!("resize {src_w}x{src_h} -> {width}x{height}: {e}"));
+        let options = fr::ResizeOptions::new().resize_alg(filter.algorithm()).use_alpha(false);
+        let mut resizer = fr::Resizer::new();
+        let src = fr::images::ImageRef::new(src_w, src_h, src, fr::PixelType::U8x4).map_err(|e| internal(&e))?;
+        let mut tall = fr::images::Image::new(src_w, height, fr::PixelType::U8x4);
+        resizer.resize(&src, &mut tall, &options).map_err(|e| internal(&e))?;
+        let mut out = fr::images::Image::new(width, height, fr::PixelType::U8x4);
+        resizer.resize(&tall, &mut out, &options).map_err(|e| internal(&e))?;
+        return Ok(Image { width, height, pixels: out.into_vec() });
+    }
+    resample_from(src_w, src_h, src, width, height, filter, None)
+}
+
 /// Scale to exactly `width` x `height` (aspect not kept). Returns the image itself when the size is unchanged.
 pub fn scale(image: Image, width: u32, height: u32, filter: Resample) -> Result<Image, Error> {
     if (width, height) == (image.width, image.height) {
@@ -149,14 +172,25 @@ fn resample(
     cover: Option<(f64, f64)>,
 ) -> Result<Image, Error> {
     check_image(image)?;
-    let internal = |e: &dyn std::fmt::Display| Error::Internal(format!("resize {}x{} -> {width}x{height}: {e}", image.width, image.height));
-    let src = fr::images::ImageRef::new(image.width, image.height, &image.pixels, fr::PixelType::U8x4)
-        .map_err(|e| internal(&e))?;
+    resample_from(image.width, image.height, &image.pixels, width, height, filter, cover)
+}
+
+fn resample_from(
+    src_w: u32,
+    src_h: u32,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    filter: Resample,
+    cover: Option<(f64, f64)>,
+) -> Result<Image, Error> {
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(format!("resize {src_w}x{src_h} -> {width}x{height}: {e}"));
+    let src = fr::images::ImageRef::new(src_w, src_h, pixels, fr::PixelType::U8x4).map_err(|e| internal(&e))?;
     let mut dst = fr::images::Image::new(width, height, fr::PixelType::U8x4);
     let mut options = fr::ResizeOptions::new()
         .resize_alg(filter.algorithm())
         // Alpha-weighting is needed only when some pixel is translucent; skipping it saves two passes.
-        .use_alpha(!super::is_opaque(&image.pixels));
+        .use_alpha(!super::is_opaque(pixels));
     if let Some(centering) = cover {
         options = options.fit_into_destination(Some(centering));
     }
