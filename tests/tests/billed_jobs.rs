@@ -338,7 +338,7 @@ fn serve(env: &Env, state: &std::path::Path) -> (Server, String) {
 
 /// `POST /v1/videos` with classic, multipart as the OpenAI SDKs send it; returns the video id.
 fn create_classic_video(addr: &str, frame: &[u8], i: usize) -> String {
-    create_video(addr, frame, i, &[("model", "classic"), ("prompt", "slow zoom"), ("seconds", "8")])
+    create_video(addr, frame, i, &[("model", "classic"), ("prompt", "slow zoom"), ("seconds", "10"), ("fps", "30")])
 }
 
 /// `POST /v1/videos` with these text fields and `frame` as `input_reference`; returns the video id.
@@ -372,11 +372,14 @@ fn classic_videos_in_flight_when_the_server_is_killed_complete_after_the_restart
     let ids: Vec<String> = (0..3).map(|i| create_classic_video(&addr, &frame, i)).collect();
     // At least one is being made (in its submit call) when the server is killed; the others wait in line.
     let t = Instant::now();
-    while !ids.iter().any(|id| video(&addr, id)["status"] == "in_progress") {
+    loop {
+        let db = atelier::jobs::JobDb::open(&state).unwrap();
+        if db.list(&[atelier::jobs::JobState::Submitting]).unwrap().iter().any(|j| j.submits == 1) {
+            break;
+        }
         assert!(t.elapsed() < Duration::from_secs(60), "no video started");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(500));
     server.0.kill().unwrap(); // SIGKILL: no cleanup of any kind
     server.0.wait().unwrap();
     drop(server);

@@ -185,9 +185,29 @@ impl Runner {
 
     /// Submit a new job and wait for it. The job is recorded before anything is sent.
     pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &wb::Request) -> Result<JobOutcome> {
+        // Kept (offline jobs) before the job is on record, so whoever finds the job — `jobs
+        // resume`, a cancel — finds its request whole.
+        let kept = self.keep(plugin, job, Some(req)).await?;
         self.db.create(job, plugin.id(), model, plan)?;
         self.emit(RunnerEvent::Created { job: job.into() });
-        self.submit_and_wait(plugin, job, req, false).await
+        self.submit_and_wait(plugin, job, req, kept).await
+    }
+
+    /// For a job of a plugin that reaches no host: its run lock, and its request kept (`req`)
+    /// or already kept (`None`, a job run again). `None` for other plugins.
+    async fn keep(&self, plugin: &Plugin, job: &str, req: Option<&wb::Request>) -> Result<Option<super::saved::Kept>> {
+        if !plugin.reaches_no_host() {
+            return Ok(None);
+        }
+        let dir = self.db.job_dir(job);
+        let Some(lock) = super::saved::lock(&dir)? else {
+            bail!("job {job} is being run by another atelier process; `atelier jobs show {job}` shows how it ends");
+        };
+        let kept = super::saved::Kept::new(&dir, lock);
+        if let Some(req) = req {
+            super::saved::save(&dir, req).await?;
+        }
+        Ok(Some(kept))
     }
 
     /// Whether [`Runner::rerun`] can run `job` again: its plugin reaches no host, it was cut
@@ -218,63 +238,39 @@ impl Runner {
         let Some(req) = super::saved::load(&self.db.job_dir(job)).await? else {
             bail!("job {job} was cut off, but its request was not kept, so it cannot be run again; run the command again");
         };
+        let kept = self.keep(plugin, job, None).await?;
         tracing::info!(target: "atelier::jobs", job, plugin = plugin.id(), "running again a job cut off while submitting (its plugin reaches no host, so nothing was sent)");
-        self.submit_and_wait(plugin, job, &req, true).await
+        self.db.set_submitting(job)?;
+        self.submit_and_wait(plugin, job, &req, kept).await
     }
 
-    /// Submit and follow the job to its end. A job of a plugin that reaches no host is safe to
-    /// send again if this process dies: its request is kept, and a lock held, until its submit
-    /// has answered. `again`: the job exists and is being run again.
-    async fn submit_and_wait(&self, plugin: &Plugin, job: &str, req: &wb::Request, again: bool) -> Result<JobOutcome> {
+    /// Submit and follow the job to its end. `kept`: the run lock and kept request of a job of a
+    /// plugin that reaches no host, safe to send again if this process dies until its submit
+    /// has answered.
+    async fn submit_and_wait(&self, plugin: &Plugin, job: &str, req: &wb::Request, mut kept: Option<super::saved::Kept>) -> Result<JobOutcome> {
         let driving = self.drive(job);
         let cancel = &driving.cancel;
-        let dir = self.db.job_dir(job);
-        let rerunnable = plugin.reaches_no_host();
-        let _lock = match rerunnable {
-            true => match super::saved::lock(&dir)? {
-                Some(l) => Some(l),
-                None => bail!("job {job} is being run by another atelier process; `atelier jobs show {job}` shows how it ends"),
-            },
-            false => None,
-        };
-        if again {
-            self.db.set_submitting(job)?;
-        } else if rerunnable {
-            super::saved::save(&dir, req).await?;
-        }
         // A `max_in_flight` slot is held from the submit until the job ends (polls included):
         // the provider counts a pending job as active.
         let slots = self.slots(plugin);
         let _permit = match &slots {
             Some(s) => tokio::select! {
                 permit = s.clone().acquire_owned() => Some(permit?),
-                _ = self.until_cancelled(cancel) => {
-                    if rerunnable {
-                        super::saved::remove(&dir).await;
-                    }
-                    return self.fail(job, JobState::Cancelled, CANCELLED.into());
-                }
+                _ = self.until_cancelled(cancel) => return self.fail(job, JobState::Cancelled, CANCELLED.into()),
             },
             None => None,
         };
-        // The request is forgotten once the job has left `submitting`: done or failed (after its
-        // artifacts are stored, which may take a while for a large video), or pending.
-        let forget = || async {
-            if rerunnable {
-                super::saved::remove(&dir).await;
-            }
-        };
-        let r = match self.submit_loop(plugin, job, req, cancel).await {
-            Ok(Submitted::Done(o, started)) => self.finish(plugin, job, o, started).await,
-            Ok(Submitted::Pending(p, started)) => {
-                forget().await;
+        // The kept request goes (`kept` dropped) once the job has left `submitting`: done or
+        // failed (after its artifacts are stored, which may take a while for a large video), or
+        // pending.
+        match self.submit_loop(plugin, job, req, cancel).await? {
+            Submitted::Done(o, started) => self.finish(plugin, job, o, started).await,
+            Submitted::Pending(p, started) => {
+                kept.take();
                 self.emit(RunnerEvent::Pending { job: job.into() });
-                return self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await;
+                self.poll_until_done(plugin, job, &p.token, Duration::from_millis(p.retry_after_ms), started, cancel).await
             }
-            Err(e) => Err(e),
-        };
-        forget().await;
-        r
+        }
     }
 
     /// Submit, retrying only where the provider did not take the call, until it is done or pending.

@@ -100,7 +100,7 @@ pub(crate) fn exists(job_dir: &Path) -> bool {
 /// process holds it. Opening and a non-blocking lock take no time worth a blocking task.
 pub(crate) fn lock(job_dir: &Path) -> Result<Option<std::fs::File>> {
     std::fs::create_dir_all(job_dir).with_context(|| format!("{}: cannot create the job's folder", job_dir.display()))?;
-    let p = job_dir.join("run.lock");
+    let p = lock_path(job_dir);
     let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).with_context(|| format!("{}: cannot open", p.display()))?;
     match f.try_lock() {
         Ok(()) => Ok(Some(f)),
@@ -109,9 +109,34 @@ pub(crate) fn lock(job_dir: &Path) -> Result<Option<std::fs::File>> {
     }
 }
 
-/// Forget the request once the job's outcome is recorded.
-pub(crate) async fn remove(job_dir: &Path) {
-    let _ = tokio::fs::remove_file(path(job_dir)).await;
+fn lock_path(job_dir: &Path) -> PathBuf {
+    job_dir.join("run.lock")
+}
+
+/// A job's kept request and its run lock while it is submitting. Dropped — the job left
+/// `submitting`, or its run was abandoned (cancelled, aborted) — both are removed, the request
+/// first, so nobody runs it again. A killed process runs no destructor: what it kept stays for
+/// `jobs resume`.
+pub(crate) struct Kept {
+    dir: PathBuf,
+    lock: Option<std::fs::File>,
+}
+
+impl Kept {
+    /// Hold `lock` for the job in `job_dir`.
+    pub(crate) fn new(job_dir: &Path, lock: std::fs::File) -> Kept {
+        Kept { dir: job_dir.to_path_buf(), lock: Some(lock) }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        // Two unlinks of small local files: quick enough for wherever the drop happens.
+        let _ = std::fs::remove_file(path(&self.dir));
+        let _ = std::fs::remove_file(self.dir.join("request.json.part"));
+        let _ = std::fs::remove_file(lock_path(&self.dir));
+        drop(self.lock.take());
+    }
 }
 
 #[cfg(test)]
@@ -141,11 +166,12 @@ mod tests {
         assert!(exists(dir.path()));
         let held = lock(dir.path()).unwrap().expect("free");
         assert!(lock(dir.path()).unwrap().is_none(), "held by the first");
-        drop(held);
-        assert!(lock(dir.path()).unwrap().is_some(), "free again");
         let back = load(dir.path()).await.unwrap().unwrap();
         assert_eq!(format!("{back:?}"), format!("{req:?}"));
-        remove(dir.path()).await;
+        // Let go: the request and the lock file are gone, and the lock is free.
+        drop(Kept::new(dir.path(), held));
         assert!(load(dir.path()).await.unwrap().is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(lock(dir.path()).unwrap().is_some(), "free again");
     }
 }
