@@ -68,7 +68,7 @@ pub async fn plugins(cli: &Cli, cmd: &PluginsCommand) -> Result<ExitCode> {
                 let plugins: Vec<_> = rt
                     .manifests()
                     .map(|m| {
-                        json!({"id": m.id, "kind": m.kind.to_string(), "version": m.version,
+                        json!({"id": m.id, "kind": m.kind.to_string(), "tier": m.tier.to_string(), "version": m.version,
                                "contract": m.contract, "description": m.description,
                                "dir": m.path.parent().map(|d| d.display().to_string())})
                     })
