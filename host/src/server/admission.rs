@@ -135,7 +135,7 @@ impl Admission {
 /// Whether all of a model's work is done in this process: it may reach no host at all (by its
 /// manifest or the operator's grants), like `classic`.
 pub(crate) fn works_in_process(plugin: &Plugin) -> bool {
-    plugin.grants.manifest_hosts.is_empty() && plugin.grants.operator_hosts.is_empty()
+    plugin.reaches_no_host()
 }
 
 impl Gate {
