@@ -15,43 +15,13 @@
 
 mod common;
 
-use common::{Emu, Env, json, small_photo};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{Emu, Env, FLUX, SEEDREAM, SORA, Serve, VEO, json, small_photo};
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Short poll intervals, a small poll budget and short backoffs, so failures end fast.
 const FAST: &str = "#global\n[jobs]\npoll_failures = 3\nmax_backoff_s = 0.2\n---\n#flux-kontext\npoll_interval_ms = \"50\"\n---\n#veo-3\npoll_interval_ms = 100";
-
-/// The engines with billed, long-running jobs: CLI arguments, and the emulator paths of their
-/// submit and their poll.
-struct Engine {
-    id: &'static str,
-    submit: &'static str,
-    poll: &'static str,
-}
-
-const FLUX: Engine = Engine { id: "flux-kontext", submit: "/v1/flux-kontext-pro", poll: "/v1/get_result" };
-const SORA: Engine = Engine { id: "sora-2", submit: "/v1/videos", poll: "/v1/videos/video_" };
-const VEO: Engine = Engine { id: "veo-3", submit: ":predictLongRunning", poll: "/operations/" };
-const SEEDREAM: Engine = Engine { id: "seedream", submit: "/api/v3/images/generations", poll: "/ark-results/" };
-
-impl Engine {
-    fn args(&self, env: &Env, input: &str, prompt: &str, out: &str) -> Vec<String> {
-        let out = env.path(out).display().to_string();
-        let v: Vec<&str> = match self.id {
-            "flux-kontext" | "seedream" => vec!["edit", input, "--prompt", prompt, "--model", self.id, "-o", &out, "--json"],
-            "sora-2" => vec!["animate", input, "--prompt", prompt, "--model", "sora-2", "--seconds", "4", "--param", "size=1280x720", "-o", &out, "--json"],
-            _ => vec!["animate", input, "--prompt", prompt, "--model", "veo-3", "--seconds", "8", "-o", &out, "--json"],
-        };
-        v.into_iter().map(String::from).collect()
-    }
-
-    fn run(&self, env: &Env, input: &str, prompt: &str, out: &str) -> std::process::Output {
-        let args = self.args(env, input, prompt, out);
-        env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-}
 
 const ALL_IDS: [&str; 4] = ["flux-kontext", "sora-2", "veo-3", "seedream"];
 
@@ -298,42 +268,11 @@ fn noise_png(dir: &std::path::Path, w: u32, h: u32) -> std::path::PathBuf {
     p
 }
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `atelier serve --listen 127.0.0.1:0 --insecure-no-auth` on `state`, and the address it printed.
-fn serve(env: &Env, state: &std::path::Path) -> (Server, String) {
-    let mut child = env
-        .cmd()
-        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--state-dir"])
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("atelier serve says where it listens");
-        if let Some(rest) = line.split("API on http://").nth(1) {
-            return (server, rest.split('/').next().unwrap().to_string());
-        }
-    }
+fn serve(env: &Env, state: &std::path::Path) -> (Serve, String) {
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--state-dir"]).arg(state);
+    Serve::start(cmd)
 }
 
 /// `POST /v1/videos` with classic, multipart as the OpenAI SDKs send it; returns the video id.
@@ -380,8 +319,7 @@ fn classic_videos_in_flight_when_the_server_is_killed_complete_after_the_restart
         assert!(t.elapsed() < Duration::from_secs(60), "no video started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    server.0.kill().unwrap(); // SIGKILL: no cleanup of any kind
-    server.0.wait().unwrap();
+    server.kill(); // SIGKILL: no cleanup of any kind
     drop(server);
     let jobs = json(&env.ok(&["jobs", "list", "--state", "submitting", "--json", "--state-dir", state.to_str().unwrap()]));
     assert!(!jobs.as_array().unwrap().is_empty(), "a job was cut off mid-submit: {jobs}");

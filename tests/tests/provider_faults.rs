@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Emu, Env, json, small_photo};
+use common::{Emu, Env, Engine, FLUX, SORA, VEO, json, small_photo};
 use std::time::{Duration, Instant};
 
 /// Fast polls, so a plugin that reported a failed poll as "running" would poll many times.
@@ -19,34 +19,6 @@ fn env_for(emu: &Emu) -> Env {
         env.envs.push((k.into(), v.into()));
     }
     env
-}
-
-/// One engine: its CLI arguments for a prompt, and the emulator paths of its submit and its poll.
-struct Engine {
-    id: &'static str,
-    submit: &'static str,
-    poll: &'static str,
-}
-
-const FLUX: Engine = Engine { id: "flux-kontext", submit: "/v1/flux-kontext-pro", poll: "/v1/get_result" };
-const SORA: Engine = Engine { id: "sora-2", submit: "/v1/videos", poll: "/v1/videos/video_" };
-const VEO: Engine = Engine { id: "veo-3", submit: ":predictLongRunning", poll: "/operations/" };
-
-impl Engine {
-    fn args(&self, env: &Env, input: &str, prompt: &str, out: &str) -> Vec<String> {
-        let out = env.path(out).display().to_string();
-        let v: Vec<&str> = match self.id {
-            "flux-kontext" => vec!["edit", input, "--prompt", prompt, "--model", "flux-kontext", "-o", &out, "--json"],
-            "sora-2" => vec!["animate", input, "--prompt", prompt, "--model", "sora-2", "--seconds", "4", "--param", "size=1280x720", "-o", &out, "--json"],
-            _ => vec!["animate", input, "--prompt", prompt, "--model", "veo-3", "--seconds", "8", "-o", &out, "--json"],
-        };
-        v.into_iter().map(String::from).collect()
-    }
-
-    fn run(&self, env: &Env, input: &str, prompt: &str, out: &str) -> std::process::Output {
-        let args = self.args(env, input, prompt, out);
-        env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    }
 }
 
 fn stderr(o: &std::process::Output) -> String {

@@ -9,10 +9,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use common::Serve;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
 
 const TOKEN: &str = "studio-token-0123456789abcdef";
 const INSTALL: &str = "apt-get update && apt-get install -y chromium && pip install playwright (never `playwright install`: the test uses /usr/bin/chromium)";
@@ -36,50 +38,19 @@ fn missing_tools() -> Option<String> {
     None
 }
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `atelier serve --listen 127.0.0.1:0`, and the address it printed.
-fn start_server(dir: &Path) -> (Server, String) {
+fn start_server(dir: &Path) -> (Serve, String) {
     let token_file = dir.join("caller.token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let config = dir.join("atelier.toml");
     std::fs::write(&config, format!("[server]\ntokens = {{ studio = \"file:{}\" }}\n", token_file.display())).unwrap();
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(dir.join("state"))
         .env("ATELIER_PLUGINS", plugin_path())
         .env("ATELIER_CACHE_DIR", common::root().join("target/test-cache"))
-        .env("ATELIER_CONFIG", &config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("atelier serve starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[serve] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("atelier serve did not say where it listens within 2 minutes"));
-        if let Some(rest) = line.split("API on http://").nth(1) {
-            let addr = rest.split('/').next().unwrap().to_string();
-            return (server, addr);
-        }
-    }
+        .env("ATELIER_CONFIG", &config);
+    Serve::start(cmd)
 }
 
 fn plugin_path() -> String {

@@ -172,3 +172,86 @@ impl Emu {
         s
     }
 }
+
+
+/// An `atelier serve` process, killed when the test ends however it ends.
+pub struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Serve {
+    /// Spawn `cmd` (an `atelier serve --listen 127.0.0.1:0 …` command) and wait for the address it
+    /// prints; its log is echoed with a `[serve]` prefix.
+    pub fn start(mut cmd: Command) -> (Serve, String) {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("atelier serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[serve] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let server = Serve(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("atelier serve did not say where it listens within 2 minutes"));
+            if let Some(rest) = line.split("API on http://").nth(1) {
+                return (server, rest.split('/').next().unwrap().to_string());
+            }
+        }
+    }
+
+    /// SIGKILL it now (no cleanup of any kind) and reap it.
+    pub fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+/// The engines with billed, long-running jobs: CLI arguments, and the emulator paths of their
+/// submit and their poll.
+pub struct Engine {
+    /// Plugin id.
+    pub id: &'static str,
+    /// Emulator path of its submit.
+    pub submit: &'static str,
+    /// Emulator path of its poll.
+    pub poll: &'static str,
+}
+
+/// FLUX Kontext.
+pub const FLUX: Engine = Engine { id: "flux-kontext", submit: "/v1/flux-kontext-pro", poll: "/v1/get_result" };
+/// Sora 2.
+pub const SORA: Engine = Engine { id: "sora-2", submit: "/v1/videos", poll: "/v1/videos/video_" };
+/// Veo 3.
+pub const VEO: Engine = Engine { id: "veo-3", submit: ":predictLongRunning", poll: "/operations/" };
+/// Seedream.
+pub const SEEDREAM: Engine = Engine { id: "seedream", submit: "/api/v3/images/generations", poll: "/ark-results/" };
+
+impl Engine {
+    /// The CLI arguments that run it on `input` with `prompt` into `out` (`--json`).
+    pub fn args(&self, env: &Env, input: &str, prompt: &str, out: &str) -> Vec<String> {
+        let out = env.path(out).display().to_string();
+        let v: Vec<&str> = match self.id {
+            "flux-kontext" | "seedream" => vec!["edit", input, "--prompt", prompt, "--model", self.id, "-o", &out, "--json"],
+            "sora-2" => vec!["animate", input, "--prompt", prompt, "--model", "sora-2", "--seconds", "4", "--param", "size=1280x720", "-o", &out, "--json"],
+            _ => vec!["animate", input, "--prompt", prompt, "--model", "veo-3", "--seconds", "8", "-o", &out, "--json"],
+        };
+        v.into_iter().map(String::from).collect()
+    }
+
+    /// Run it; wait for the output.
+    pub fn run(&self, env: &Env, input: &str, prompt: &str, out: &str) -> std::process::Output {
+        let args = self.args(env, input, prompt, out);
+        env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
