@@ -6,7 +6,7 @@ mod common;
 
 use atelier::server::{self, Running, ServeOptions};
 use base64::Engine;
-use common::Emu;
+use common::{Emu, Part, multipart};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,27 +54,6 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// One part: name, filename (None = a text field), bytes.
-type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
-
-/// `multipart/form-data` as the OpenAI SDKs send it.
-fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
-    let boundary = "----atelier-test-boundary-7d9f";
-    let mut body = vec![];
-    for (name, file, data) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match file {
-            Some(f) => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
-            ),
-            None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
-        }
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 async fn post_form(base: &str, token: Option<&str>, path: &str, parts: &[Part<'_>]) -> (u16, Value) {
     let (ct, body) = multipart(parts);

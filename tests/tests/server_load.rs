@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{Part, multipart};
+
 use atelier::server::{self, Running, ServeOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -50,27 +52,6 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// One part: name, filename (None = a text field), bytes.
-type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
-
-/// `multipart/form-data` as the OpenAI SDKs send it.
-fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
-    let boundary = "----atelier-load-boundary-3c1e";
-    let mut body = vec![];
-    for (name, file, data) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match file {
-            Some(f) => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
-            ),
-            None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
-        }
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 /// POST a form; status, headers and JSON body.
 async fn post_form(base: &str, path: &str, parts: &[Part<'_>]) -> (u16, reqwest::header::HeaderMap, Value) {

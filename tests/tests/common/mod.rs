@@ -255,3 +255,25 @@ impl Engine {
     }
 }
 
+
+/// One multipart part: name, filename (None = a text field), bytes.
+pub type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
+/// `multipart/form-data` as the OpenAI SDKs send it: (content type, body).
+pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
+    let boundary = "----atelier-test-boundary-7d9f";
+    let mut body = vec![];
+    for (name, file, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some(f) => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: image/png\r\n\r\n").as_bytes(),
+            ),
+            None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+        }
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
