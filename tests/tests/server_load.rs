@@ -594,3 +594,25 @@ fn the_images_endpoints_answer_pictures_and_never_read_the_servers_own_files() {
         srv.stop().await;
     });
 }
+
+#[test]
+fn the_studio_filter_endpoint_reads_no_file_of_the_servers_own_disk() {
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = start_with(&["classic", "filters"], &config(dir.path(), ""), &dir.path().join("state")).await;
+        let b = base(&srv);
+        // Another caller's picture on the server's disk: a watermark image naming it must not be read.
+        let theirs = dir.path().join("someone-elses.png");
+        std::fs::write(&theirs, png(16, 16)).unwrap();
+        let c = reqwest::Client::new();
+        let url = format!("{b}/v1/atelier/filter?step=watermark:image={}", theirs.display());
+        let r = c.post(&url).bearer_auth(ALICE).header("content-type", "image/png").body(png(32, 24)).send().await.unwrap();
+        let (s, v): (u16, Value) = (r.status().as_u16(), r.json().await.unwrap());
+        let m = expect_error(s, &v, 400);
+        assert!(m.contains("reads no file of its own disk"), "{m}");
+        // Control: a step without a file is served.
+        let r = c.post(format!("{b}/v1/atelier/filter?step=grayscale")).bearer_auth(ALICE).header("content-type", "image/png").body(png(32, 24)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        srv.stop().await;
+    });
+}

@@ -52,6 +52,16 @@ impl Catalog {
 
     /// Parse and check one step.
     pub fn parse(&self, text: &str) -> Result<Step> {
+        self.parse_step(text, true)
+    }
+
+    /// Parse steps a remote caller sent (the server): every problem is reported, and an image
+    /// parameter is refused, since its value would name a file on the server's own disk.
+    pub fn parse_all_remote(&self, texts: &[String]) -> Result<Vec<Step>> {
+        self.parse_each(texts, false)
+    }
+
+    fn parse_step(&self, text: &str, files: bool) -> Result<Step> {
         let (name, rest) = text.split_once(':').unwrap_or((text, ""));
         let name = name.trim();
         let Some((plugin, info)) = self.filters.get(name) else {
@@ -65,6 +75,11 @@ impl Catalog {
         for part in split_params(rest) {
             given.push(params::split_kv(&part).map_err(|e| anyhow::anyhow!("step `{text}`: {e}; write name:key=value,key=value"))?);
         }
+        if !files {
+            if let Some((key, _)) = given.iter().find(|(k, _)| info.params.iter().any(|p| p.name == *k && matches!(p.kind, crate::wit_types::ParamKind::Media))) {
+                bail!("step `{text}`: `{key}` takes an image file, and the server reads no file of its own disk for a caller; drop `{key}` (or run the step with the CLI)");
+            }
+        }
         // A file an image parameter names (`watermark:image=logo.png`) is checked before it is read.
         crate::pipeline::edit::check_media_params(&info.params, &given, self.max_input_bytes).map_err(|e| anyhow::anyhow!("step `{text}`: {e:#}"))?;
         let params = params::resolve(&format!("filter `{name}`"), &info.params, &given)?;
@@ -73,10 +88,14 @@ impl Catalog {
 
     /// Parse several steps; every problem is reported, not just the first.
     pub fn parse_all(&self, texts: &[String]) -> Result<Vec<Step>> {
+        self.parse_each(texts, true)
+    }
+
+    fn parse_each(&self, texts: &[String], files: bool) -> Result<Vec<Step>> {
         let mut steps = vec![];
         let mut errors = vec![];
         for t in texts {
-            match self.parse(t) {
+            match self.parse_step(t, files) {
                 Ok(s) => steps.push(s),
                 Err(e) => errors.push(format!("{e:#}")),
             }

@@ -278,7 +278,7 @@ async fn filter(State(app): State<Arc<App>>, axum::extract::RawQuery(q): axum::e
     }
     request::image_header(&app, "body", &body)?;
     let catalog = crate::pipeline::Catalog::load(&app.rt).await.map_err(|e| ApiError::internal(format!("cannot load the filter plugins: {e:#}")))?;
-    let parsed = catalog.parse_all(&steps).map_err(|e| ApiError::field("step", format!("{e:#}")))?;
+    let parsed = catalog.parse_all_remote(&steps).map_err(|e| ApiError::field("step", format!("{e:#}")))?;
     let prov = if keep { crate::imageio::read_png_provenance(&body) } else { None };
     let img = request::decode(&app, "body", body).await?;
     let img = crate::pipeline::steps::run(&super::new_id("studio_filter_"), img, &parsed).await.map_err(|e| ApiError::bad(format!("{e:#}")))?;
