@@ -417,7 +417,7 @@ async fn recipe(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
         return Err(ApiError::field("stages", "the path has no stages yet; run at least one stage before saving it as a recipe"));
     }
     let name = slug(&b.name, "studio");
-    let mut text = format!("# Made in atelier's studio by {} on {}.\n# Run: atelier run {name}.toml PHOTO -o runs/{name}\n", caller.0, chrono_like_now());
+    let mut text = format!("# Made in atelier's studio by {} on {}.\n# Run: atelier run {name}.toml PHOTO -o runs/{name}\n", caller.0, now_text());
     text.push_str(&format!("name = {}\n", toml_str(&name)));
     if let Some(d) = b.description.as_deref().filter(|d| !d.trim().is_empty()) {
         text.push_str(&format!("description = {}\n", toml_str(d)));
@@ -517,21 +517,9 @@ async fn recipe(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
     Ok(Json(json!({"file_name": format!("{name}.toml"), "toml": text, "files": files})))
 }
 
-/// `2026-12-04 19:00 UTC`, for the recipe's header comment.
-fn chrono_like_now() -> String {
-    let s = super::now_s();
-    let (days, rem) = (s / 86400, s % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+/// The time now as an HTTP date (`Fri, 04 Dec 2026 19:00:00 GMT`), for the recipe's header comment.
+fn now_text() -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now())
 }
 
 /// Parse and validate the recipe as `atelier run` will, with its files beside it in a scratch
@@ -617,7 +605,7 @@ mod tests {
 
     #[test]
     fn the_date_is_civil() {
-        let d = chrono_like_now();
-        assert!(d.ends_with(" UTC") && d.len() == "2026-12-04 19:00 UTC".len(), "{d}");
+        let d = now_text();
+        assert!(d.ends_with(" GMT") && httpdate::parse_http_date(&d).is_ok(), "{d}");
     }
 }
