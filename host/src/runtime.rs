@@ -13,8 +13,12 @@ use std::sync::{Arc, OnceLock, RwLock};
 /// Where to look for plugins and keep caches.
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeOptions {
-    /// Plugin directories given on the command line or in `ATELIER_PLUGINS` (win over the config).
+    /// Plugin directories given on the command line or in `ATELIER_PLUGINS`, searched first.
     pub plugin_dirs: Vec<PathBuf>,
+    /// Search only `plugin_dirs` (`--no-default-plugins`). Without it the config's `plugin_dirs`
+    /// (or the per-user directory) follow them, so an author's new plugin does not hide the
+    /// installed ones.
+    pub only_given_dirs: bool,
     /// Where compiled components are cached (default: the per-user cache dir).
     pub cache_dir: Option<PathBuf>,
     /// Engine sizing.
@@ -130,13 +134,15 @@ impl Runtime {
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let engine = Arc::new(WasmEngine::new(&opts.engine, cache_dir)?);
         let linkers = Linkers::new(&engine.engine)?;
-        let search_path = if !opts.plugin_dirs.is_empty() {
-            opts.plugin_dirs.clone()
-        } else if !settings.plugin_dirs.is_empty() {
-            settings.plugin_dirs.clone()
-        } else {
-            vec![default_plugin_dir()]
-        };
+        let mut search_path = opts.plugin_dirs.clone();
+        if !opts.only_given_dirs {
+            let defaults = if settings.plugin_dirs.is_empty() { vec![default_plugin_dir()] } else { settings.plugin_dirs.clone() };
+            for d in defaults {
+                if !search_path.contains(&d) {
+                    search_path.push(d);
+                }
+            }
+        }
         let rt = Runtime { settings, search_path, engine, linkers, table: Default::default(), reloads: Default::default() };
         let (found, problems) = rt.scan();
         let mut table = Table { entries: BTreeMap::new(), problems };

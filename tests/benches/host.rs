@@ -26,7 +26,7 @@ fn us(d: Duration) -> f64 {
 
 fn runtime(dirs: Vec<PathBuf>, config: &str, cache: &Path) -> Runtime {
     let settings = Settings::parse(config, None).expect("bench config parses");
-    Runtime::new(settings, RuntimeOptions { plugin_dirs: dirs, cache_dir: Some(cache.to_path_buf()), ..Default::default() })
+    Runtime::new(settings, RuntimeOptions { plugin_dirs: dirs, only_given_dirs: true, cache_dir: Some(cache.to_path_buf()), ..Default::default() })
         .expect("runtime starts")
 }
 

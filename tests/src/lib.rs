@@ -33,7 +33,7 @@ pub fn test_runtime(config_toml: &str) -> Runtime {
 /// A runtime over the given plugin directories, with this config and compile cache.
 pub fn runtime_over(plugin_dirs: Vec<PathBuf>, config_toml: &str, cache_dir: PathBuf) -> Runtime {
     let settings = Settings::parse(config_toml, None).expect("the test's operator config parses");
-    Runtime::new(settings, RuntimeOptions { plugin_dirs, cache_dir: Some(cache_dir), ..Default::default() })
+    Runtime::new(settings, RuntimeOptions { plugin_dirs, only_given_dirs: true, cache_dir: Some(cache_dir), ..Default::default() })
         .expect("the runtime starts")
 }
 

@@ -299,7 +299,7 @@ fn disabled_plugin_is_not_offered_and_bad_limits_are_refused() {
         let settings = atelier::Settings::parse(text, Some(config)).expect("the config itself parses");
         let rt = atelier::Runtime::new(
             settings,
-            atelier::RuntimeOptions { plugin_dirs: vec![plugins_dir()], cache_dir: Some(cache_dir()), ..Default::default() },
+            atelier::RuntimeOptions { plugin_dirs: vec![plugins_dir()], only_given_dirs: true, cache_dir: Some(cache_dir()), ..Default::default() },
         )
         .unwrap();
         assert!(rt.plugin("hello").is_ok(), "a bad limit of `{id}` must not stop the other plugins");
@@ -329,4 +329,26 @@ fn bad_manifest_limit_names_the_plugin_toml_line_and_the_fix() {
         "write instead: memory_mb = 1024",
     ]);
     assert!(rt.plugin("hello").is_ok());
+}
+
+#[test]
+fn plugins_directories_come_before_the_installed_plugins_not_instead_of_them() {
+    // The config's [paths] plugins stand for the installed plugins; `--plugins` adds in front of
+    // them (an author's new filter must not hide the built-in ones) unless told to search only it.
+    let installed = plugins_dir().join("filters");
+    let settings = || atelier::Settings::parse(&format!("[paths]\nplugins = [{:?}]\n", installed.display().to_string()), None).unwrap();
+    let runtime = |only_given_dirs| {
+        atelier::Runtime::new(
+            settings(),
+            atelier::RuntimeOptions { plugin_dirs: vec![plugins_dir().join("hello")], only_given_dirs, cache_dir: Some(cache_dir()), ..Default::default() },
+        )
+        .unwrap()
+    };
+    let both = runtime(false);
+    assert!(both.plugin("hello").is_ok() && both.plugin("filters").is_ok(), "search path: {:?}", both.search_path);
+    assert_eq!(both.search_path.first(), Some(&plugins_dir().join("hello")), "--plugins is searched first");
+    let only = runtime(true);
+    assert!(only.plugin("hello").is_ok());
+    let msg = format!("{:#}", only.plugin("filters").err().expect("--no-default-plugins searches only --plugins"));
+    assert!(msg.contains("unknown plugin `filters`"), "{msg}");
 }

@@ -363,6 +363,7 @@ async fn spinning_plugin_cannot_take_every_instance_slot() {
     let settings = atelier::Settings::parse("[plugins.spin.limits]\ncall_timeout_s = 3\n", None).unwrap();
     let opts = atelier::RuntimeOptions {
         plugin_dirs: vec![plugins_dir()],
+        only_given_dirs: true,
         cache_dir: Some(cache_dir()),
         engine: EngineOptions { max_instances: 4, ..Default::default() },
     };

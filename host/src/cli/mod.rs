@@ -25,10 +25,14 @@ pub struct Cli {
     /// The operator config file (default: the per-user config dir's atelier.toml, if present).
     #[arg(long, global = true, env = "ATELIER_CONFIG")]
     config: Option<PathBuf>,
-    /// A plugin directory (or a directory of them); repeat for several. Also ATELIER_PLUGINS
-    /// (separated by ':').
+    /// A plugin directory (or a directory of them), searched before the installed plugins (the
+    /// config's `plugin_dirs`, else the per-user directory); repeat for several; the first
+    /// directory providing an id wins. Also ATELIER_PLUGINS (separated by ':').
     #[arg(long = "plugins", global = true, env = "ATELIER_PLUGINS", value_delimiter = ':')]
     plugins: Vec<PathBuf>,
+    /// Search only the --plugins directories, not the installed plugins too.
+    #[arg(long, global = true, env = "ATELIER_NO_DEFAULT_PLUGINS")]
+    no_default_plugins: bool,
     /// Where compiled plugins are cached (default: the per-user cache dir).
     #[arg(long, global = true, env = "ATELIER_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -202,7 +206,7 @@ impl Cli {
         let settings = self.settings()?;
         Runtime::new(
             settings,
-            RuntimeOptions { plugin_dirs: self.plugins.clone(), cache_dir: self.cache_dir.clone(), ..Default::default() },
+            RuntimeOptions { plugin_dirs: self.plugins.clone(), only_given_dirs: self.no_default_plugins, cache_dir: self.cache_dir.clone(), ..Default::default() },
         )
     }
 }

@@ -60,6 +60,7 @@ impl Env {
         let mut c = Command::new(bin());
         let dirs: Vec<String> = self.plugins.iter().map(|p| p.display().to_string()).collect();
         c.env("ATELIER_PLUGINS", dirs.join(":"))
+            .env("ATELIER_NO_DEFAULT_PLUGINS", "true")
             .env("ATELIER_CACHE_DIR", root().join("target/test-cache"))
             .env("ATELIER_STATE_DIR", self.path("state"))
             .env_remove("ATELIER_CONFIG")
