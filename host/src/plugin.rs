@@ -40,6 +40,8 @@ pub struct Plugin {
     engine: Arc<WasmEngine>,
     /// This plugin's share of the engine's instance slots, so no plugin can take them all.
     share: Arc<tokio::sync::Semaphore>,
+    /// sha256 of the component (or native library) bytes, lowercase hex, computed once at load.
+    digest: String,
     pre: Pre,
 }
 
@@ -85,6 +87,7 @@ impl Plugin {
             anyhow::anyhow!("{e:#}").context(format!("plugin `{}` ({})", manifest.id, manifest.path.display()))
         })?;
         check_exports(&engine.engine, &component, &manifest)?;
+        let digest = file_sha256(&manifest.component)?;
         let grants = Arc::new(Grants::new(&manifest, settings));
         let mut config = manifest.defaults.clone();
         config.extend(ops.config.clone());
@@ -119,7 +122,18 @@ impl Plugin {
             Kind::Filter => Pre::Filter(filter::FilterPre::new(linkers.filter.instantiate_pre(&component)?)?),
         };
         let share = Arc::new(tokio::sync::Semaphore::new(engine.plugin_share()));
-        Ok(Plugin { manifest, settings: ops, grants, limits, jobs: settings.jobs.clone(), ctx, engine, share, pre })
+        Ok(Plugin { manifest, settings: ops, grants, limits, jobs: settings.jobs.clone(), ctx, engine, share, digest, pre })
+    }
+
+    /// sha256 (lowercase hex) of the component or native library this plugin was loaded from:
+    /// which build took a job, so a job is never polled by a different build unnoticed.
+    pub fn component_digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The contract version this plugin speaks (as checked against what it exports).
+    pub fn contract(&self) -> &str {
+        &self.manifest.contract
     }
 
     /// Its id.
@@ -300,7 +314,8 @@ impl Plugin {
         });
         let share = Arc::new(tokio::sync::Semaphore::new(1));
         let jobs = settings.jobs.clone();
-        Ok(Plugin { manifest, settings: ops, grants, limits, jobs, ctx, engine, share, pre: Pre::Native(Arc::new(lib)) })
+        let digest = lib.sha256.clone();
+        Ok(Plugin { manifest, settings: ops, grants, limits, jobs, ctx, engine, share, digest, pre: Pre::Native(Arc::new(lib)) })
     }
 
     /// The native library behind this plugin, if it is one (tier, path and pinned sha256).
@@ -421,6 +436,23 @@ fn effective_limits(manifest: &Manifest, ops: &PluginSettings) -> Result<Limits>
         l.set(key, &o.value).map_err(|r| anyhow::anyhow!(r.message(&o.at, &section, key, &o.value)))?;
     }
     Ok(l)
+}
+
+/// sha256 of a file, lowercase hex, read in chunks.
+fn file_sha256(path: &std::path::Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: cannot read the component: {e}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| anyhow::anyhow!("{}: cannot read the component: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// The component must export the interface of its kind at the manifest's contract version.
