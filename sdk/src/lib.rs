@@ -38,7 +38,7 @@ pub mod __bindings {
     /// Bindings for the `model` world.
     pub mod model {
         wit_bindgen::generate!({
-            path: "../wit/0.1.0",
+            path: "wit/0.1.0",
             world: "model",
             pub_export_macro: true,
             default_bindings_module: "atelier_sdk::__bindings::model",
@@ -48,7 +48,7 @@ pub mod __bindings {
     /// Bindings for the `filter` world, sharing the model world's types and imports.
     pub mod filter {
         wit_bindgen::generate!({
-            path: "../wit/0.1.0",
+            path: "wit/0.1.0",
             world: "filter",
             pub_export_macro: true,
             default_bindings_module: "atelier_sdk::__bindings::filter",
