@@ -21,7 +21,7 @@ pub mod request;
 pub mod settings;
 pub mod video;
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 
 /// The model.
 #[derive(Default)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 
-use atelier_sdk::Param;
+use atelier_sdk::v0_1::Param;
 use image::ImageEncoder;
 
 use crate::edit::Editor;

@@ -1,7 +1,7 @@
 //! The model's parameters: their declarations for `describe()` and their typed reading. Kept in one
 //! place so a default can never differ between what is advertised and what is used.
 
-use atelier_sdk::{Param, ParamKind, ParamSpec, Params, Value};
+use atelier_sdk::v0_1::{Param, ParamKind, ParamSpec, Params, Value};
 
 use crate::prompt::{Motion, Style};
 

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use atelier_sdk::Param;
+use atelier_sdk::v0_1::Param;
 use plugin_classic::raster::Raster;
 use plugin_classic::prompt::Style;
 use plugin_classic::request::{encode_png, masked_bytes_per_pixel, run, Job, MASKED_BYTES_PER_OUTPUT_PIXEL, MEMORY_MB};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use atelier_sdk::Param;
+use atelier_sdk::v0_1::Param;
 use plugin_classic::raster::Raster;
 use plugin_classic::request::{decode, encode_png, run, Done, Job};
 

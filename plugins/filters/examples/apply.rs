@@ -2,7 +2,7 @@
 //! `cargo run -p plugin-filters --release --example apply -- in.png out.png resize:width=800 watermark:text=hi`
 //! Each step is `name` or `name:key=value,key=value`; values are typed by the filter's spec.
 
-use atelier_sdk::{Image, Media, Param, ParamKind, Step, Value};
+use atelier_sdk::v0_1::{Image, Media, Param, ParamKind, Step, Value};
 use plugin_filters::{params, run_chain};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,7 +9,7 @@
 //! catches panics (a panic unwinding out of `extern "C"` aborts the host since Rust 1.81).
 
 use crate::params;
-use atelier_sdk::{Error, FilterInfo, Image, Media, Param, ParamKind, ParamSpec, Step, Value};
+use atelier_sdk::v0_1::{Error, FilterInfo, Image, Media, Param, ParamKind, ParamSpec, Step, Value};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -3,7 +3,7 @@
 //! filled in defaults; `Args` checks again and falls back to the same defaults, so native callers
 //! (tests, benchmarks) get the same behaviour and the same errors.
 
-use atelier_sdk::{Error, FilterInfo, Media, Param, ParamKind, ParamSpec, Value};
+use atelier_sdk::v0_1::{Error, FilterInfo, Media, Param, ParamKind, ParamSpec, Value};
 
 /// Largest width or height a step may ask for (64k keeps `w * h * 4` far from overflow on wasm32).
 pub const MAX_SIDE: i64 = 65_535;

@@ -10,7 +10,7 @@
 pub mod request;
 pub mod status;
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 use provider_common::{decode_token, encode_token, trim_base};
 
 /// The FLUX Kontext backend.

@@ -1,6 +1,6 @@
 //! Request bodies for FLUX.1 Kontext and FLUX.1 Fill, and the checks made before sending them.
 
-use atelier_sdk::{encoding, Error, InputPlan, Param, Params, Request};
+use atelier_sdk::v0_1::{encoding, Error, InputPlan, Param, Params, Request};
 use serde_json::{json, Map, Value};
 
 /// Longest reference side we send; Kontext works at about one megapixel.
@@ -79,7 +79,7 @@ pub fn fill_body(req: &Request) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::Media;
+    use atelier_sdk::v0_1::Media;
 
     fn req(refs: usize, mask: bool, params: Vec<Param>) -> Request {
         Request {

@@ -1,7 +1,7 @@
 //! BFL's answers: the submit response (→ token), `get_result` statuses (→ progress, outcome or
 //! error), and HTTP error mapping.
 
-use atelier_sdk::{excerpt, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, RateLimit, Request, Service, Status, Usage};
+use atelier_sdk::v0_1::{excerpt, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, RateLimit, Request, Service, Status, Usage};
 use provider_common::{map_poll_status, map_status, parse_error_body, token_str};
 use serde_json::{json, Value};
 
@@ -19,7 +19,7 @@ pub fn token_from_submit(body: &Value, endpoint: &str, req: &Request) -> Result<
     let id = body.get("id").and_then(Value::as_str).ok_or_else(|| malformed("`id`"))?;
     let polling_url = body.get("polling_url").and_then(Value::as_str).ok_or_else(|| malformed("`polling_url`"))?;
     let format = req.params.iter().find(|p| p.name == "output_format").and_then(|p| match &p.value {
-        atelier_sdk::Value::Text(t) => Some(t.clone()),
+        atelier_sdk::v0_1::Value::Text(t) => Some(t.clone()),
         _ => None,
     });
     let mut token = json!({
@@ -155,7 +155,7 @@ pub fn sas_expiry_ms(url: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::Param;
+    use atelier_sdk::v0_1::Param;
 
     fn token() -> Value {
         json!({"v":1,"id":"t1","polling_url":"https://api.eu1.bfl.ai/v1/get_result?id=t1","endpoint":"flux-kontext-pro","output_format":"jpeg","seed":42,"cost":4.0})

@@ -1,7 +1,7 @@
 //! The smallest model plugin: it hands the first reference back unchanged, with a note.
 //! Shown in the README as the template for new plugins.
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 
 #[derive(Default)]
 struct Hello;

@@ -4,7 +4,7 @@
 //! the contract's request onto it. One image per call (`max-outputs = 1`): Google rejects
 //! `candidateCount > 1`, so the host fans `-n N` out into N calls.
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 use gemini_protocol::image_models::{ImageFamily, ImageModelSpec};
 use gemini_protocol::image_params::{check_allowed, check_references, edit_request, reference_plan, text_param};
 use gemini_protocol::{Endpoint, image_edit};

@@ -1,10 +1,10 @@
 //! Helpers shared by atelier's provider plugins (seedream, flux-kontext, sora-2).
 //!
 //! Everything here is pure (no host calls), so it is unit-tested natively: provider error
-//! envelopes (read here, then handed to the SDK's one retry table, [`atelier_sdk::retry`]), job
+//! envelopes (read here, then handed to the SDK's one retry table, [`atelier_sdk::v0_1::retry`]), job
 //! tokens, `WxH` sizes.
 
-use atelier_sdk::{excerpt, Error, Service};
+use atelier_sdk::v0_1::{excerpt, Error, Service};
 use serde_json::Value;
 
 /// What a provider said in an error body, whatever envelope it used.

@@ -10,7 +10,7 @@ pub mod request;
 pub mod response;
 pub mod rules;
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 use provider_common::trim_base;
 
 /// The Seedream backend.

@@ -1,7 +1,7 @@
 //! The ModelArk request body, built from an atelier request.
 
 use crate::rules;
-use atelier_sdk::{encoding, sniff, Error, Params, Request};
+use atelier_sdk::v0_1::{encoding, sniff, Error, Params, Request};
 use serde_json::{json, Value};
 
 /// Image formats ModelArk takes as references (4.x).
@@ -113,7 +113,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::{Media, Param};
+    use atelier_sdk::v0_1::{Media, Param};
 
     fn png() -> Vec<u8> {
         let mut p = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();

@@ -1,7 +1,7 @@
 //! Reading ModelArk's answer: images (inline or URL), per-item failures, usage, and error envelopes.
 
 use crate::request::ResponseFormat;
-use atelier_sdk::{Artifact, Body, Download, Error, ImageUsage, ItemFailure, Outcome, ProviderError, Service, Usage};
+use atelier_sdk::v0_1::{Artifact, Body, Download, Error, ImageUsage, ItemFailure, Outcome, ProviderError, Service, Usage};
 use provider_common::{map_status, parse_error_body, parse_wxh};
 
 /// ModelArk as the retry table names it.
@@ -49,7 +49,7 @@ pub fn parse(body: &Value, n: u32, format: ResponseFormat, now_ms: u64) -> Resul
     }
     // A 200 without `data`: images may have been made (and billed) that we cannot see.
     let data = body.get("data").and_then(Value::as_array).ok_or_else(|| {
-        Error::unreadable_submit("ModelArk", 200, &format!("it has no `data` list: {}", atelier_sdk::excerpt(body.to_string().as_bytes(), 300)))
+        Error::unreadable_submit("ModelArk", 200, &format!("it has no `data` list: {}", atelier_sdk::v0_1::excerpt(body.to_string().as_bytes(), 300)))
     })?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut artifacts = Vec::new();
@@ -62,7 +62,7 @@ pub fn parse(body: &Value, n: u32, format: ResponseFormat, now_ms: u64) -> Resul
             continue;
         }
         let body = if let Some(b64) = item.get("b64_json").and_then(Value::as_str) {
-            match atelier_sdk::encoding::base64_decode(b64) {
+            match atelier_sdk::v0_1::encoding::base64_decode(b64) {
                 Ok(bytes) => Body::Inline(bytes),
                 Err(e) => {
                     failures.push(ItemFailure { index, error: malformed(&format!("item {index}: {e}")) });

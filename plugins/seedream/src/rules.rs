@@ -1,6 +1,6 @@
 //! Seedream's documented limits, checked before any call so errors name the allowed values.
 
-use atelier_sdk::{Error, Param, Params};
+use atelier_sdk::v0_1::{Error, Param, Params};
 use provider_common::parse_wxh;
 
 /// Most reference images one request may carry.

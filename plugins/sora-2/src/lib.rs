@@ -13,7 +13,7 @@
 pub mod rules;
 pub mod wire;
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 use provider_common::{decode_token, encode_token, token_str, trim_base};
 
 /// The Sora 2 backend.

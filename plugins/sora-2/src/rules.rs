@@ -1,6 +1,6 @@
 //! Which sizes and durations each Sora model takes, and the checks made before a job is sent.
 
-use atelier_sdk::{Error, Param, Params};
+use atelier_sdk::v0_1::{Error, Param, Params};
 use provider_common::parse_wxh;
 
 /// Sizes Sora 2 takes (portrait first: the API's default is 720x1280).

@@ -1,8 +1,8 @@
 //! OpenAI Videos on the wire: the multipart create body, the video object (→ progress, outcome or
 //! error) and the error envelope (→ [`Error`]).
 
-use atelier_sdk::multipart::Form;
-use atelier_sdk::{excerpt, sniff, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, Service, Status, Usage};
+use atelier_sdk::v0_1::multipart::Form;
+use atelier_sdk::v0_1::{excerpt, sniff, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, Service, Status, Usage};
 use provider_common::{map_poll_status, map_status, parse_error_body, token_str};
 use serde_json::{json, Value};
 
@@ -126,7 +126,7 @@ fn completed(token: &Value, video: &Value) -> Result<Outcome, Error> {
     let base = token_str(token, "base_url")?;
     let url = format!("{base}/v1/videos/{id}/content");
     let headers = vec![
-        ("authorization".to_string(), format!("Bearer {}", atelier_sdk::http::secret("OPENAI_API_KEY"))),
+        ("authorization".to_string(), format!("Bearer {}", atelier_sdk::v0_1::http::secret("OPENAI_API_KEY"))),
         ("accept".to_string(), "application/binary".to_string()),
     ];
     let expires_at_ms = video.get("expires_at").and_then(Value::as_u64).map(|s| s * 1000);

@@ -9,7 +9,7 @@
 mod capabilities;
 mod wire;
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 use capabilities::{ALL_RESOLUTIONS, ASPECTS, VeoSpec, aspect_for, first_frame_size};
 use gemini_protocol::client::{get_json, post_json};
 use gemini_protocol::{Endpoint, ErrorContext};

@@ -1,7 +1,7 @@
 //! HTTP through the host: the host checks the allow-list, injects secrets and caps sizes.
 
-use crate::Error;
-use crate::__bindings::model::atelier::plugin::http as wit;
+use super::Error;
+use super::wit_http as wit;
 
 pub use wit::{HttpError, Request, Response};
 
@@ -40,6 +40,20 @@ impl Request {
         self.body = body;
         self
     }
+    /// The same request with a `multipart/form-data` body (OpenAI's image edits, `/v1/videos`),
+    /// replacing any `content-type` header with the form's (it carries the boundary).
+    pub fn multipart(mut self, form: crate::multipart::Form) -> Self {
+        let (content_type, body) = form.finish();
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        self.headers.push(("content-type".into(), content_type));
+        self.body = body;
+        self
+    }
+    /// The same request with a time limit tighter than the host's.
+    pub fn timeout(mut self, ms: u32) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
     /// Send it.
     pub fn send(&self) -> Result<Response, HttpError> {
         send(self)
@@ -59,7 +73,7 @@ impl Response {
     /// The body parsed as JSON, or a `provider` error quoting what came back.
     pub fn json(&self) -> Result<serde_json::Value, Error> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            Error::Provider(crate::ProviderError {
+            Error::Provider(super::ProviderError {
                 code: format!("{}", self.status),
                 message: format!("the provider answered with malformed JSON ({e}): {}", self.body_excerpt()),
             })
@@ -82,15 +96,9 @@ impl Response {
             ))
         })
     }
-    /// The first 300 characters of the body, for messages ([`crate::retry::excerpt`]).
+    /// The first 300 characters of the body, for messages ([`super::retry::excerpt`]).
     pub fn body_excerpt(&self) -> String {
-        crate::retry::excerpt(&self.body, 300)
-    }
-    /// This non-2xx answer to a submit as an [`Error`], by the one retry table
-    /// ([`Error::from_status`]), quoting the body. Providers with an error envelope parse it
-    /// and call [`Error::from_status`] with its code and message instead.
-    pub fn error_for(&self, service: &crate::retry::Service) -> Error {
-        Error::from_status(service, self.status, retry_after_ms(self), None, &self.body_excerpt())
+        super::retry::excerpt(&self.body, 300)
     }
 }
 
@@ -98,7 +106,7 @@ impl Error {
     /// The provider answered a submit with a 2xx but the answer cannot be read (`what`): the
     /// job may exist at the provider, so the message says so and names what to check.
     pub fn unreadable_submit(provider: &str, status: u16, what: &str) -> Error {
-        Error::Provider(crate::ProviderError {
+        Error::Provider(super::ProviderError {
             code: "unreadable-answer".into(),
             message: format!(
                 "{provider} answered {status} but the answer could not be read: {what}; the job may exist at the provider \
@@ -114,7 +122,7 @@ impl From<HttpError> for Error {
         match e {
             HttpError::Denied(m) => Error::InvalidInput(format!("request denied by the host: {m}")),
             HttpError::Timeout(m) => Error::Unavailable(format!("timed out: {m}")),
-            HttpError::TooLarge(m) => Error::Provider(crate::ProviderError { code: "too-large".into(), message: m }),
+            HttpError::TooLarge(m) => Error::Provider(super::ProviderError { code: "too-large".into(), message: m }),
             HttpError::Connection(m) => Error::Unavailable(format!("could not connect: {m}")),
             HttpError::Invalid(m) => Error::Internal(format!("bad request built by the plugin: {m}")),
         }
@@ -122,9 +130,9 @@ impl From<HttpError> for Error {
 }
 
 /// How long the provider asked to wait, in milliseconds: `retry-after-ms` (OpenAI's), else
-/// `Retry-After` as delta-seconds or an HTTP-date ([`crate::retry::parse_retry_after`]).
+/// `Retry-After` as delta-seconds or an HTTP-date ([`super::retry::parse_retry_after`]).
 pub fn retry_after_ms(resp: &Response) -> Option<u64> {
-    retry_after_ms_at(resp, crate::clock::wall_ms)
+    retry_after_ms_at(resp, super::clock::wall_ms)
 }
 
 /// [`retry_after_ms`] with the current time from `now_ms` (called only for an HTTP-date).
@@ -135,7 +143,7 @@ pub fn retry_after_ms_at(resp: &Response, now_ms: impl FnOnce() -> u64) -> Optio
     let value = resp.header("retry-after")?;
     // Delta-seconds need no clock; only an HTTP-date is counted from now.
     let now = if value.trim().parse::<f64>().is_ok() { 0 } else { now_ms() };
-    crate::retry::parse_retry_after(value, now)
+    super::retry::parse_retry_after(value, now)
 }
 
 #[cfg(test)]
@@ -173,9 +181,11 @@ mod tests {
     }
 
     #[test]
-    fn error_for_uses_the_table() {
-        let s = crate::retry::Service { name: "X", plugin_id: "x", secret: "K" };
-        let r = Response { status: 503, headers: vec![], body: b"<html>busy</html>".to_vec() };
-        assert!(matches!(r.error_for(&s), Error::Unavailable(m) if m.contains("busy")));
+    fn multipart_sets_the_body_and_its_content_type() {
+        let form = crate::multipart::Form::new(1).text("prompt", "a cat");
+        let r = Request::new("POST", "https://x/v1/images/edits").header("authorization", "k").multipart(form);
+        let ct: Vec<&str> = r.headers.iter().filter(|(k, _)| k == "content-type").map(|(_, v)| v.as_str()).collect();
+        assert_eq!(ct, ["multipart/form-data; boundary=atelier-boundary-0000000000000001"]);
+        assert!(String::from_utf8(r.body).unwrap().contains("name=\"prompt\"\r\n\r\na cat\r\n"));
     }
 }

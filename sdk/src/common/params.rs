@@ -1,7 +1,7 @@
 //! Typed access to parameters. The host has already checked kinds, ranges and choices against
 //! `describe()` and filled in defaults, so a missing value means the parameter has no default.
 
-use crate::{Error, Param, Value};
+use super::{Error, Param, Value};
 
 /// Typed look-ups over a parameter list.
 pub trait Params {
@@ -39,7 +39,7 @@ pub trait Params {
         }
     }
     /// `name` as encoded media (a parameter of kind `media`).
-    fn media(&self, name: &str) -> Option<&crate::Media> {
+    fn media(&self, name: &str) -> Option<&super::Media> {
         match self.value(name)? {
             Value::Media(m) => Some(m),
             _ => None,

@@ -13,12 +13,17 @@
 //! | 400, 413, 422 | `invalid-input`, with the provider's message |
 //! | anything else | `provider`, with the provider's code (or the status) and message |
 //!
-//! Provider crates parse their own error envelopes (Google's `error.status`, OpenAI's and Ark's
-//! `error.code`, FastAPI's `detail`) into a code and a message, handle their special cases
-//! (moderation codes, a model id that does not exist), and hand the rest to [`Error::from_status`]
-//! or [`Error::from_poll_status`]. [`excerpt`] is the one way to quote a body in a message.
+//! [`Error::from_response`] (and [`Error::from_poll_response`] for a poll) read the answer's
+//! status, its `Retry-After` and the provider's error envelope ([`ErrorBody::parse`]: Google's
+//! `error.status`, OpenAI's and ModelArk's `error.code`, FastAPI's `detail`, loose
+//! `{"message": ...}`), and apply the table. A plugin handles its provider's special cases first
+//! (moderation codes, a model id that does not exist) and hands the rest over. Providers whose
+//! envelope is none of these parse it themselves and call [`Error::from_status`] with its code and
+//! message. [`excerpt`] is the one way to quote a body in a message.
 
-use crate::{Error, ProviderError, RateLimit};
+use super::http::Response;
+use super::{Error, ProviderError, RateLimit};
+use serde_json::Value as Json;
 
 /// Who answered, for messages: the provider's name, the plugin that called it and the secret it sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,10 +72,90 @@ fn label(status: u16, code: Option<&str>) -> String {
     }
 }
 
+/// What a provider said in an error body, whatever envelope it used.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErrorBody {
+    /// The provider's code (`InvalidParameter`, `model_not_found`, `RESOURCE_EXHAUSTED`), when it gave one.
+    pub code: Option<String>,
+    /// The provider's message (or the body [`excerpt`] when no envelope was recognised); never empty
+    /// unless the body was.
+    pub message: String,
+    /// The offending parameter, when named.
+    pub param: Option<String>,
+    /// The error type (`invalid_request_error`, `BadRequest`, ...), when given.
+    pub kind: Option<String>,
+}
+
+impl ErrorBody {
+    /// Parse the envelopes providers use: Google `{"error":{"code":403,"message","status"}}`
+    /// (the status word is the code), OpenAI / ModelArk `{"error":{"code","message","param","type"}}`,
+    /// FastAPI `{"detail": "..."}` or `{"detail":[{"loc":[...],"msg":"..."}]}`, and the loose
+    /// `{"error":"code","message":"..."}` / `{"message":"..."}` shapes. Anything else: the body excerpt.
+    pub fn parse(body: &[u8]) -> ErrorBody {
+        let fallback = || ErrorBody { message: excerpt(body, 300), ..ErrorBody::default() };
+        let Ok(v) = serde_json::from_slice::<Json>(body) else { return fallback() };
+        let text = |v: &Json| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        if let Some(e) = v.get("error").filter(|e| e.is_object()) {
+            return ErrorBody {
+                // Google puts its word in `status` and the HTTP status in `code`.
+                code: e.get("status").and_then(text).or_else(|| e.get("code").and_then(text)),
+                message: e.get("message").and_then(text).unwrap_or_else(|| excerpt(body, 300)),
+                param: e.get("param").and_then(text),
+                kind: e.get("type").and_then(text),
+            };
+        }
+        if let Some(d) = v.get("detail") {
+            if let Some(s) = d.as_str() {
+                return ErrorBody { message: s.to_string(), ..ErrorBody::default() };
+            }
+            if let Some(items) = d.as_array() {
+                let msgs: Vec<String> = items.iter().map(validation_item).collect();
+                let param = items.first().and_then(|i| i.get("loc")).and_then(|l| l.as_array()).and_then(|l| l.last()).and_then(text);
+                return ErrorBody { message: msgs.join("; "), param, kind: Some("validation".into()), ..ErrorBody::default() };
+            }
+        }
+        let code = v.get("error").and_then(text);
+        match v.get("message").and_then(text) {
+            Some(message) => ErrorBody { code, message, ..ErrorBody::default() },
+            None => match code {
+                Some(c) => ErrorBody { message: c.clone(), code: Some(c), ..ErrorBody::default() },
+                None => fallback(),
+            },
+        }
+    }
+}
+
+/// `body.field: message` for one FastAPI validation item.
+fn validation_item(item: &Json) -> String {
+    let loc = item
+        .get("loc")
+        .and_then(|l| l.as_array())
+        .map(|l| l.iter().map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).collect::<Vec<_>>().join("."))
+        .unwrap_or_default();
+    let msg = item.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
+    if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") }
+}
+
 impl Error {
+    /// The error for a non-2xx answer to a submit (or a cancel): its status, `Retry-After`
+    /// ([`retry_after_ms`](super::http::retry_after_ms)) and error envelope ([`ErrorBody::parse`])
+    /// through the one table ([`Error::from_status`]).
+    pub fn from_response(service: &Service, resp: &Response) -> Error {
+        let e = ErrorBody::parse(&resp.body);
+        Error::from_status(service, resp.status, super::http::retry_after_ms(resp), e.code.as_deref(), &e.message)
+    }
+
+    /// The error for a non-2xx answer to a poll: [`Error::from_response`], except that every 5xx is
+    /// `unavailable` ([`Error::from_poll_status`]). A plugin handles a poll's 404 itself, usually
+    /// with [`Error::not_found_yet`].
+    pub fn from_poll_response(service: &Service, resp: &Response) -> Error {
+        let e = ErrorBody::parse(&resp.body);
+        Error::from_poll_status(service, resp.status, super::http::retry_after_ms(resp), e.code.as_deref(), &e.message)
+    }
+
     /// The error for a non-2xx answer to a submit (or any call that is not a poll), by the table
-    /// in [`crate::retry`]. `code` and `message` are what the provider's envelope said (the body
-    /// [`excerpt`] when it had none); `retry_after_ms` is [`retry_after_ms`](crate::http::retry_after_ms)
+    /// in [`super::retry`]. `code` and `message` are what the provider's envelope said (the body
+    /// [`excerpt`] when it had none); `retry_after_ms` is [`retry_after_ms`](super::http::retry_after_ms)
     /// of the answer, or a delay the body named.
     pub fn from_status(service: &Service, status: u16, retry_after_ms: Option<u64>, code: Option<&str>, message: &str) -> Error {
         let name = service.name;
@@ -300,6 +385,50 @@ mod tests {
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at + 5_000), Some(0), "a date in the past: now");
         assert_eq!(http_date_ms("Wed, 32 Oct 2015 07:28:00 GMT"), None);
         assert_eq!(http_date_ms("Wed, 21 Foo 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn parses_google_openai_ark_and_fastapi_envelopes() {
+        let ark = br#"{"error":{"code":"InvalidParameter","message":"bad size. Request id: 1","param":"size","type":"BadRequest"}}"#;
+        let e = ErrorBody::parse(ark);
+        assert_eq!((e.code.as_deref(), e.param.as_deref(), e.kind.as_deref()), (Some("InvalidParameter"), Some("size"), Some("BadRequest")));
+        let oa = br#"{"error":{"message":"nope","type":"invalid_request_error","param":null,"code":null}}"#;
+        let e = ErrorBody::parse(oa);
+        assert_eq!((e.code, e.message.as_str(), e.param), (None, "nope", None));
+        let google = br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#;
+        let e = ErrorBody::parse(google);
+        assert_eq!((e.code.as_deref(), e.message.as_str()), (Some("RESOURCE_EXHAUSTED"), "Quota exceeded"));
+        let v = br#"{"detail":[{"loc":["body","safety_tolerance"],"msg":"Input should be less than or equal to 6","type":"less_than_equal"}]}"#;
+        let e = ErrorBody::parse(v);
+        assert_eq!(e.message, "body.safety_tolerance: Input should be less than or equal to 6");
+        assert_eq!(e.param.as_deref(), Some("safety_tolerance"));
+        assert_eq!(ErrorBody::parse(br#"{"detail":"Not authenticated"}"#).message, "Not authenticated");
+        let rl = ErrorBody::parse(br#"{"error":"rate_limit_exceeded","message":"Too many"}"#);
+        assert_eq!((rl.code.as_deref(), rl.message.as_str()), (Some("rate_limit_exceeded"), "Too many"));
+        assert_eq!(ErrorBody::parse(b"<html>oops</html>").message, "<html>oops</html>");
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        Response { status, headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body: body.to_vec() }
+    }
+
+    #[test]
+    fn from_response_reads_status_retry_after_and_envelope() {
+        match Error::from_response(&BFL, &answer(429, &[("retry-after", "3")], br#"{"detail":"slow down"}"#)) {
+            Error::RateLimited(r) => assert!(r.retry_after_ms == Some(3000) && r.message.contains("slow down"), "{r:?}"),
+            e => panic!("{e:?}"),
+        }
+        for status in [500, 502, 503, 504] {
+            assert_eq!(kind(&Error::from_response(&BFL, &answer(status, &[], b"busy"))), "unavailable", "HTTP {status}");
+        }
+        match Error::from_response(&BFL, &answer(403, &[], br#"{"error":{"code":"forbidden","message":"bad key"}}"#)) {
+            Error::Unauthorized(m) => assert!(m.contains("BFL_API_KEY") && m.contains("[plugins.flux-kontext.secrets]") && m.contains("bad key"), "{m}"),
+            e => panic!("{e:?}"),
+        }
+        let body = br#"{"error":{"code":"InvalidParameter","message":"m"}}"#;
+        assert!(matches!(Error::from_response(&BFL, &answer(409, &[], body)), Error::Provider(p) if p.code == "InvalidParameter" && p.message.ends_with(": m")));
+        assert_eq!(kind(&Error::from_response(&BFL, &answer(501, &[], b"{}"))), "provider");
+        assert_eq!(kind(&Error::from_poll_response(&BFL, &answer(501, &[], b"{}"))), "unavailable");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Builders for the records plugins hand back most often.
 
-use crate::{
+use super::{
     Artifact, Body, Error, ImageUsage, Media, ModelInfo, Outcome, ParamKind, ParamSpec, Task, Usage,
     Value,
 };

@@ -13,7 +13,7 @@
 //!   can report `URL/cancelled/token-BYTES`);
 //! - `error` — an invalid-input error full of escapes, after logging one such line.
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 
 /// Clears the screen, moves home, returns the carriage, forges a line, overrides the text
 /// direction: what a terminal must never receive raw from a plugin.

@@ -14,7 +14,7 @@
 //! - `prepare-huge` — `prepare` asks for inputs of exactly 2^31 × 2^31;
 //! - `pending:<any of the above>` — `submit` goes pending and `poll` returns that outcome.
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 
 /// A real 1×1 RGBA PNG.
 const PNG: &[u8] = &[

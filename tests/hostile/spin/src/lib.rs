@@ -1,7 +1,7 @@
 //! Hostile test plugin: `submit` never returns. The host must stop it at the deadline
 //! (`call_timeout_s`) and keep serving other jobs.
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 
 #[derive(Default)]
 struct Spin;

@@ -2,7 +2,7 @@
 //! `unreachable` (`submit`); `poll("recurse")` overflows the stack instead. The host must report a
 //! crash and keep working.
 
-use atelier_sdk::*;
+use atelier_sdk::v0_1::*;
 
 #[derive(Default)]
 struct Trap;
