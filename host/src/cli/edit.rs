@@ -93,6 +93,9 @@ pub struct FilterArgs {
     /// Overwrite an earlier result.
     #[arg(long)]
     force: bool,
+    /// JPEG quality of the output (1–100); other formats ignore it.
+    #[arg(long, value_name = "1-100", default_value_t = imageio::DEFAULT_JPEG_QUALITY, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
     /// Print JSON for scripts.
     #[arg(long)]
     pub(super) json: bool,
@@ -217,10 +220,30 @@ pub async fn filter(cli: &Cli, a: &FilterArgs) -> Result<ExitCode> {
     let max_bytes = imageio::max_input_bytes(rt.settings.limits.max_input_mb);
     let t = std::time::Instant::now();
     let input = a.input.clone();
-    let d = tokio::task::spawn_blocking(move || imageio::read(&input, limits, max_bytes)).await??;
+    // Shrink-on-load: when the chain starts by shrinking, a JPEG is decoded at a reduced DCT
+    // scale and the leading resize finishes the job from there (or is dropped when the decoder
+    // already gave its exact size).
+    let shrink = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (steps_for_size, seen) = (steps.clone(), shrink.clone());
+    let d = tokio::task::spawn_blocking(move || {
+        imageio::read_shrinking(&input, limits, max_bytes, move |w, h| {
+            let target = pipeline::steps::shrink_target(&steps_for_size, w, h);
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = target.map(|t| ((w, h), t));
+            target
+        })
+    })
+    .await??;
     let warnings = d.info.warnings(&a.input.display().to_string());
-    let out = pipeline::steps::run("filter", d.image, &steps).await?;
-    let mut source = json!({"path": a.input.display().to_string(), "sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&d.bytes))});
+    let shrunk = *shrink.lock().unwrap_or_else(|p| p.into_inner());
+    let run_steps = match shrunk {
+        Some((full, target)) => pipeline::steps::after_shrink_on_load(&steps, full, (d.image.width, d.image.height), target),
+        None => steps.clone(),
+    };
+    // The input's hash (for provenance) on the other core while the chain runs.
+    let bytes = d.bytes;
+    let hashing = tokio::task::spawn_blocking(move || hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    let out = pipeline::steps::run("filter", d.image, &run_steps).await?;
+    let mut source = json!({"path": a.input.display().to_string(), "sha256": hashing.await?});
     if !d.info.is_plain() {
         source["decode"] = d.info.to_json();
     }
@@ -229,9 +252,9 @@ pub async fn filter(cli: &Cli, a: &FilterArgs) -> Result<ExitCode> {
         "inputs": [source],
         "output": {"width": out.width, "height": out.height, "mime": mime}, "timings": {"total_ms": t.elapsed().as_millis() as u64},
     });
-    let (dest, when, prov2) = (a.out.clone(), outputs::WhenTaken::from_force(a.force), prov.clone());
+    let (dest, when, prov2, quality) = (a.out.clone(), outputs::WhenTaken::from_force(a.force), prov.clone(), a.quality);
     let sidecar = tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
-        let encoded = if mime == "image/png" { imageio::encode_png(&out, Some(&prov2.to_string()))? } else { imageio::encode(&out, mime)? };
+        let encoded = if mime == "image/png" { imageio::encode_png(&out, Some(&prov2.to_string()))? } else { imageio::encode_with_quality(&out, mime, quality)? };
         // Published only if the name is still free: of two runs to one -o exactly one writes.
         outputs::publish(&dest, &encoded, when, "")?;
         outputs::write_sidecar(&dest, &prov2)

@@ -125,6 +125,59 @@ fn split_params(rest: &str) -> Vec<String> {
     out
 }
 
+/// The upright size a leading `resize` step takes a `width` x `height` picture to, when it
+/// shrinks it in both directions: the decoder may then start smaller (shrink-on-load,
+/// [`imageio::decode_shrinking`]). `None` for anything else, and for `filter=nearest`, whose
+/// blocky result a reduced-scale decode would smooth.
+///
+/// This mirrors the filters plugin's `ResizeOptions::target` (width and/or height, the other side
+/// from the aspect ratio, rounded; or `max` for the longest side); `after_shrink_on_load` then
+/// states the size explicitly, so the step's output size never depends on this copy being right.
+pub fn shrink_target(steps: &[Step], width: u32, height: u32) -> Option<(u32, u32)> {
+    let first = steps.first().filter(|s| s.step.name == "resize")?;
+    let int = |key: &str| {
+        first.step.params.iter().find(|p| p.name == key).and_then(|p| match &p.value {
+            crate::wit_types::Value::Integer(i) => Some(*i),
+            _ => None,
+        })
+    };
+    let nearest = first.step.params.iter().any(|p| p.name == "filter" && matches!(&p.value, crate::wit_types::Value::Text(t) if t == "nearest"));
+    if nearest || width == 0 || height == 0 {
+        return None;
+    }
+    let side = |v: i64| u32::try_from(v).ok().filter(|v| *v > 0);
+    let scaled = |s: u32, num: u32, den: u32| ((s as f64 * num as f64 / den as f64).round() as u32).max(1);
+    let (w, h) = match (int("width"), int("height"), int("max")) {
+        (Some(w), Some(h), None) => (side(w)?, side(h)?),
+        (Some(w), None, None) => (side(w)?, scaled(height, side(w)?, width)),
+        (None, Some(h), None) => (scaled(width, side(h)?, height), side(h)?),
+        (None, None, Some(m)) if width >= height => (side(m)?, scaled(height, side(m)?, width)),
+        (None, None, Some(m)) => (scaled(width, side(m)?, height), side(m)?),
+        _ => return None,
+    };
+    (w < width && h < height).then_some((w, h))
+}
+
+/// The steps to run on a picture decoded at `decoded` instead of its full size `full`, after
+/// [`shrink_target`] gave `target`: the leading `resize` now names the exact `target` size (its
+/// aspect ratio is taken from the full picture, not the rounded smaller one), and is dropped when
+/// the decoder already produced exactly that size (a resize to the size a picture has is the
+/// identity). Unchanged when nothing was shrunk.
+pub fn after_shrink_on_load(steps: &[Step], full: (u32, u32), decoded: (u32, u32), target: (u32, u32)) -> Vec<Step> {
+    if decoded == full || steps.is_empty() {
+        return steps.to_vec();
+    }
+    if decoded == target {
+        return steps[1..].to_vec();
+    }
+    let mut first = steps[0].clone();
+    first.step.params.retain(|p| !matches!(p.name.as_str(), "width" | "height" | "max"));
+    for (name, v) in [("width", target.0), ("height", target.1)] {
+        first.step.params.push(crate::wit_types::Param { name: name.into(), value: crate::wit_types::Value::Integer(v.into()) });
+    }
+    std::iter::once(first).chain(steps[1..].iter().cloned()).collect()
+}
+
 /// Run steps in order; consecutive steps of one component go in one call.
 pub async fn run(job: &str, mut image: Image, steps: &[Step]) -> Result<Image> {
     let mut i = 0;
