@@ -17,6 +17,7 @@ pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod settings;
+pub mod storage;
 pub mod text;
 pub mod wasm;
 pub mod workflow;

@@ -32,6 +32,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// `[registries."host:port"]`: credentials for OCI registries (`atelier plugins install`).
     pub registries: BTreeMap<String, RegistrySettings>,
+    /// `[storage]`: where the server keeps its artifacts (local files unless `url` is set).
+    pub storage: StorageSettings,
     /// The raw document, for sections read by other modules (prices, ...).
     pub raw: toml::Table,
 }
@@ -121,6 +123,33 @@ pub struct JobSettings {
     pub max_backoff_s: Option<f64>,
     /// Where `[jobs]` is written, for messages.
     pub at: String,
+}
+
+/// `[storage]`: `url = "s3://bucket/prefix"` puts the server's artifacts (video content, `url`
+/// results) in an S3-compatible bucket; without it they stay under the state dir.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// `url = "s3://bucket/prefix"`.
+    pub url: Option<String>,
+    /// `endpoint = "http://127.0.0.1:9000"`: an S3-compatible service instead of AWS (path-style).
+    pub endpoint: Option<String>,
+    /// `region = "eu-west-1"` (default `us-east-1`).
+    pub region: Option<String>,
+    /// `access_key_id = "env:VAR"` or `"file:PATH"`.
+    pub access_key_id: Option<SecretSource>,
+    /// `secret_access_key = "env:VAR"` or `"file:PATH"`.
+    pub secret_access_key: Option<SecretSource>,
+    /// `session_token = "env:VAR"` or `"file:PATH"`, for temporary credentials.
+    pub session_token: Option<SecretSource>,
+    /// Where each key is written (`file:line`), by key, for messages; `[storage]` for the section.
+    pub at: BTreeMap<String, String>,
+}
+
+impl StorageSettings {
+    /// Where `key` is written (else the section, else the file), for messages.
+    pub fn at(&self, key: &str) -> String {
+        self.at.get(key).or_else(|| self.at.get("[storage]")).cloned().unwrap_or_else(|| "atelier.toml".into())
+    }
 }
 
 /// `[plugins.<id>]`.
@@ -245,6 +274,9 @@ impl Settings {
         }
         if let Some(r) = raw.get("registries") {
             s.registries = parse_registries(r, &|k| at(k))?;
+        }
+        if let Some(st) = raw.get("storage") {
+            s.storage = parse_storage(st, text, &shown)?;
         }
         if let Some(plugins) = raw.get("plugins") {
             let plugins = plugins.as_table().ok_or_else(|| anyhow::anyhow!("{}: `plugins` must be a table", at("plugins")))?;
@@ -403,6 +435,66 @@ fn parse_jobs(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<JobSetting
         }
     }
     Ok(j)
+}
+
+/// `[storage]`: `url` (`s3://bucket/prefix`), `endpoint`, `region`, and the credentials as
+/// `env:`/`file:` sources (never the secret itself). Unknown keys are refused.
+fn parse_storage(v: &toml::Value, text: &str, shown: &str) -> Result<StorageSettings> {
+    const KEYS: &str = "url, endpoint, region, access_key_id, secret_access_key and session_token";
+    let mut s = StorageSettings::default();
+    // Lines of the section's own keys: `url` alone would also match a plugin's `base_url`.
+    let mut in_section = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_section = t == "[storage]";
+            if in_section {
+                s.at.insert("[storage]".into(), format!("{shown}:{}", i + 1));
+            }
+        } else if in_section && let Some((k, _)) = t.split_once('=') {
+            s.at.entry(k.trim().to_string()).or_insert_with(|| format!("{shown}:{}", i + 1));
+        }
+    }
+    let t = v.as_table().ok_or_else(|| anyhow::anyhow!("{}: `storage` must be a table ([storage])", s.at("storage")))?;
+    for (k, v) in t {
+        let here = s.at(k);
+        let text = v.as_str().ok_or_else(|| anyhow::anyhow!("{here}: [storage] {k} must be a string"))?;
+        match k.as_str() {
+            "url" => {
+                let Some(rest) = text.strip_prefix("s3://") else {
+                    bail!("{here}: [storage] url = \"{text}\" is not an object store URL; write url = \"s3://bucket/prefix\" (or remove it to keep artifacts under the state dir)");
+                };
+                let bucket = rest.split('/').next().unwrap_or_default();
+                if bucket.len() < 3 {
+                    bail!("{here}: [storage] url = \"{text}\": name the bucket (at least 3 characters), e.g. url = \"s3://atelier-artifacts/prod\"");
+                }
+                s.url = Some(text.trim_end_matches('/').to_string());
+            }
+            "endpoint" => {
+                if !(text.starts_with("http://") || text.starts_with("https://")) {
+                    bail!("{here}: [storage] endpoint = \"{text}\" must be an http:// or https:// URL, e.g. endpoint = \"https://s3.eu-west-1.example\"");
+                }
+                s.endpoint = Some(text.trim_end_matches('/').to_string());
+            }
+            "region" => s.region = Some(text.to_string()),
+            "access_key_id" | "secret_access_key" | "session_token" => {
+                let src = SecretSource::parse(text).with_context(|| format!("{here}: [storage] {k} (a credential is never written in the file itself)"))?;
+                match k.as_str() {
+                    "access_key_id" => s.access_key_id = Some(src),
+                    "secret_access_key" => s.secret_access_key = Some(src),
+                    _ => s.session_token = Some(src),
+                }
+            }
+            other => bail!("{here}: [storage] has no setting `{other}`; the settings are {KEYS}"),
+        }
+    }
+    if s.url.is_none() && !t.is_empty() {
+        bail!("{}: [storage] has settings but no url; add url = \"s3://bucket/prefix\" (or remove the section to keep artifacts under the state dir)", s.at("[storage]"));
+    }
+    if s.access_key_id.is_some() != s.secret_access_key.is_some() {
+        bail!("{}: [storage] needs both access_key_id and secret_access_key (or neither, for the machine's own role)", s.at(if s.access_key_id.is_some() { "access_key_id" } else { "secret_access_key" }));
+    }
+    Ok(s)
 }
 
 /// `[registries."host:port"]`: `username` + `password`, or `token`; secrets as `env:`/`file:`.
@@ -601,6 +693,24 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("poll_failures = 20"), "{e:#}");
         let e = Settings::parse("[jobs]\npoll_failure = 3\n", None).unwrap_err();
         assert!(format!("{e:#}").contains("no setting `poll_failure`"), "{e:#}");
+    }
+
+    #[test]
+    fn reads_the_storage_section() {
+        let text = "[plugins.x]\nbase_url = \"https://a\"\n[storage]\nurl = \"s3://atelier-art/prod/\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"env:K\"\nsecret_access_key = \"file:/run/s\"\n";
+        let s = Settings::parse(text, Some(Path::new("a.toml"))).unwrap();
+        assert_eq!(s.storage.url.as_deref(), Some("s3://atelier-art/prod"));
+        assert_eq!(s.storage.secret_access_key, Some(SecretSource::File("/run/s".into())));
+        assert_eq!(s.storage.at("url"), "a.toml:5", "the section's own url, not the plugin's base_url");
+        assert_eq!(Settings::parse("", None).unwrap().storage, StorageSettings::default());
+        let e = Settings::parse("[storage]\nurl = \"s3://b\"\n", Some(Path::new("a.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("at least 3"), "{e:#}");
+        let e = Settings::parse("[storage]\nurl = \"s3://bkt\"\nsecret_access_key = \"hunter2\"\n", Some(Path::new("a.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("a.toml:3") && format!("{e:#}").contains("env:VAR"), "{e:#}");
+        let e = Settings::parse("[storage]\nurl = \"s3://bkt\"\nbucket = \"x\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("no setting `bucket`"), "{e:#}");
+        let e = Settings::parse("[storage]\nurl = \"s3://bkt\"\naccess_key_id = \"env:K\"\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("both access_key_id and secret_access_key"), "{e:#}");
     }
 
     #[test]

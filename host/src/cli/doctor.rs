@@ -82,6 +82,16 @@ pub async fn run(cli: &Cli, _a: &DoctorArgs) -> Result<ExitCode> {
             problems.push(format!("{e:#}").replace('\n', " "));
         }
     }
+    // `[storage]`: the bucket `atelier serve` keeps artifacts in must exist and take writes.
+    if settings.storage.url.is_some() {
+        match atelier::storage::ArtifactStore::open(&settings.storage, std::path::Path::new(".")) {
+            Ok(store) => match store.check().await {
+                Ok(()) => println!("storage: artifacts go to {}", store.location()),
+                Err(e) => problems.push(format!("{e:#}").replace('\n', " ")),
+            },
+            Err(e) => problems.push(format!("{e:#}").replace('\n', " ")),
+        }
+    }
     let n = rt.plugins().count();
     if problems.is_empty() {
         println!("ok: {} plugin(s) loaded from {}; config {}; no problems found", n,

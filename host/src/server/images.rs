@@ -216,11 +216,19 @@ async fn answer(base: &str, s: &mut Scratch, r: &EditResult, url: bool) -> ApiRe
     let mut outputs: Vec<_> = r.outputs.iter().filter(|o| o.mime.starts_with("image/")).collect();
     outputs.sort_by_key(|o| o.index);
     let data: Vec<Value> = if url {
-        // Results sit in `<request>/out/`; the URL names the request and the file.
-        outputs
-            .iter()
-            .map(|o| json!({"url": format!("{base}/v1/images/files/{}/{}", s.id, o.path.file_name().and_then(|n| n.to_str()).unwrap_or_default())}))
-            .collect()
+        // Results sit in `images/<request>/out/` of the artifact store (the state dir, or the
+        // bucket: then any front end serves them); the URL names the request and the file.
+        let mut data = vec![];
+        for o in &outputs {
+            let name = o.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let key = format!("images/{}/out/{name}", s.id);
+            let size = s.app.artifacts.publish(&key, &o.path).await.map_err(|e| ApiError::internal(format!("cannot store the result: {e:#}")))?;
+            if s.app.artifacts.is_remote() {
+                tracing::info!(target: "atelier::server", "{}: stored {key} ({size} bytes) in {}", s.id, s.app.artifacts.location());
+            }
+            data.push(json!({"url": format!("{base}/v1/images/files/{}/{name}", s.id)}));
+        }
+        data
     } else {
         let paths: Vec<PathBuf> = outputs.iter().map(|o| o.path.clone()).collect();
         // Reading and base64 of big results is codec work: the blocking pool.
@@ -236,7 +244,8 @@ async fn answer(base: &str, s: &mut Scratch, r: &EditResult, url: bool) -> ApiRe
         .await
         .map_err(|e| ApiError::internal(format!("encoding the results stopped: {e}")))??
     };
-    s.keep = url;
+    // Kept on disk only when the disk is where `url` results are served from.
+    s.keep = url && !s.app.artifacts.is_remote();
     for f in &r.failures {
         tracing::warn!(target: "atelier::server", "{}: one output failed: {f}", s.id);
     }
@@ -380,15 +389,17 @@ pub async fn file(State(app): State<Arc<App>>, Path((request, name)): Path<(Stri
     if !safe(&request) || !request.starts_with("img_") || !safe(&name) || !name.ends_with(".png") {
         return gone();
     }
-    let path = app.dir.join("images").join(&request).join("out").join(&name);
-    let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age < app.keep_results);
-    if !fresh {
+    let key = format!("images/{request}/out/{name}");
+    let a = match app.artifacts.read(&key).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return gone(),
+        Err(e) => return ApiError::internal(format!("cannot read the result: {e:#}")).into_response(),
+    };
+    if !a.modified.elapsed().is_ok_and(|age| age < app.keep_results) {
         return gone();
     }
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "image/png")], bytes).into_response(),
-        Err(_) => gone(),
-    }
+    let headers = [(axum::http::header::CONTENT_TYPE, "image/png".to_string()), (axum::http::header::CONTENT_LENGTH, a.size.to_string())];
+    (headers, axum::body::Body::from_stream(a.stream)).into_response()
 }
 
 /// Delete `url` results, and what failed or interrupted requests left (their folders and their
@@ -401,6 +412,12 @@ pub fn start_janitor(app: &Arc<App>) {
         loop {
             let b = a.clone();
             let _ = tokio::task::spawn_blocking(move || sweep(&b)).await;
+            // `url` results in a bucket expire there too (every front end sweeps; deletes are idempotent).
+            if a.artifacts.is_remote()
+                && let Err(e) = a.artifacts.delete_older_than("images", a.keep_results).await
+            {
+                tracing::warn!(target: "atelier::server", "cannot remove expired results: {e:#}");
+            }
             tokio::time::sleep(every).await;
         }
     });

@@ -64,6 +64,8 @@ pub struct App {
     pub store: Arc<store::Store>,
     /// `<state dir>/server`: uploads, results, videos.
     pub dir: PathBuf,
+    /// Where video content and `url` results are kept and served from (`[storage]`).
+    pub artifacts: Arc<crate::storage::ArtifactStore>,
     /// Request counters.
     pub metrics: metrics::Metrics,
     /// `describe()` answers.
@@ -181,6 +183,10 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
     let store = Arc::new(store::Store::open(&state_dir)?);
     let dir = state_dir.join("server");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}; check --state-dir", dir.display()))?;
+    // Checked before any job is accepted or resumed: a wrong bucket fails the start, naming the line.
+    let artifacts = Arc::new(crate::storage::ArtifactStore::open(&rt.settings.storage, &dir)?);
+    artifacts.check().await?;
+    tracing::info!(target: "atelier::server", "artifacts: {}", artifacts.location());
     let (cancel, rx) = tokio::sync::watch::channel(false);
     let events = videos::progress_events(db.clone(), store.clone(), dir.join("videos"));
     let runner = Arc::new(Runner::new(db, rx).with_events(Arc::new(move |e: RunnerEvent| events(e))));
@@ -199,6 +205,7 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
         runner,
         store,
         dir,
+        artifacts,
         metrics: Default::default(),
         models: Default::default(),
         max_body,

@@ -189,7 +189,7 @@ async fn run_pipeline(app: &App, id: &str, req: &EditRequest) {
     };
     match r {
         Ok(r) => match r.outputs.first() {
-            Some(o) => completed(app, id, o),
+            Some(o) => completed(app, id, o).await,
             None => failed(app, id, "video_generation_failed", &r.failures.join("; ")),
         },
         Err(e) => {
@@ -223,7 +223,7 @@ async fn poll_stalled(app: &App, id: &str, mut err: anyhow::Error) -> anyhow::Re
                 let files = finish_job(&app.rt, &j.plan, &outcome, true).await?;
                 app.runner.db.set_outputs(&j.id, &serde_json::to_value(&files)?)?;
                 match files.first() {
-                    Some(f) => completed(app, id, f),
+                    Some(f) => completed(app, id, f).await,
                     None => failed(app, id, "video_generation_failed", "the job finished without a video"),
                 }
                 return Ok(());
@@ -250,8 +250,31 @@ async fn estimate_progress(app: &App, id: &str, model: &str) -> std::convert::In
     }
 }
 
-fn completed(app: &App, id: &str, o: &OutputFile) {
-    tracing::info!(target: "atelier::server", "{id}: completed ({})", o.path.display());
+/// The artifact key of a video's file: `videos/<id>/<file name>`, the same on every front end.
+fn content_key(id: &str, file: &std::path::Path) -> String {
+    format!("videos/{id}/{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("video"))
+}
+
+/// The video is made: its file goes to the artifact store (`[storage]`), then the video is
+/// `completed`, so every front end can serve it from then on. A file the store does not take is
+/// kept on disk and the video fails with where it is: it was made (and maybe billed), so it is
+/// never silently dropped.
+async fn completed(app: &App, id: &str, o: &OutputFile) {
+    let key = content_key(id, &o.path);
+    match app.artifacts.publish(&key, &o.path).await {
+        Ok(size) if app.artifacts.is_remote() => {
+            tracing::info!(target: "atelier::server", "{id}: stored {key} ({size} bytes) in {}", app.artifacts.location());
+            // The bucket holds it now; the front end's disk need not.
+            let _ = tokio::fs::remove_file(&o.path).await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let msg = format!("the video was made but could not be stored ({e:#}); the server's operator has it at {}", o.path.display());
+            tracing::error!(target: "atelier::server", "{id}: {msg}");
+            return failed(app, id, "storage_error", &msg);
+        }
+    }
+    tracing::info!(target: "atelier::server", "{id}: completed ({key})");
     if let Err(e) = app.store.set_completed(id, &o.job, &o.path, &o.mime, now_s()) {
         tracing::error!(target: "atelier::server", "{id}: cannot record completion: {e:#}");
     }
@@ -336,8 +359,14 @@ pub async fn delete(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
         }
     };
     // The record is gone (nobody can reach the video any more); now its bytes: the server's copy
-    // and the raw artifact the job downloaded. The job's row stays in jobs.sqlite as the operator's
-    // record of what was sent and billed.
+    // (in the bucket too, with [storage]) and the raw artifact the job downloaded. The job's row
+    // stays in jobs.sqlite as the operator's record of what was sent and billed.
+    if app.artifacts.is_remote()
+        && let Err(e) = app.artifacts.delete_under(&format!("videos/{}", v.id)).await
+    {
+        tracing::error!(target: "atelier::server", "{id}: deleted, but its content could not be removed from the store: {e:#}");
+        return Err(ApiError::internal(format!("video {id} is deleted from the server's records, but its content could not be removed from the artifact store ({e:#}); the server's operator must remove videos/{id}/ there by hand")));
+    }
     let mut dirs = vec![app.dir.join("videos").join(&v.id)];
     dirs.extend(v.job.as_deref().map(|j| app.runner.db.job_dir(j)));
     for d in dirs {
@@ -376,11 +405,15 @@ pub async fn content(
     let (Some(path), Some(mime)) = (v.output, v.mime) else {
         return Err(ApiError::internal(format!("video {id} is completed but has no file on record")));
     };
-    // Streamed from disk: a video can be hundreds of MiB, and many may be downloaded at once.
-    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::internal(format!("{}: cannot read the video: {e}", path.display())))?;
-    let len = file.metadata().await.map_err(|e| ApiError::internal(format!("{}: cannot read the video: {e}", path.display())))?.len();
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
-    Ok(([(axum::http::header::CONTENT_TYPE, mime), (axum::http::header::CONTENT_LENGTH, len.to_string())], body).into_response())
+    // Streamed through this server from the artifact store (disk or bucket), never read whole: a
+    // video can be hundreds of MiB, and many may be downloaded at once. Not a presigned URL: the
+    // bucket's endpoint may not be reachable from the caller, and this keeps one address and the
+    // owner check on every download.
+    let key = content_key(&id, &path);
+    let a = app.artifacts.read(&key).await.map_err(|e| ApiError::internal(format!("cannot read the video: {e:#}")))?;
+    let a = a.ok_or_else(|| ApiError::internal(format!("video {id} is completed but {key} is missing from {}", app.artifacts.location())))?;
+    let body = axum::body::Body::from_stream(a.stream);
+    Ok(([(axum::http::header::CONTENT_TYPE, mime), (axum::http::header::CONTENT_LENGTH, a.size.to_string())], body).into_response())
 }
 
 /// Pick up every unfinished video: poll what the provider accepted, finish what is done, run again
@@ -437,7 +470,7 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
         }
         JobState::Done => {
             if let Some(files) = j.outputs.clone().and_then(|o| serde_json::from_value::<Vec<OutputFile>>(o).ok()).filter(|f| !f.is_empty()) {
-                completed(app, &row.id, &files[0]);
+                completed(app, &row.id, &files[0]).await;
                 return Ok(());
             }
             serde_json::from_value(j.outcome.clone().unwrap_or_default())?
@@ -470,7 +503,7 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
     let files = finish_job(&app.rt, &j.plan, &outcome, true).await?;
     db.set_outputs(&j.id, &serde_json::to_value(&files)?)?;
     match files.first() {
-        Some(f) => completed(app, &row.id, f),
+        Some(f) => completed(app, &row.id, f).await,
         None => failed(app, &row.id, "video_generation_failed", "the job finished without a video"),
     }
     Ok(())
