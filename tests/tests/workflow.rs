@@ -74,6 +74,16 @@ fn offline_recipe_runs_end_to_end_resumes_as_a_no_op_and_reruns_bit_for_bit() {
     let o = env.run(&["rerun", side.to_str().unwrap(), "-o", env.path("again").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("CHANGED") && err.contains("coffee.png"), "{err}");
+
+    // run.json says which plugin version (and contract) ran each stage.
+    assert!(state["stages"].as_array().unwrap().iter().all(|s| s["plugin_version"].is_string() && s["plugin_contract"].is_string()), "{state}");
+    // An output made by another version of the plugin is re-run with a warning saying so.
+    let mut made = json(&std::fs::read_to_string(&side).unwrap());
+    made["plugin_version"] = "0.0.1".into();
+    std::fs::write(&side, made.to_string()).unwrap();
+    let o = env.run(&["rerun", side.to_str().unwrap(), "-o", env.path("again").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("is now version") && err.contains("made by version 0.0.1"), "{err}");
 }
 
 #[test]

@@ -254,7 +254,19 @@ pub async fn rerun(cli: &Cli, a: &RerunArgs) -> Result<ExitCode> {
     let rt = cli.runtime()?;
     let max_mb = rt.settings.limits.max_input_mb;
     let prov = rerun::read_provenance(&a.provenance, max_mb)?;
-    let plan = rerun::plan(&prov, &RerunOptions { provenance: a.provenance.clone(), sets: a.sets.clone(), out_dir: a.out.clone(), max_input_mb: Some(max_mb) })?;
+    let mut plan = rerun::plan(&prov, &RerunOptions { provenance: a.provenance.clone(), sets: a.sets.clone(), out_dir: a.out.clone(), max_input_mb: Some(max_mb) })?;
+    // The same engine, but not the same plugin build: the output may not be reproducible.
+    if prov["engine"].as_str() == Some(plan.request.model.as_str())
+        && let (Some(was), Ok(plugin)) = (prov["plugin_version"].as_str(), rt.plugin(&plan.request.model))
+        && plugin.manifest.version != was
+    {
+        plan.warnings.push(format!(
+            "`{}` is now version {} but the output was made by version {}: the result may differ",
+            plan.request.model,
+            plugin.manifest.version,
+            atelier::text::printable(was)
+        ));
+    }
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }

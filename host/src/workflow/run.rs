@@ -217,6 +217,8 @@ pub async fn run(rt: &Runtime, runner: &Runner, opts: &RunOptions, on: &(dyn Fn(
                     fingerprint: s.fingerprint.clone(),
                     prompt: String::new(),
                     model: None,
+                    plugin_version: None,
+                    plugin_contract: None,
                     runs: vec![],
                     candidates: vec![],
                     picked: vec![],
@@ -252,6 +254,21 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Record which plugin version runs a stage; on a resume, warn when it is not the version that
+    /// made the stage's earlier runs (those are kept; the runs still to do come from this one).
+    fn record_plugin(&self, ss: &mut StageState) {
+        let Ok(plugin) = self.rt.plugin(&ss.engine) else { return };
+        let (version, contract) = (plugin.manifest.version.clone(), plugin.manifest.contract.clone());
+        if let Some(was) = ss.plugin_version.as_ref().filter(|was| **was != version) {
+            (self.on)(Event::Warning(format!(
+                "stage `{}`: engine `{}` is now version {version} (contract {contract}) but its earlier runs were made by version {was}: the runs still to do may differ",
+                ss.name, ss.engine
+            )));
+        }
+        ss.plugin_version = Some(version);
+        ss.plugin_contract = Some(contract);
+    }
+
     async fn stages(&mut self, state: &mut RunState, pick_arg: &mut Option<String>) -> Result<(RunStatus, Option<String>)> {
         let total = self.r.stages.len();
         let dir_shown = self.dir.display().to_string();
@@ -287,6 +304,7 @@ impl Ctx<'_> {
                 _ => {}
             }
             prev_prompt = Some(prompt.clone());
+            self.record_plugin(&mut state.stages[i]);
             // The pictures of each run: source (one per picked candidate) + references.
             let sources: Vec<(String, Vec<PathBuf>)> = match self.r.source(i) {
                 Source::Input => vec![(outputs::safe_stem(&self.inputs[0]), self.inputs.to_vec())],

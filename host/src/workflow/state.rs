@@ -77,6 +77,12 @@ pub struct StageState {
     pub prompt: String,
     /// Provider model id (once known).
     pub model: Option<String>,
+    /// The engine plugin's version when the stage ran (so a resume can say it changed since).
+    #[serde(default)]
+    pub plugin_version: Option<String>,
+    /// The engine plugin's contract version when the stage ran.
+    #[serde(default)]
+    pub plugin_contract: Option<String>,
     /// One per source picture (several when the stage before fanned out).
     pub runs: Vec<RunRecord>,
     /// Every output of every run, numbered 1.. in this order (what `pick` counts).
