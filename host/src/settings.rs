@@ -701,7 +701,7 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
         let s = Settings::parse(text, Some(Path::new("a.toml"))).unwrap();
         assert_eq!(s.storage.url.as_deref(), Some("s3://atelier-art/prod"));
         assert_eq!(s.storage.secret_access_key, Some(SecretSource::File("/run/s".into())));
-        assert_eq!(s.storage.at("url"), "a.toml:5", "the section's own url, not the plugin's base_url");
+        assert_eq!(s.storage.at("url"), "a.toml:4", "the section's own url, not the plugin's base_url");
         assert_eq!(Settings::parse("", None).unwrap().storage, StorageSettings::default());
         let e = Settings::parse("[storage]\nurl = \"s3://b\"\n", Some(Path::new("a.toml"))).unwrap_err();
         assert!(format!("{e:#}").contains("a.toml:2") && format!("{e:#}").contains("at least 3"), "{e:#}");
