@@ -1,7 +1,8 @@
 //! `[storage] url = "s3://bucket/prefix"` against a real S3-compatible server (moto, on a free
 //! loopback port): video content and `url` results go to the bucket and are served back from it
 //! byte for byte, big artifacts go up in parts and stream back, a missing bucket stops
-//! `atelier serve` (and shows in `atelier doctor`) naming the line to fix.
+//! `atelier serve` (and shows in `atelier doctor`) naming the line to fix; without `[storage]`,
+//! video content stays a file under the state dir.
 //!
 //! Without moto the tests print SKIPPED (with CI set they fail with the install command).
 
@@ -62,6 +63,50 @@ async fn get(url: &str) -> reqwest::Response {
     reqwest::Client::new().get(url).bearer_auth(ALICE).send().await.unwrap()
 }
 
+/// Make one sora-2 video on the emulator through the server; its id once completed.
+async fn make_video(b: &str) -> String {
+    let frame = png(64, 36);
+    let (s, v) = post_form(b, "/v1/videos", &[("model", None, b"sora-2"), ("prompt", None, b"the cup spins"), ("input_reference", Some("frame.png"), &frame)]).await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        let v: Value = get(&format!("{b}/v1/videos/{id}")).await.json().await.unwrap();
+        if matches!(v["status"].as_str(), Some("completed" | "failed")) {
+            assert_eq!(v["status"], "completed", "{v}");
+            return id;
+        }
+        assert!(t.elapsed() < Duration::from_secs(180), "video still {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The operator config for sora-2 on the emulator (key in a file) after `base`.
+fn sora(emu: &Emu, dir: &Path, base: &str) -> String {
+    std::fs::write(dir.join("openai.key"), "emu-openai-key").unwrap();
+    format!("{base}{}[plugins.sora-2.secrets]\nOPENAI_API_KEY = \"file:{}\"\n", emu.config_for(&["sora-2"], ""), dir.join("openai.key").display())
+}
+
+#[test]
+fn without_storage_video_content_stays_under_the_state_dir() {
+    let emu = Emu::start();
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alice.token"), ALICE).unwrap();
+        let base = format!("[server]\ntokens = {{ alice = \"file:{}\" }}\n", dir.path().join("alice.token").display());
+        let state = dir.path().join("state");
+        let srv = start(&["sora-2", "filters"], &sora(&emu, dir.path(), &base), &state).await.unwrap();
+        let b = format!("http://{}", srv.addr);
+        let id = make_video(&b).await;
+        let on_disk = std::fs::read(state.join("server/videos").join(&id).join("video.mp4")).expect("the video is a file under the state dir");
+        let r = get(&format!("{b}/v1/videos/{id}/content")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-length"].to_str().unwrap(), on_disk.len().to_string());
+        assert!(r.bytes().await.unwrap()[..] == on_disk[..], "served byte for byte from the file");
+        srv.stop().await;
+    });
+}
+
 #[test]
 fn video_content_is_stored_in_the_bucket_and_served_back_byte_identical() {
     let Some(moto) = Moto::start() else { return };
@@ -69,35 +114,11 @@ fn video_content_is_stored_in_the_bucket_and_served_back_byte_identical() {
     tokio_rt().block_on(async {
         moto.create_bucket("atelier-videos").await;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("openai.key"), "emu-openai-key").unwrap();
-        let cfg = format!(
-            "{}{}[plugins.sora-2.secrets]\nOPENAI_API_KEY = \"file:{}\"\n",
-            config(dir.path(), &moto, "atelier-videos"),
-            emu.config_for(&["sora-2"], ""),
-            dir.path().join("openai.key").display()
-        );
+        let cfg = sora(&emu, dir.path(), &config(dir.path(), &moto, "atelier-videos"));
         let state = dir.path().join("state");
         let srv = start(&["sora-2", "filters"], &cfg, &state).await.unwrap();
         let b = format!("http://{}", srv.addr);
-        let frame = png(64, 36);
-        let (s, v) = post_form(&b, "/v1/videos", &[
-            ("model", None, b"sora-2"),
-            ("prompt", None, b"the cup spins"),
-            ("input_reference", Some("frame.png"), &frame),
-        ])
-        .await;
-        assert_eq!(s, 200, "{v}");
-        let id = v["id"].as_str().unwrap().to_string();
-        let t = Instant::now();
-        let done = loop {
-            let v: Value = get(&format!("{b}/v1/videos/{id}")).await.json().await.unwrap();
-            if matches!(v["status"].as_str(), Some("completed" | "failed")) {
-                break v;
-            }
-            assert!(t.elapsed() < Duration::from_secs(180), "video still {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(done["status"], "completed", "{done}");
+        let id = make_video(&b).await;
 
         // In the bucket under the prefix, and no longer on the front end's disk.
         let keys = moto.keys("atelier-videos", &format!("prod/videos/{id}/")).await;
@@ -115,8 +136,7 @@ fn video_content_is_stored_in_the_bucket_and_served_back_byte_identical() {
         assert_eq!(served.len(), length);
         assert!(served[..] == stored[..], "served byte for byte from the bucket");
 
-        // A second front end on another state dir (same bucket) serves nothing it does not own
-        // in its records, so the bucket is checked here through DELETE on the first: gone there too.
+        // DELETE removes it from the bucket too.
         let r = reqwest::Client::new().delete(format!("{b}/v1/videos/{id}")).bearer_auth(ALICE).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(moto.keys("atelier-videos", &format!("prod/videos/{id}/")).await.is_empty(), "DELETE removes the content from the bucket");
