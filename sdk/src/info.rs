@@ -195,6 +195,17 @@ impl ParamSpec {
         assert!(fits, "ParamSpec `{}`: the default does not fit the parameter's type or choices", self.name);
         self
     }
+    /// The declared default as a [`Value`], when there is one.
+    pub fn default_value(&self) -> Option<Value> {
+        match &self.type_ {
+            ParamType::Boolean(d) => d.map(Value::Boolean),
+            ParamType::Integer(s) => s.default.map(Value::Integer),
+            ParamType::Number(s) => s.default.map(Value::Number),
+            ParamType::Text(s) => s.default.clone().map(Value::Text),
+            ParamType::Choice(s) => s.default.clone().map(Value::Text),
+            ParamType::Media => None,
+        }
+    }
     /// The same text parameter, limited to `bytes` bytes.
     pub fn max_len(mut self, bytes: u32) -> Self {
         if let ParamType::Text(s) = &mut self.type_ {

@@ -125,6 +125,17 @@ impl ErrorBody {
     }
 }
 
+impl ErrorBody {
+    /// This body's code and message through the table for a submit ([`Error::from_status`]).
+    pub fn to_error(&self, service: &Service, status: u16, retry_after_ms: Option<u64>) -> Error {
+        Error::from_status(service, status, retry_after_ms, self.code.as_deref(), &self.message)
+    }
+    /// This body's code and message through the table for a poll ([`Error::from_poll_status`]).
+    pub fn to_poll_error(&self, service: &Service, status: u16, retry_after_ms: Option<u64>) -> Error {
+        Error::from_poll_status(service, status, retry_after_ms, self.code.as_deref(), &self.message)
+    }
+}
+
 /// `body.field: message` for one FastAPI validation item.
 fn validation_item(item: &Json) -> String {
     let loc = item
@@ -141,16 +152,14 @@ impl Error {
     /// ([`retry_after_ms`](super::http::retry_after_ms)) and error envelope ([`ErrorBody::parse`])
     /// through the one table ([`Error::from_status`]).
     pub fn from_response(service: &Service, resp: &Response) -> Error {
-        let e = ErrorBody::parse(&resp.body);
-        Error::from_status(service, resp.status, super::http::retry_after_ms(resp), e.code.as_deref(), &e.message)
+        ErrorBody::parse(&resp.body).to_error(service, resp.status, super::http::retry_after_ms(resp))
     }
 
     /// The error for a non-2xx answer to a poll: [`Error::from_response`], except that every 5xx is
     /// `unavailable` ([`Error::from_poll_status`]). A plugin handles a poll's 404 itself, usually
     /// with [`Error::not_found_yet`].
     pub fn from_poll_response(service: &Service, resp: &Response) -> Error {
-        let e = ErrorBody::parse(&resp.body);
-        Error::from_poll_status(service, resp.status, super::http::retry_after_ms(resp), e.code.as_deref(), &e.message)
+        ErrorBody::parse(&resp.body).to_poll_error(service, resp.status, super::http::retry_after_ms(resp))
     }
 
     /// The error for a non-2xx answer to a submit (or any call that is not a poll), by the table
