@@ -2,7 +2,7 @@
 //! limits checked before any pixel is decoded, the EXIF orientation applied and an embedded colour
 //! profile converted to sRGB; encoding with provenance.
 
-use crate::wit_types::Image;
+use crate::types::Image;
 use anyhow::{Context, Result, bail};
 use image::metadata::Orientation;
 use serde::Serialize;

@@ -19,9 +19,9 @@ pub mod server;
 pub mod settings;
 pub mod storage;
 pub mod text;
+pub mod types;
 pub mod wasm;
 pub mod workflow;
 
 pub use runtime::{Runtime, RuntimeOptions};
 pub use settings::Settings;
-pub use wasm::bindings::{wit_backend, wit_filters, wit_types};

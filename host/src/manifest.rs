@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The contract versions this host speaks, newest first.
-pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.2.0", "0.1.0"];
 
 /// The two kinds of plugin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -108,6 +108,9 @@ pub struct Limits {
     /// Size of a pending job's token, KiB.
     #[serde(default = "default_max_token_kb")]
     pub max_token_kb: u32,
+    /// Bytes one call may write to artifact streams (contract 0.2 `artifacts`), MiB.
+    #[serde(default = "default_max_stream_mb")]
+    pub max_stream_mb: u32,
 }
 
 fn default_memory_mb() -> u64 {
@@ -131,6 +134,9 @@ fn default_max_notes_kb() -> u32 {
 fn default_max_token_kb() -> u32 {
     64
 }
+fn default_max_stream_mb() -> u32 {
+    2048
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -143,12 +149,13 @@ impl Default for Limits {
             max_artifacts: default_max_artifacts(),
             max_notes_kb: default_max_notes_kb(),
             max_token_kb: default_max_token_kb(),
+            max_stream_mb: default_max_stream_mb(),
         }
     }
 }
 
 /// The limits there are, in the order messages list them.
-pub const LIMIT_KEYS: [&str; 8] = [
+pub const LIMIT_KEYS: [&str; 9] = [
     "memory_mb",
     "call_timeout_s",
     "max_in_flight",
@@ -157,14 +164,16 @@ pub const LIMIT_KEYS: [&str; 8] = [
     "max_artifacts",
     "max_notes_kb",
     "max_token_kb",
+    "max_stream_mb",
 ];
 /// The whole-number volume limits: key, unit for messages, and the largest value that makes sense.
-const COUNT_LIMITS: [(&str, &str, u32); 5] = [
+const COUNT_LIMITS: [(&str, &str, u32); 6] = [
     ("max_http_requests", "requests per call", 100_000),
     ("log_lines_per_s", "log lines per second", 100_000),
     ("max_artifacts", "artifacts per call", 10_000),
     ("max_notes_kb", "KiB of notes per artifact", 16_384),
     ("max_token_kb", "KiB per job token", 16_384),
+    ("max_stream_mb", "MiB streamed per call", 1_048_576),
 ];
 /// A wasm32 plugin addresses at most 4 GiB, so a larger cap means nothing.
 const MAX_MEMORY_MB: u64 = 4096;
@@ -278,6 +287,7 @@ impl Limits {
             "max_artifacts" => &mut self.max_artifacts,
             "max_notes_kb" => &mut self.max_notes_kb,
             "max_token_kb" => &mut self.max_token_kb,
+            "max_stream_mb" => &mut self.max_stream_mb,
             _ => return None,
         })
     }
@@ -293,6 +303,7 @@ impl Limits {
             ("max_artifacts", self.max_artifacts.to_string()),
             ("max_notes_kb", self.max_notes_kb.to_string()),
             ("max_token_kb", self.max_token_kb.to_string()),
+            ("max_stream_mb", self.max_stream_mb.to_string()),
         ]
     }
 
@@ -324,6 +335,8 @@ fn likely_limit(key: &str) -> Option<&'static str> {
         Some("max_artifacts")
     } else if k.contains("note") {
         Some("max_notes_kb")
+    } else if k.contains("stream") {
+        Some("max_stream_mb")
     } else if k.contains("token") {
         Some("max_token_kb")
     } else {
@@ -589,7 +602,7 @@ memory_mb = 128
         )
         .unwrap();
         let s = format!("{:#}", m.check_contract().unwrap_err());
-        assert!(s.contains("built for contract 9.0.0") && s.contains("speaks 0.1.0"), "{s}");
+        assert!(s.contains("built for contract 9.0.0") && s.contains("speaks 0.2.0, 0.1.0"), "{s}");
     }
 
     fn refusal(key: &str, value: toml::Value) -> LimitRefusal {

@@ -1,6 +1,6 @@
 //! Turn the user's `k=v` text into typed parameters, checked against a plugin's specs.
 
-use crate::wit_types::{Media, Param, ParamKind, ParamSpec, Value};
+use crate::types::{Media, Param, ParamKind, ParamSpec, ParamType, Value};
 use anyhow::{Result, bail};
 
 /// Check `given` (name, text) pairs against `specs`, convert them, and fill in defaults.
@@ -25,7 +25,7 @@ pub fn resolve(what: &str, specs: &[ParamSpec], given: &[(String, String)]) -> R
         if out.iter().any(|p| p.name == spec.name) {
             continue;
         }
-        match &spec.default {
+        match &spec.default_value() {
             Some(v) => out.push(Param { name: spec.name.clone(), value: v.clone() }),
             None if spec.required => bail!("{what} needs parameter `{}` ({}): add {}=...", spec.name, spec.description, spec.name),
             None => {}
@@ -37,19 +37,19 @@ pub fn resolve(what: &str, specs: &[ParamSpec], given: &[(String, String)]) -> R
 /// Convert one value.
 pub fn convert(what: &str, spec: &ParamSpec, text: &str) -> Result<Value> {
     let name = &spec.name;
-    let range = || match (spec.min, spec.max) {
+    let range = || match (spec.min(), spec.max()) {
         (Some(a), Some(b)) => format!(" (allowed: {a} to {b})"),
         (Some(a), None) => format!(" (allowed: at least {a})"),
         (None, Some(b)) => format!(" (allowed: at most {b})"),
         _ => String::new(),
     };
     let check = |x: f64| -> Result<()> {
-        if spec.min.is_some_and(|m| x < m) || spec.max.is_some_and(|m| x > m) {
+        if spec.min().is_some_and(|m| x < m) || spec.max().is_some_and(|m| x > m) {
             bail!("{what}: {name}={text} is out of range{}", range());
         }
         Ok(())
     };
-    Ok(match spec.kind {
+    Ok(match spec.kind() {
         ParamKind::Boolean => match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" | "on" => Value::Boolean(true),
             "false" | "no" | "0" | "off" => Value::Boolean(false),
@@ -68,10 +68,17 @@ pub fn convert(what: &str, spec: &ParamSpec, text: &str) -> Result<Value> {
             check(v)?;
             Value::Number(v)
         }
-        ParamKind::Text => Value::Text(text.to_string()),
+        ParamKind::Text => {
+            if let ParamType::Text { max_len: Some(m), .. } = spec.ty {
+                if text.len() > m as usize {
+                    bail!("{what}: {name} is {} bytes long; at most {m} are allowed", text.len());
+                }
+            }
+            Value::Text(text.to_string())
+        }
         ParamKind::Choice => {
-            if !spec.choices.iter().any(|c| c == text) {
-                bail!("{what}: {name}={text} is not allowed; choose one of: {}", spec.choices.join(", "));
+            if !spec.choices().iter().any(|c| c == text) {
+                bail!("{what}: {name}={text} is not allowed; choose one of: {}", spec.choices().join(", "));
             }
             Value::Text(text.to_string())
         }
@@ -129,13 +136,13 @@ pub fn kind_name(k: ParamKind) -> &'static str {
 
 /// One-line description of a spec: kind, range or choices, default.
 pub fn describe_spec(s: &ParamSpec) -> String {
-    let mut d = kind_name(s.kind).to_string();
-    if !s.choices.is_empty() {
-        d = s.choices.join("|");
-    } else if let (Some(a), Some(b)) = (s.min, s.max) {
+    let mut d = kind_name(s.kind()).to_string();
+    if !s.choices().is_empty() {
+        d = s.choices().join("|");
+    } else if let (Some(a), Some(b)) = (s.min(), s.max()) {
         d.push_str(&format!(" {a}..{b}"));
     }
-    if let Some(v) = &s.default {
+    if let Some(v) = &s.default_value() {
         d.push_str(&format!(", default {}", show(v)));
     }
     if s.required {
@@ -148,15 +155,16 @@ pub fn describe_spec(s: &ParamSpec) -> String {
 mod tests {
     use super::*;
 
-    fn spec(name: &str, kind: ParamKind) -> ParamSpec {
-        ParamSpec { name: name.into(), description: String::new(), kind, default: None, min: None, max: None, choices: vec![], required: false }
+    fn spec(name: &str, ty: ParamType) -> ParamSpec {
+        ParamSpec { name: name.into(), description: String::new(), ty, required: false }
     }
 
     #[test]
     fn converts_checks_and_fills_defaults() {
         let specs = vec![
-            ParamSpec { min: Some(1.0), max: Some(10.0), ..spec("levels", ParamKind::Integer) },
-            ParamSpec { choices: vec!["a".into(), "b".into()], default: Some(Value::Text("a".into())), ..spec("mode", ParamKind::Choice) },
+            spec("levels", ParamType::Integer { default: None, min: Some(1), max: Some(10) }),
+            spec("mode", ParamType::Choice { default: Some("a".into()), choices: vec!["a".into(), "b".into()] }),
+            spec("label", ParamType::Text { default: None, max_len: Some(3) }),
         ];
         let p = resolve("filter x", &specs, &[("levels".into(), "4".into())]).unwrap();
         assert_eq!(p.len(), 2);
@@ -167,6 +175,8 @@ mod tests {
         let e = resolve("filter x", &specs, &[("mode".into(), "c".into())]).unwrap_err();
         assert!(e.to_string().contains("choose one of: a, b"), "{e}");
         let e = resolve("filter x", &specs, &[("nope".into(), "1".into())]).unwrap_err();
-        assert!(e.to_string().contains("no parameter `nope`; it takes: levels, mode"), "{e}");
+        assert!(e.to_string().contains("no parameter `nope`; it takes: levels, mode, label"), "{e}");
+        let e = resolve("filter x", &specs, &[("label".into(), "long".into())]).unwrap_err();
+        assert!(e.to_string().contains("at most 3"), "{e}");
     }
 }

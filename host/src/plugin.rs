@@ -4,7 +4,8 @@ use crate::caps::grants::Grants;
 use crate::caps::http::{HttpCap, HttpLimits};
 use crate::manifest::{Kind, Limits, Manifest};
 use crate::settings::{JobSettings, PluginSettings, Settings};
-use crate::wasm::bindings::{filter, model, wit_backend as wb, wit_filters as wf, wit_types as wt};
+use crate::types::{Draft, FilterInfo, Image, InputPlan, ModelInfo, PluginError, Request, Status, Step, Submission};
+use crate::wasm::{since_v0_1, since_v0_2};
 use crate::wasm::engine::WasmEngine;
 use crate::wasm::store::{HostState, PluginCtx, new_store};
 use anyhow::{Result, bail};
@@ -14,14 +15,74 @@ use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::Linker;
 
-/// Instantiation-ready component of either kind.
-pub enum Pre {
-    /// A model backend.
-    Model(model::ModelPre<HostState>),
-    /// A filter family.
-    Filter(filter::FilterPre<HostState>),
+/// A model backend ready to instantiate, at the contract version it exports.
+pub(crate) enum ModelPre {
+    /// Contract 0.1.0, with the legacy parameters its `describe` declared (read once).
+    V0_1 { pre: since_v0_1::model::ModelPre<HostState>, legacy: tokio::sync::OnceCell<since_v0_1::Legacy> },
+    /// Contract 0.2.0.
+    V0_2(since_v0_2::model::ModelPre<HostState>),
+}
+
+/// A filter family ready to call, at the contract version it exports, or native.
+pub(crate) enum FilterPre {
+    /// Contract 0.1.0.
+    V0_1(since_v0_1::filter::FilterPre<HostState>),
+    /// Contract 0.2.0.
+    V0_2(since_v0_2::filter::FilterPre<HostState>),
     /// A native filter library the operator pinned (docs/native.md); called without a store.
     Native(Arc<crate::native::NativeFilters>),
+}
+
+/// What kind of plugin this is, holding what its calls need.
+enum Handle {
+    Model(ModelPre),
+    Filter(FilterPre),
+}
+
+/// Data from the guest that its contract's types allow but the host refuses (an image whose
+/// buffer does not match its size, a default outside its choices, an unknown stream handle).
+#[derive(Debug)]
+struct BadData(String);
+
+impl std::fmt::Display for BadData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for BadData {}
+
+/// A component whose exports have the right names but not the contract's types (built from an
+/// edited WIT): found when it is instantiated.
+#[derive(Debug)]
+struct WrongShape(String);
+
+impl std::fmt::Display for WrongShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for WrongShape {}
+
+fn bad(e: String) -> wasmtime::Error {
+    wasmtime::Error::new(BadData(e))
+}
+
+/// One call into the guest in a fresh store, within the call's deadline: `$body` (an expression
+/// using `$store`, ending in `Ok(value)`) runs in an async block; the result is settled by
+/// [`Plugin::settle`] (deadline, trap, out of memory, cut off after the provider took a request).
+macro_rules! guest_call {
+    ($self:ident, $job:expr, $what:literal, |$store:ident| $body:expr) => {{
+        let _share = $self.share.acquire().await?;
+        let _slot = $self.engine.slots.acquire().await?;
+        let mut store = new_store(&$self.engine.engine, $self.ctx.clone(), $job);
+        let grace = Duration::from_millis(500);
+        let outcome = tokio::time::timeout($self.ctx.call_timeout + grace, async {
+            let $store = &mut store;
+            $body
+        })
+        .await;
+        $self.settle($what, &store, outcome)
+    }};
 }
 
 /// A plugin ready to be called.
@@ -42,7 +103,7 @@ pub struct Plugin {
     share: Arc<tokio::sync::Semaphore>,
     /// sha256 of the component (or native library) bytes, lowercase hex, computed once at load.
     digest: String,
-    pre: Pre,
+    handle: Handle,
 }
 
 /// What a call returned, plus what its state-changing requests did at the provider (then a
@@ -86,7 +147,7 @@ impl Plugin {
         let component = engine.load_component(&manifest.component).map_err(|e| {
             anyhow::anyhow!("{e:#}").context(format!("plugin `{}` ({})", manifest.id, manifest.path.display()))
         })?;
-        check_exports(&engine.engine, &component, &manifest)?;
+        let version = check_exports(&engine.engine, &component, &manifest)?;
         let digest = file_sha256(&manifest.component)?;
         let grants = Arc::new(Grants::new(&manifest, settings));
         let mut config = manifest.defaults.clone();
@@ -117,12 +178,27 @@ impl Plugin {
             config_path: settings.shown_path(),
             log_rate: Default::default(),
         });
-        let pre = match manifest.kind {
-            Kind::Model => Pre::Model(model::ModelPre::new(linkers.model.instantiate_pre(&component)?)?),
-            Kind::Filter => Pre::Filter(filter::FilterPre::new(linkers.filter.instantiate_pre(&component)?)?),
+        // A component that exports the right name with another shape (built from an edited WIT).
+        let shape = |e: wasmtime::Error| {
+            anyhow::anyhow!(
+                "{}: the component exports {} but not in the shape contract {} defines ({e}); rebuild it against wit/{}/ with the atelier SDK",
+                manifest.component.display(),
+                crate::wasm::export_name(manifest.kind, &manifest.contract),
+                manifest.contract,
+                manifest.contract
+            )
+        };
+        let handle = match (manifest.kind, version) {
+            (Kind::Model, Contract::V0_1) => Handle::Model(ModelPre::V0_1 {
+                pre: since_v0_1::model::ModelPre::new(linkers.model_v0_1.instantiate_pre(&component).map_err(shape)?).map_err(shape)?,
+                legacy: tokio::sync::OnceCell::new(),
+            }),
+            (Kind::Model, Contract::V0_2) => Handle::Model(ModelPre::V0_2(since_v0_2::model::ModelPre::new(linkers.model_v0_2.instantiate_pre(&component).map_err(shape)?).map_err(shape)?)),
+            (Kind::Filter, Contract::V0_1) => Handle::Filter(FilterPre::V0_1(since_v0_1::filter::FilterPre::new(linkers.filter_v0_1.instantiate_pre(&component).map_err(shape)?).map_err(shape)?)),
+            (Kind::Filter, Contract::V0_2) => Handle::Filter(FilterPre::V0_2(since_v0_2::filter::FilterPre::new(linkers.filter_v0_2.instantiate_pre(&component).map_err(shape)?).map_err(shape)?)),
         };
         let share = Arc::new(tokio::sync::Semaphore::new(engine.plugin_share()));
-        Ok(Plugin { manifest, settings: ops, grants, limits, jobs: settings.jobs.clone(), ctx, engine, share, digest, pre })
+        Ok(Plugin { manifest, settings: ops, grants, limits, jobs: settings.jobs.clone(), ctx, engine, share, digest, handle })
     }
 
     /// sha256 (lowercase hex) of the component or native library this plugin was loaded from:
@@ -159,16 +235,10 @@ impl Plugin {
         self.ctx.config.get(key).map(String::as_str)
     }
 
-    async fn call(&self, job: &str, op: Op<'_>) -> Result<Called<Ret>> {
-        let what = op.name();
-        if let Pre::Native(lib) = &self.pre {
-            return self.call_native(lib, op).await;
-        }
-        let _share = self.share.acquire().await?;
-        let _slot = self.engine.slots.acquire().await?;
-        let mut store = new_store(&self.engine.engine, self.ctx.clone(), job);
-        let grace = Duration::from_millis(500);
-        let outcome = tokio::time::timeout(self.ctx.call_timeout + grace, run(&mut store, &self.pre, op)).await;
+    /// A finished guest call as the host sees it: its value, or the error that says why not;
+    /// a call that ended without its answer after the provider may have taken a request is
+    /// [`CutOff`].
+    fn settle<T>(&self, what: &str, store: &Store<HostState>, outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>) -> Result<Called<T>> {
         let data = store.data();
         let ambiguous = data.record.ambiguous.load(Ordering::Relaxed);
         let accepted = data.record.accepted.load(Ordering::Relaxed);
@@ -176,6 +246,11 @@ impl Plugin {
             Ok(Ok(value)) => return Ok(Called { value, ambiguous, accepted }),
             Err(_) => anyhow::anyhow!(self.deadline_message(what)),
             Ok(Err(_)) if data.deadline_hit => anyhow::anyhow!(self.deadline_message(what)),
+            Ok(Err(e)) if e.downcast_ref::<WrongShape>().is_some() => anyhow::anyhow!("{e}"),
+            Ok(Err(e)) if e.downcast_ref::<BadData>().is_some() => anyhow::anyhow!(
+                "plugin `{}` answered `{what}` with data the host refuses (a bug in the plugin; report it to its author): {e}",
+                self.manifest.id
+            ),
             Ok(Err(e)) => self.trap_error(what, &data.limiter, e),
         };
         if data.record.may_have_reached_provider() {
@@ -222,6 +297,22 @@ impl Plugin {
         )
     }
 
+    /// An instantiation that failed without a trap: the exports do not type-check against the
+    /// contract's bindings.
+    fn shape(&self, e: wasmtime::Error) -> wasmtime::Error {
+        if e.downcast_ref::<wasmtime::Trap>().is_some() {
+            return e;
+        }
+        let m = &self.manifest;
+        wasmtime::Error::new(WrongShape(format!(
+            "{}: the component exports {} but not in the shape contract {} defines ({e}); rebuild it against wit/{}/ with the atelier SDK",
+            m.component.display(),
+            crate::wasm::export_name(m.kind, &m.contract),
+            m.contract,
+            m.contract
+        )))
+    }
+
     fn wrong_kind(&self) -> anyhow::Error {
         match self.manifest.kind {
             Kind::Filter => anyhow::anyhow!("`{}` is a filter, not a model; use it as a filter step (--pre/--post/--step)", self.id()),
@@ -229,69 +320,185 @@ impl Plugin {
         }
     }
 
-    /// `describe` of a model.
-    pub async fn describe_model(&self) -> Result<wb::ModelInfo> {
-        match self.call("describe", Op::Describe).await?.value {
-            Ret::Info(i) => Ok(i),
-            _ => Err(self.wrong_kind()),
+    /// The model handle, or a clear error for a filter.
+    fn model_pre(&self) -> Result<&ModelPre> {
+        match &self.handle {
+            Handle::Model(m) => Ok(m),
+            Handle::Filter(_) => Err(self.wrong_kind()),
+        }
+    }
+
+    /// The filter handle, or a clear error for a model.
+    fn filter_pre(&self) -> Result<&FilterPre> {
+        match &self.handle {
+            Handle::Filter(f) => Ok(f),
+            Handle::Model(_) => Err(self.wrong_kind()),
+        }
+    }
+
+    /// The parameters a 0.1 model declared for what 0.2 types (`output`, `aspect`, `size`),
+    /// read from its `describe` once.
+    async fn legacy(&self, cell: &tokio::sync::OnceCell<since_v0_1::Legacy>) -> Result<since_v0_1::Legacy> {
+        cell.get_or_try_init(|| async { self.describe_model_v0_1().await.map(|(_, legacy)| legacy) }).await.cloned()
+    }
+
+    async fn describe_model_v0_1(&self) -> Result<(ModelInfo, since_v0_1::Legacy)> {
+        let ModelPre::V0_1 { pre, .. } = self.model_pre()? else { return Err(self.wrong_kind()) };
+        Ok(guest_call!(self, "describe", "describe", |store| {
+            let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+            let raw = inst.atelier_plugin_backend().call_describe(&mut *store).await?;
+            since_v0_1::model_info(raw).map_err(bad)
+        })?
+        .value)
+    }
+
+    /// `describe` of a model, as the host's model info (whatever contract it speaks).
+    pub async fn describe_model(&self) -> Result<ModelInfo> {
+        match self.model_pre()? {
+            ModelPre::V0_1 { legacy, .. } => {
+                let (info, l) = self.describe_model_v0_1().await?;
+                let _ = legacy.set(l);
+                Ok(info)
+            }
+            ModelPre::V0_2(pre) => Ok(guest_call!(self, "describe", "describe", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                let raw = inst.atelier_plugin_backend().call_describe(&mut *store).await?;
+                since_v0_2::model_info(raw).map_err(bad)
+            })?
+            .value),
         }
     }
 
     /// `prepare` of a model.
-    pub async fn prepare(
-        &self,
-        job: &str,
-        prompt: &str,
-        references: &[(u32, u32)],
-        has_mask: bool,
-        n: u32,
-        params: &[wt::Param],
-    ) -> Result<Result<wb::InputPlan, wt::Error>> {
-        match self.call(job, Op::Prepare { prompt, references, has_mask, n, params }).await?.value {
-            Ret::Plan(p) => Ok(p),
-            _ => Err(self.wrong_kind()),
-        }
+    pub async fn prepare(&self, job: &str, draft: &Draft) -> Result<Result<InputPlan, PluginError>> {
+        let called = match self.model_pre()? {
+            ModelPre::V0_1 { pre, legacy } => {
+                let (prompt, references, has_mask, n, params) = since_v0_1::draft(draft, &self.legacy(legacy).await?);
+                guest_call!(self, job, "prepare", |store| {
+                    let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                    let r = inst.atelier_plugin_backend().call_prepare(&mut *store, &prompt, &references, has_mask, n, &params).await?;
+                    Ok(r.map(Into::into).map_err(Into::into))
+                })?
+            }
+            ModelPre::V0_2(pre) => {
+                let d = since_v0_2::draft(draft);
+                guest_call!(self, job, "prepare", |store| {
+                    let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                    let r = inst.atelier_plugin_backend().call_prepare(&mut *store, &d).await?;
+                    Ok(r.map(Into::into).map_err(Into::into))
+                })?
+            }
+        };
+        Ok(called.value)
     }
 
     /// `submit` of a model.
-    pub async fn submit(&self, job: &str, req: &wb::Request) -> Result<Called<Result<wb::Submission, wt::Error>>> {
-        let c = self.call(job, Op::Submit(req)).await?;
-        match c.value {
-            Ret::Submission(s) => Ok(Called { value: s, ambiguous: c.ambiguous, accepted: c.accepted }),
-            _ => Err(self.wrong_kind()),
+    pub async fn submit(&self, job: &str, req: &Request) -> Result<Called<Result<Submission, PluginError>>> {
+        match self.model_pre()? {
+            ModelPre::V0_1 { pre, legacy } => {
+                let r = since_v0_1::request(req, &self.legacy(legacy).await?);
+                guest_call!(self, job, "submit", |store| {
+                    let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                    match inst.atelier_plugin_backend().call_submit(&mut *store, &r).await? {
+                        Ok(s) => Ok(Ok(since_v0_1::submission(s).map_err(bad)?)),
+                        Err(e) => Ok(Err(e.into())),
+                    }
+                })
+            }
+            ModelPre::V0_2(pre) => {
+                let r = since_v0_2::request(req);
+                guest_call!(self, job, "submit", |store| {
+                    let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                    match inst.atelier_plugin_backend().call_submit(&mut *store, &r).await? {
+                        Ok(s) => Ok(Ok(since_v0_2::submission(s, &mut store.data_mut().streams).map_err(bad)?)),
+                        Err(e) => Ok(Err(e.into())),
+                    }
+                })
+            }
         }
     }
 
     /// `poll` of a model.
-    pub async fn poll(&self, job: &str, token: &str) -> Result<Result<wb::Status, wt::Error>> {
-        match self.call(job, Op::Poll(token)).await?.value {
-            Ret::Status(s) => Ok(s),
-            _ => Err(self.wrong_kind()),
-        }
+    pub async fn poll(&self, job: &str, token: &str) -> Result<Result<Status, PluginError>> {
+        let called = match self.model_pre()? {
+            ModelPre::V0_1 { pre, .. } => guest_call!(self, job, "poll", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                match inst.atelier_plugin_backend().call_poll(&mut *store, token).await? {
+                    Ok(s) => Ok(Ok(since_v0_1::status(s).map_err(bad)?)),
+                    Err(e) => Ok(Err(e.into())),
+                }
+            })?,
+            ModelPre::V0_2(pre) => guest_call!(self, job, "poll", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                match inst.atelier_plugin_backend().call_poll(&mut *store, token).await? {
+                    Ok(s) => Ok(Ok(since_v0_2::status(s, &mut store.data_mut().streams).map_err(bad)?)),
+                    Err(e) => Ok(Err(e.into())),
+                }
+            })?,
+        };
+        Ok(called.value)
     }
 
     /// `cancel` of a model.
-    pub async fn cancel(&self, job: &str, token: &str) -> Result<Result<(), wt::Error>> {
-        match self.call(job, Op::Cancel(token)).await?.value {
-            Ret::Unit(u) => Ok(u),
-            _ => Err(self.wrong_kind()),
-        }
+    pub async fn cancel(&self, job: &str, token: &str) -> Result<Result<(), PluginError>> {
+        let called = match self.model_pre()? {
+            ModelPre::V0_1 { pre, .. } => guest_call!(self, job, "cancel", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                Ok(inst.atelier_plugin_backend().call_cancel(&mut *store, token).await?.map_err(Into::into))
+            })?,
+            ModelPre::V0_2(pre) => guest_call!(self, job, "cancel", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                Ok(inst.atelier_plugin_backend().call_cancel(&mut *store, token).await?.map_err(Into::into))
+            })?,
+        };
+        Ok(called.value)
     }
 
     /// `describe` of a filter family.
-    pub async fn describe_filters(&self) -> Result<Vec<wf::FilterInfo>> {
-        match self.call("describe", Op::DescribeFilters).await?.value {
-            Ret::Filters(f) => Ok(f),
-            _ => Err(self.wrong_kind()),
-        }
+    pub async fn describe_filters(&self) -> Result<Vec<FilterInfo>> {
+        let called = match self.filter_pre()? {
+            FilterPre::Native(lib) => return Ok(lib.describe()),
+            FilterPre::V0_1(pre) => guest_call!(self, "describe", "describe", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                let raw = inst.atelier_plugin_filters().call_describe(&mut *store).await?;
+                since_v0_1::filters(raw).map_err(bad)
+            })?,
+            FilterPre::V0_2(pre) => guest_call!(self, "describe", "describe", |store| {
+                let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                let raw = inst.atelier_plugin_filters().call_describe(&mut *store).await?;
+                since_v0_2::filters(raw).map_err(bad)
+            })?,
+        };
+        Ok(called.value)
     }
 
-    /// `apply` of a filter family: consecutive steps in one call.
-    pub async fn apply(&self, job: &str, image: &wt::Image, steps: &[wf::Step]) -> Result<Result<wt::Image, wt::Error>> {
-        match self.call(job, Op::Apply(image, steps)).await?.value {
-            Ret::Image(i) => Ok(i),
-            _ => Err(self.wrong_kind()),
-        }
+    /// `apply` of a filter family: consecutive steps in one call. The image moves into the
+    /// call (no copy of its pixels).
+    pub async fn apply(&self, job: &str, image: Image, steps: &[Step]) -> Result<Result<Image, PluginError>> {
+        let called = match self.filter_pre()? {
+            FilterPre::Native(lib) => return lib.apply(&image, steps, self.ctx.call_timeout).await,
+            FilterPre::V0_1(pre) => {
+                let (img, steps): (since_v0_1::wit_types::Image, Vec<_>) = (image.into(), steps.iter().cloned().map(Into::into).collect());
+                guest_call!(self, job, "apply", |store| {
+                    let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                    match inst.atelier_plugin_filters().call_apply(&mut *store, &img, &steps).await? {
+                        Ok(out) => Ok(Ok(Image::try_from(out).map_err(bad)?)),
+                        Err(e) => Ok(Err(e.into())),
+                    }
+                })?
+            }
+            FilterPre::V0_2(pre) => {
+                let (img, steps): (since_v0_2::wit_types::Image, Vec<_>) = (image.into(), steps.iter().cloned().map(Into::into).collect());
+                guest_call!(self, job, "apply", |store| {
+                    let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
+                    match inst.atelier_plugin_filters().call_apply(&mut *store, &img, &steps).await? {
+                        Ok(out) => Ok(Ok(Image::try_from(out).map_err(bad)?)),
+                        Err(e) => Ok(Err(e.into())),
+                    }
+                })?
+            }
+        };
+        Ok(called.value)
     }
 }
 
@@ -315,116 +522,71 @@ impl Plugin {
         let share = Arc::new(tokio::sync::Semaphore::new(1));
         let jobs = settings.jobs.clone();
         let digest = lib.sha256.clone();
-        Ok(Plugin { manifest, settings: ops, grants, limits, jobs, ctx, engine, share, digest, pre: Pre::Native(Arc::new(lib)) })
+        Ok(Plugin { manifest, settings: ops, grants, limits, jobs, ctx, engine, share, digest, handle: Handle::Filter(FilterPre::Native(Arc::new(lib))) })
     }
 
     /// The native library behind this plugin, if it is one (tier, path and pinned sha256).
     pub fn native(&self) -> Option<&crate::native::NativeFilters> {
-        match &self.pre {
-            Pre::Native(lib) => Some(lib),
+        match &self.handle {
+            Handle::Filter(FilterPre::Native(lib)) => Some(lib),
             _ => None,
         }
     }
-
-    /// A call into a native library: no store, no sandbox; on the blocking pool.
-    async fn call_native(&self, lib: &crate::native::NativeFilters, op: Op<'_>) -> Result<Called<Ret>> {
-        let value = match op {
-            Op::DescribeFilters => Ret::Filters(lib.describe()),
-            Op::Apply(image, steps) => Ret::Image(lib.apply(image, steps, self.ctx.call_timeout).await?),
-            _ => Ret::WrongKind,
-        };
-        Ok(Called { value, ambiguous: false, accepted: false })
-    }
 }
 
-/// One call into a plugin, with its arguments.
-enum Op<'a> {
-    Describe,
-    Prepare { prompt: &'a str, references: &'a [(u32, u32)], has_mask: bool, n: u32, params: &'a [wt::Param] },
-    Submit(&'a wb::Request),
-    Poll(&'a str),
-    Cancel(&'a str),
-    DescribeFilters,
-    Apply(&'a wt::Image, &'a [wf::Step]),
-}
-
-impl Op<'_> {
-    fn name(&self) -> &'static str {
-        match self {
-            Op::Describe | Op::DescribeFilters => "describe",
-            Op::Prepare { .. } => "prepare",
-            Op::Submit(_) => "submit",
-            Op::Poll(_) => "poll",
-            Op::Cancel(_) => "cancel",
-            Op::Apply(..) => "apply",
-        }
-    }
-}
-
-/// What a call returned.
-enum Ret {
-    Info(wb::ModelInfo),
-    Plan(Result<wb::InputPlan, wt::Error>),
-    Submission(Result<wb::Submission, wt::Error>),
-    Status(Result<wb::Status, wt::Error>),
-    Unit(Result<(), wt::Error>),
-    Filters(Vec<wf::FilterInfo>),
-    Image(Result<wt::Image, wt::Error>),
-    /// The call does not exist for this kind of plugin.
-    WrongKind,
-}
-
-/// Instantiate in `store` and make the call.
-async fn run(store: &mut Store<HostState>, pre: &Pre, op: Op<'_>) -> wasmtime::Result<Ret> {
-    match pre {
-        Pre::Model(pre) => {
-            let inst = pre.instantiate_async(&mut *store).await?;
-            let b = inst.atelier_plugin_backend();
-            Ok(match op {
-                Op::Describe => Ret::Info(b.call_describe(&mut *store).await?),
-                Op::Prepare { prompt, references, has_mask, n, params } => {
-                    Ret::Plan(b.call_prepare(&mut *store, prompt, references, has_mask, n, params).await?)
-                }
-                Op::Submit(req) => Ret::Submission(b.call_submit(&mut *store, req).await?),
-                Op::Poll(t) => Ret::Status(b.call_poll(&mut *store, t).await?),
-                Op::Cancel(t) => Ret::Unit(b.call_cancel(&mut *store, t).await?),
-                Op::DescribeFilters | Op::Apply(..) => Ret::WrongKind,
-            })
-        }
-        Pre::Filter(pre) => {
-            let inst = pre.instantiate_async(&mut *store).await?;
-            let f = inst.atelier_plugin_filters();
-            Ok(match op {
-                Op::DescribeFilters => Ret::Filters(f.call_describe(&mut *store).await?),
-                Op::Apply(img, steps) => Ret::Image(f.call_apply(&mut *store, img, steps).await?),
-                _ => Ret::WrongKind,
-            })
-        }
-        // Native plugins never get here: `call` hands them to `call_native`.
-        Pre::Native(_) => Ok(Ret::WrongKind),
-    }
-}
-
-/// Linkers for both worlds, built once per engine.
+/// Linkers for both worlds of every contract version, built once per engine.
 pub struct Linkers {
-    /// World `model`.
-    pub model: Linker<HostState>,
-    /// World `filter`.
-    pub filter: Linker<HostState>,
+    model_v0_1: Linker<HostState>,
+    filter_v0_1: Linker<HostState>,
+    model_v0_2: Linker<HostState>,
+    filter_v0_2: Linker<HostState>,
 }
 
 impl Linkers {
-    /// WASI (sandboxed by the store's context) plus the contract's imports.
+    /// WASI (sandboxed by the store's context) plus each version's imports, each linked by the
+    /// capability that implements it.
     pub fn new(engine: &wasmtime::Engine) -> Result<Linkers> {
-        use wasmtime::component::HasSelf;
-        let mut m = Linker::<HostState>::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut m)?;
-        model::Model::add_to_linker::<_, HasSelf<_>>(&mut m, |s| s)?;
-        let mut f = Linker::<HostState>::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut f)?;
-        filter::Filter::add_to_linker::<_, HasSelf<_>>(&mut f, |s| s)?;
-        Ok(Linkers { model: m, filter: f })
+        use crate::caps;
+        let wasi = || -> Result<Linker<HostState>> {
+            let mut l = Linker::<HostState>::new(engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut l)?;
+            Ok(l)
+        };
+        let (mut m1, mut f1, mut m2, mut f2) = (wasi()?, wasi()?, wasi()?, wasi()?);
+        for l in [&mut m1, &mut f1] {
+            since_v0_1::add_types_to_linker(l)?;
+            caps::config::add_to_linker_v0_1(l)?;
+            caps::log::add_to_linker_v0_1(l)?;
+        }
+        caps::http::add_to_linker_v0_1(&mut m1)?;
+        caps::clock::add_to_linker_v0_1(&mut m1)?;
+        for l in [&mut m2, &mut f2] {
+            since_v0_2::add_types_to_linker(l)?;
+            caps::config::add_to_linker_v0_2(l)?;
+            caps::log::add_to_linker_v0_2(l)?;
+        }
+        caps::http::add_to_linker_v0_2(&mut m2)?;
+        caps::clock::add_to_linker_v0_2(&mut m2)?;
+        caps::artifacts::add_to_linker_v0_2(&mut m2)?;
+        Ok(Linkers { model_v0_1: m1, filter_v0_1: f1, model_v0_2: m2, filter_v0_2: f2 })
     }
+
+    /// World `model` at contract 0.1.0, for the call-path benchmark.
+    #[doc(hidden)]
+    pub fn model_v0_1(&self) -> &Linker<HostState> {
+        &self.model_v0_1
+    }
+}
+
+/// The contract versions this host has bindings for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contract {
+    V0_1,
+    V0_2,
+}
+
+impl Contract {
+    const ALL: [(Contract, &'static str); 2] = [(Contract::V0_2, "0.2.0"), (Contract::V0_1, "0.1.0")];
 }
 
 /// The manifest's limits with the operator's overrides; a bad override is refused with its
@@ -455,14 +617,26 @@ fn file_sha256(path: &std::path::Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// The component must export the interface of its kind at the manifest's contract version.
-fn check_exports(engine: &wasmtime::Engine, component: &wasmtime::component::Component, m: &Manifest) -> Result<()> {
-    let want = crate::wasm::bindings::export_name(m.kind, &m.contract);
+/// The contract version the component speaks, from what it exports (the interface of its kind
+/// at a version this host has bindings for); it must be the manifest's `contract`.
+fn check_exports(engine: &wasmtime::Engine, component: &wasmtime::component::Component, m: &Manifest) -> Result<Contract> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
-    if exports.iter().any(|e| *e == want) {
-        return Ok(());
+    let found = Contract::ALL.iter().find(|(_, v)| exports.contains(&crate::wasm::export_name(m.kind, v)));
+    if let Some((contract, version)) = found {
+        if *version != m.contract {
+            bail!(
+                "{}: the component exports {} (contract {version}), but its manifest says contract {} ({}); set contract = \"{version}\" there, or rebuild the plugin against wit/{}/",
+                m.component.display(),
+                crate::wasm::export_name(m.kind, version),
+                m.contract,
+                m.path.display(),
+                m.contract
+            );
+        }
+        return Ok(*contract);
     }
+    let want = crate::wasm::export_name(m.kind, &m.contract);
     let base = want.split('@').next().unwrap_or(&want);
     if let Some(other) = exports.iter().find(|e| e.starts_with(&format!("{base}@"))) {
         bail!(

@@ -5,8 +5,8 @@
 //! Run: `CARGO_TARGET_DIR=target/bench cargo bench -p atelier-tests --bench filters`; `ATELIER_BENCH_RUNS=n`
 //! sets the runs per measurement. Times are wall and CPU (the latter is steadier on a shared machine).
 
-use atelier::wit_filters as wf;
-use atelier::wit_types as wt;
+use atelier::types as wf;
+use atelier::types as wt;
 use atelier_tests::{plugins_dir, runtime_over};
 use std::time::Instant;
 
@@ -115,8 +115,8 @@ async fn main() {
     };
 
     // Warm-up, and the check that both compute the same pixels.
-    let first = filters.apply("bench", &img, &steps).await.unwrap().unwrap();
-    let tier = native_tier.apply("bench", &img, &steps).await.unwrap().unwrap();
+    let first = filters.apply("bench", img.clone(), &steps).await.unwrap().unwrap();
+    let tier = native_tier.apply("bench", img.clone(), &steps).await.unwrap().unwrap();
     assert!(tier.pixels == first.pixels, "the native tier and wasm compute the same pixels");
     assert_eq!((first.width, first.height), (1600, 1200));
     let native_out = plugin_filters::run_chain(native_img.clone(), &native_steps).unwrap();
@@ -149,7 +149,7 @@ async fn main() {
             params: step.params.iter().map(|p| wt::Param { name: p.name.clone(), value: to_host_value(&p.value) }).collect(),
         };
         let input = wt::Image { width: sw, height: sh, pixels: image.pixels };
-        let wasm = filters.apply("bench", &input, &[host_step]).await.unwrap().unwrap();
+        let wasm = filters.apply("bench", input.clone(), &[host_step]).await.unwrap().unwrap();
         assert!(wasm.pixels == native.pixels, "resize {sw}x{sh} -> {dw}x{dh} ({filter}): wasm and native differ");
     }
 
@@ -159,7 +159,7 @@ async fn main() {
     let (mut native, mut wasm, mut boundary, mut tier) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         let mark = start();
-        let out = native_tier.apply("bench", &img, &steps).await.unwrap().unwrap();
+        let out = native_tier.apply("bench", img.clone(), &steps).await.unwrap().unwrap();
         tier.push(stop(mark));
         std::hint::black_box(out);
 
@@ -170,12 +170,12 @@ async fn main() {
         std::hint::black_box(out);
 
         let mark = start();
-        let out = filters.apply("bench", &img, &steps).await.unwrap().unwrap();
+        let out = filters.apply("bench", img.clone(), &steps).await.unwrap().unwrap();
         wasm.push(stop(mark));
         std::hint::black_box(out);
 
         let mark = start();
-        let out = filters.apply("bench", &img, &[]).await.unwrap().unwrap();
+        let out = filters.apply("bench", img.clone(), &[]).await.unwrap().unwrap();
         boundary.push(stop(mark));
         std::hint::black_box(out);
     }
@@ -229,7 +229,7 @@ async fn main() {
             let mut chain = steps[..k].to_vec();
             chain.push(one_pixel.clone());
             let mark = start();
-            let out = filters.apply("bench", &img, &chain).await.unwrap().unwrap();
+            let out = filters.apply("bench", img.clone(), &chain).await.unwrap().unwrap();
             samples.push(stop(mark));
             std::hint::black_box(out);
         }

@@ -215,15 +215,17 @@ fn bench_load_breakdown(cache: &Path) {
 /// The per-job path of `Plugin::call`, stage by stage, through the host's public pieces.
 async fn bench_call_breakdown(cache: &Path) {
     use atelier::plugin::Linkers;
-    use atelier::wasm::bindings::model::ModelPre;
+    use atelier::wasm::since_v0_1::model::ModelPre;
     use atelier::wasm::engine::{EngineOptions, WasmEngine};
     use atelier::wasm::store::{PluginCtx, new_store};
     use std::sync::Arc;
     println!("== per-job call, stage by stage (hello, cancel) ==");
     let engine = WasmEngine::new(&EngineOptions::default(), cache.to_path_buf()).unwrap();
     let linkers = Linkers::new(&engine.engine).unwrap();
-    let component = engine.load_component(&plugins_dir().join("hello/plugin.wasm")).unwrap();
-    let pre = ModelPre::new(linkers.model.instantiate_pre(&component).unwrap()).unwrap();
+    // The prebuilt contract-0.1.0 hello: a bare call needs one version's bindings, and this one never changes.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello-0.1.0/plugin.wasm");
+    let component = engine.load_component(&fixture).unwrap();
+    let pre = ModelPre::new(linkers.model_v0_1().instantiate_pre(&component).unwrap()).unwrap();
     let ctx = Arc::new(PluginCtx {
         id: "hello".into(),
         config: Default::default(),

@@ -3,8 +3,8 @@
 //! Run: `cargo bench -p atelier-tests --bench jobs`.
 
 use atelier::jobs::{JobDb, Runner};
-use atelier::wit_backend as wb;
-use atelier::wit_types::Media;
+use atelier::types as wb;
+use atelier::types::Media;
 use atelier_tests::{plugins_dir, runtime_over};
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +47,9 @@ async fn main() {
             mask: None,
             n: 1,
             seed: None,
+            output: wb::OutputKind::Video,
+            aspect: None,
+            size: None,
             params: params.clone(),
         };
         let model = info.model.clone();
@@ -76,6 +79,9 @@ async fn main() {
         mask: None,
         n: 1,
         seed: None,
+        output: wb::OutputKind::Video,
+        aspect: None,
+        size: None,
         params,
     };
     let t = Instant::now();

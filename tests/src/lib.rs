@@ -2,8 +2,8 @@
 //! requests with a tiny image, reading an outcome's notes, and a local HTTP server that records
 //! every request it sees.
 
-use atelier::wit_backend::{Request, Submission};
-use atelier::wit_types::Media;
+use atelier::types::{OutputKind, Request, Submission};
+use atelier::types::Media;
 use atelier::{Runtime, RuntimeOptions, Settings};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +53,23 @@ pub fn request(prompt: &str) -> Request {
         mask: None,
         n: 1,
         seed: None,
+        output: OutputKind::Image,
+        aspect: None,
+        size: None,
+        params: vec![],
+    }
+}
+
+/// A draft for `prepare`: this prompt, references of these sizes, one image output.
+pub fn draft(prompt: &str, references: &[(u32, u32)]) -> atelier::types::Draft {
+    atelier::types::Draft {
+        prompt: prompt.to_string(),
+        references: references.to_vec(),
+        has_mask: false,
+        n: 1,
+        output: OutputKind::Image,
+        aspect: None,
+        size: None,
         params: vec![],
     }
 }
@@ -86,7 +103,7 @@ pub async fn assert_echoes(rt: &Runtime, id: &str) {
         Submission::Done(o) => {
             assert_eq!(o.artifacts.len(), 1);
             match &o.artifacts[0].body {
-                atelier::wit_backend::Body::Inline(b) => assert_eq!(b, &tiny_png(), "{id} echoes its input"),
+                atelier::types::Body::Inline(b) => assert_eq!(b, &tiny_png(), "{id} echoes its input"),
                 other => panic!("{id} returned {other:?}"),
             }
         }

@@ -3,8 +3,8 @@
 //! operator pins its sha256, and an unpinned or mismatched library is refused with the line to add.
 
 use atelier::pipeline::steps::Catalog;
-use atelier::wit_filters as wf;
-use atelier::wit_types as wt;
+use atelier::types as wf;
+use atelier::types as wt;
 use atelier_tests::{cache_dir, plugins_dir, runtime_over};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -112,8 +112,8 @@ async fn every_filter_step_gives_the_same_pixels_in_both_tiers() {
     ));
     let image = input(301, 203);
     for (what, steps) in &cases {
-        let a = wasm.apply("t", &image, steps).await.unwrap().unwrap_or_else(|e| panic!("{what} (wasm): {e:?}"));
-        let b = native.apply("t", &image, steps).await.unwrap().unwrap_or_else(|e| panic!("{what} (native): {e:?}"));
+        let a = wasm.apply("t", image.clone(), steps).await.unwrap().unwrap_or_else(|e| panic!("{what} (wasm): {e:?}"));
+        let b = native.apply("t", image.clone(), steps).await.unwrap().unwrap_or_else(|e| panic!("{what} (native): {e:?}"));
         assert_eq!((b.width, b.height), (a.width, a.height), "{what}: sizes");
         assert!(a.pixels == b.pixels, "{what}: the native tier's pixels differ from the wasm tier's");
         assert!(a.pixels != image.pixels, "{what}: the step changed nothing, so the comparison proves little");
@@ -121,8 +121,8 @@ async fn every_filter_step_gives_the_same_pixels_in_both_tiers() {
 
     // The same refusal, word for word.
     let bad = vec![step(&infos, "crop:width=400,height=10")];
-    let (a, b) = (wasm.apply("t", &image, &bad).await.unwrap().unwrap_err(), native.apply("t", &image, &bad).await.unwrap().unwrap_err());
-    assert!(matches!(&b, wt::Error::InvalidInput(m) if m.contains("301x203")), "{b:?}");
+    let (a, b) = (wasm.apply("t", image.clone(), &bad).await.unwrap().unwrap_err(), native.apply("t", image.clone(), &bad).await.unwrap().unwrap_err());
+    assert!(matches!(&b, wt::PluginError::InvalidInput(m) if m.contains("301x203")), "{b:?}");
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
 }
 

@@ -158,7 +158,8 @@ fn animate_with_classic_writes_a_video_with_provenance() {
     use image::AnimationDecoder;
     assert_eq!(frames.into_frames().count(), 6);
     let side: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{path}.json")).unwrap()).unwrap();
-    assert_eq!(side["params"]["output"], "video");
+    // The output kind is a typed field of the request (contract 0.2), kept as such in provenance.
+    assert_eq!(side["output_kind"], "video");
 }
 
 #[test]

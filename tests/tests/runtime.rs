@@ -25,8 +25,9 @@ fn manifest(id: &str) -> Vec<u8> {
     format!("id = \"{id}\"\nversion = \"0.1.0\"\ncontract = \"0.1.0\"\nkind = \"model\"\n").into_bytes()
 }
 
+/// The prebuilt contract-0.1.0 hello (its manifest below says 0.1.0, whatever the in-tree hello speaks).
 fn hello_wasm() -> Vec<u8> {
-    std::fs::read(plugins_dir().join("hello/plugin.wasm")).expect("tests/build.rs staged hello")
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello-0.1.0/plugin.wasm")).expect("the checked-in 0.1.0 hello")
 }
 
 /// A one-line message that names `file` and contains every `needle`.
@@ -107,19 +108,31 @@ fn files_that_are_not_components_are_refused_with_the_build_to_use() {
 
 #[test]
 fn component_of_another_contract_version_is_refused() {
+    // Honest manifest naming a contract this host does not speak: refused before the component
+    // is even compiled.
+    let future = b"id = \"future\"\nversion = \"0.1.0\"\ncontract = \"9.0.0\"\nkind = \"model\"\n".as_slice();
+    let tree = plugin_tree(&[("future", &[("plugin.toml", future), ("plugin.wasm", &hello_wasm())])]);
+    let rt = runtime_over(vec![tree.path().to_path_buf()], "", cache_dir());
+    let msg = problem_for(&rt, "future");
+    let file = tree.path().join("future/plugin.toml");
+    assert_one_line(&msg, &file, &["built for contract 9.0.0", "this host speaks 0.2.0, 0.1.0", "rebuild the plugin against wit/0.2.0/"]);
+    let via_id = format!("{:#}", rt.plugin("future").err().unwrap());
+    assert!(via_id.starts_with("plugin `future` could not be loaded:"), "{via_id}");
+    assert!(!rt.manifests().any(|m| m.id == "future"));
+
     let rt = test_runtime("");
-    // Honest manifest: refused before the component is even compiled.
-    let msg = problem_for(&rt, "other-contract");
-    let file = plugins_dir().join("other-contract/plugin.toml");
-    assert_one_line(&msg, &file, &["built for contract 0.2.0", "this host speaks 0.1.0", "rebuild the plugin against wit/0.1.0/"]);
-    let via_id = format!("{:#}", rt.plugin("other-contract").err().unwrap());
-    assert!(via_id.starts_with("plugin `other-contract` could not be loaded:"), "{via_id}");
-    assert!(!rt.manifests().any(|m| m.id == "other-contract"));
+    // Exports `backend@0.2.0`, but built from an edited WIT: the shape is checked when it is
+    // instantiated, and the refusal says so (not "crashed").
+    let other = rt.plugin("other-contract").expect("the names match: it loads");
+    let described = tokio::runtime::Runtime::new().unwrap().block_on(other.describe_model());
+    let msg = format!("{:#}", described.err().expect("a component of another shape must not be called"));
+    let wasm = plugins_dir().join("other-contract/plugin.wasm");
+    assert_one_line(&msg, &wasm, &["exports atelier:plugin/backend@0.2.0 but not in the shape contract 0.2.0 defines", "rebuild it against wit/0.2.0/"]);
 
     // Lying manifest (says 0.1.0, exports @0.2.0): caught by the export check.
     let msg = format!("{:#}", rt.plugin("lying-contract").err().expect("a 0.2.0 component must not load as 0.1.0"));
     let wasm = plugins_dir().join("lying-contract/plugin.wasm");
-    assert_one_line(&msg, &wasm, &["exports atelier:plugin/backend@0.2.0", "manifest says contract 0.1.0", "rebuild the plugin against wit/0.1.0/"]);
+    assert_one_line(&msg, &wasm, &["exports atelier:plugin/backend@0.2.0", "manifest says contract 0.1.0", "set contract = \"0.2.0\"", "rebuild the plugin against wit/0.1.0/"]);
 }
 
 #[test]
@@ -307,7 +320,7 @@ fn disabled_plugin_is_not_offered_and_bad_limits_are_refused() {
     };
     let msg = refused("[plugins.hello]\nmodel = \"m\"\n\n[plugins.spin.limits]\ncall_timeout = 1\n", "spin");
     assert_one_line(&msg, config, &[
-        "/etc/atelier/atelier.toml:5: [plugins.spin.limits] call_timeout = 1: there is no limit `call_timeout` (the limits are memory_mb, call_timeout_s, max_in_flight, max_http_requests, log_lines_per_s, max_artifacts, max_notes_kb, max_token_kb); write instead: call_timeout_s = 1",
+        "/etc/atelier/atelier.toml:5: [plugins.spin.limits] call_timeout = 1: there is no limit `call_timeout` (the limits are memory_mb, call_timeout_s, max_in_flight, max_http_requests, log_lines_per_s, max_artifacts, max_notes_kb, max_token_kb, max_stream_mb); write instead: call_timeout_s = 1",
     ]);
     let msg = refused("[plugins.spin.limits]\nmax_in_flight = 2\nmemory_mb = -5\n", "spin");
     assert_one_line(&msg, config, &["atelier.toml:3: [plugins.spin.limits] memory_mb = -5: the memory limit must be at least 1 MiB; write instead: memory_mb = 256"]);

@@ -4,7 +4,7 @@
 //! of its own, provokes one kind of misbehaviour and checks both the error text (it must name the
 //! limit or config line that governs it) and that a `hello` job still succeeds.
 
-use atelier::wit_backend::Submission;
+use atelier::types::Submission;
 use atelier_tests::*;
 use std::time::{Duration, Instant};
 
@@ -82,7 +82,7 @@ async fn plugin_that_traps_on_every_call_is_reported_as_crashed() {
     let trap = rt.model("trap").expect("trap loads (it is a well-formed component)");
     let msg = err_text(trap.describe_model().await.expect_err("describe panics"));
     assert!(msg.contains("plugin `trap` crashed in `describe`") && msg.contains("report it to its author"), "{msg}");
-    let msg = err_text(trap.prepare("job", "p", &[(8, 8)], false, 1, &[]).await.expect_err("prepare panics"));
+    let msg = err_text(trap.prepare("job", &atelier_tests::draft("p", &[(8, 8)])).await.expect_err("prepare panics"));
     assert!(msg.contains("crashed in `prepare`"), "{msg}");
     let msg = err_text(trap.submit("job", &request("p")).await.err().expect("submit traps"));
     assert!(msg.contains("crashed in `submit`") && msg.contains("unreachable"), "{msg}");

@@ -35,3 +35,31 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
         0
     }
 }
+
+impl crate::wasm::since_v0_1::wit_imports::clock::Host for crate::wasm::store::HostState {
+    async fn monotonic_ms(&mut self) -> u64 {
+        monotonic_ms()
+    }
+    async fn wall_ms(&mut self) -> u64 {
+        wall_ms()
+    }
+}
+
+impl crate::wasm::since_v0_2::wit_imports::clock::Host for crate::wasm::store::HostState {
+    async fn monotonic_ms(&mut self) -> u64 {
+        monotonic_ms()
+    }
+    async fn wall_ms(&mut self) -> u64 {
+        wall_ms()
+    }
+}
+
+/// Links contract 0.1's `clock` import.
+pub(crate) fn add_to_linker_v0_1(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
+    crate::wasm::since_v0_1::wit_imports::clock::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+}
+
+/// Links contract 0.2's `clock` import.
+pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
+    crate::wasm::since_v0_2::wit_imports::clock::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+}

@@ -388,3 +388,90 @@ impl reqwest::dns::Resolve for CheckedResolver {
         })
     }
 }
+
+impl crate::wasm::store::HostState {
+    /// `http.send` from the guest, for any contract version: counted against
+    /// `max_http_requests`, a state-changing request cut before the call's deadline, then sent
+    /// under the grants and recorded.
+    async fn guest_send(&mut self, method: String, url: String, headers: Vec<(String, String)>, body: Vec<u8>, timeout_ms: Option<u32>) -> Result<Inbound, Failure> {
+        use crate::text::{printable, printable_lines};
+        use std::time::{Duration, Instant};
+        let Some(http) = &self.plugin.http else {
+            return Err(Failure::Denied(format!("plugin `{}` has no network access", self.plugin.id)));
+        };
+        // Every attempt counts, sent or refused, so a plugin cannot spin on a denied request either.
+        self.http_requests = self.http_requests.saturating_add(1);
+        let limits = &self.plugin.limits;
+        if self.http_requests > limits.max_http_requests {
+            let what = format!("tried to send HTTP request {} in one call", self.http_requests);
+            let message = limits.over_message(&self.plugin.id, &self.plugin.config_path, "max_http_requests", &what);
+            // Once per call in the host's log, whatever the plugin does with the refusal.
+            if self.http_requests == limits.max_http_requests + 1 {
+                tracing::warn!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{message}\n");
+            }
+            return Err(Failure::Denied(message));
+        }
+        // A request that changes state ends before the call's deadline (minus a margin), so a
+        // hung provider is a timeout the plugin reports (and the capability records as
+        // ambiguous), not a call stopped mid-request. A GET may run into the deadline: stopping
+        // it there loses nothing.
+        let write = method_changes_state(&method);
+        let left = match write {
+            true => self.deadline.saturating_duration_since(Instant::now()).saturating_sub(crate::wasm::store::request_margin(self.plugin.call_timeout)),
+            false => Duration::MAX,
+        };
+        if left.is_zero() {
+            let p = &self.plugin;
+            return Err(Failure::Timeout(format!(
+                "no time left in this call of plugin `{}` for another request (its call_timeout_s is {} s; raise it under [plugins.{}.limits] in {})",
+                p.id, p.call_timeout.as_secs_f64(), p.id, p.config_path
+            )));
+        }
+        let asked = timeout_ms.map(|ms| Duration::from_millis(ms as u64));
+        let timeout = match write {
+            true => Some(asked.map_or(left, |t| t.min(left))),
+            false => asked,
+        };
+        let out = Outbound { method, url, headers, body, timeout };
+        tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %printable(&out.method), url = %printable(&out.url));
+        http.send_recorded(out, &self.record).await.inspect_err(|f| {
+            tracing::info!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{}", printable_lines(&f.to_string()));
+        })
+    }
+}
+
+/// The http interface of each contract version (the same shape in 0.1 and 0.2), on [`HostState::guest_send`].
+macro_rules! http_host {
+    ($v:ident) => {
+        impl crate::wasm::$v::wit_imports::http::Host for crate::wasm::store::HostState {
+            async fn send(
+                &mut self,
+                req: crate::wasm::$v::wit_imports::http::Request,
+            ) -> Result<crate::wasm::$v::wit_imports::http::Response, crate::wasm::$v::wit_imports::http::HttpError> {
+                use crate::wasm::$v::wit_imports::http::{HttpError as E, Response};
+                match self.guest_send(req.method, req.url, req.headers, req.body, req.timeout_ms).await {
+                    Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
+                    Err(f) => Err(match f {
+                        Failure::Denied(m) => E::Denied(m),
+                        Failure::Timeout(m) => E::Timeout(m),
+                        Failure::TooLarge(m) => E::TooLarge(m),
+                        Failure::Connection(m) => E::Connection(m),
+                        Failure::Invalid(m) => E::Invalid(m),
+                    }),
+                }
+            }
+        }
+    };
+}
+http_host!(since_v0_1);
+http_host!(since_v0_2);
+
+/// Links contract 0.1's `http` import.
+pub(crate) fn add_to_linker_v0_1(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
+    crate::wasm::since_v0_1::wit_imports::http::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+}
+
+/// Links contract 0.2's `http` import.
+pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
+    crate::wasm::since_v0_2::wit_imports::http::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+}

@@ -123,3 +123,50 @@ mod tests {
         assert!((249..=251).contains(&passed), "{passed}");
     }
 }
+
+impl crate::wasm::store::HostState {
+    /// `log.write` from the guest: within the plugin's rate, what was dropped said first.
+    fn guest_log(&mut self, level: Level, message: &str) {
+        if !enabled(level) {
+            return;
+        }
+        if !self.plugin.log_rate.take(self.plugin.limits.log_lines_per_s) {
+            self.log_dropped += 1;
+            return;
+        }
+        // Logging resumes: first say what was dropped before this line.
+        self.report_dropped_logs();
+        write(&self.plugin.id, &self.job, level, message);
+    }
+}
+
+/// The log interface of each contract version, as the host's level.
+macro_rules! log_host {
+    ($v:ident) => {
+        impl crate::wasm::$v::wit_imports::log::Host for crate::wasm::store::HostState {
+            async fn write(&mut self, level: crate::wasm::$v::wit_imports::log::Level, message: String) {
+                use crate::wasm::$v::wit_imports::log::Level as G;
+                let level = match level {
+                    G::Trace => Level::Trace,
+                    G::Debug => Level::Debug,
+                    G::Info => Level::Info,
+                    G::Warn => Level::Warn,
+                    G::Error => Level::Error,
+                };
+                self.guest_log(level, &message);
+            }
+        }
+    };
+}
+log_host!(since_v0_1);
+log_host!(since_v0_2);
+
+/// Links contract 0.1's `log` import.
+pub(crate) fn add_to_linker_v0_1(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
+    crate::wasm::since_v0_1::wit_imports::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+}
+
+/// Links contract 0.2's `log` import.
+pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
+    crate::wasm::since_v0_2::wit_imports::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+}

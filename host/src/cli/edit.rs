@@ -20,9 +20,15 @@ pub struct ModelArgs {
     /// Model plugin id (see `atelier models`).
     #[arg(long)]
     model: String,
-    /// Base seed; output i gets seed + i - 1.
+    /// Base seed; output i gets seed + i - 1 (a model that takes no seed ignores it, with a warning).
     #[arg(long)]
     seed: Option<u64>,
+    /// Aspect ratio, one of the model's (`atelier models` lists them), e.g. 16:9.
+    #[arg(long)]
+    aspect: Option<String>,
+    /// Output size, one of the model's (`atelier models` lists them), e.g. 2K.
+    #[arg(long)]
+    size: Option<String>,
     /// A model parameter, key=value (repeatable).
     #[arg(long = "param", value_name = "K=V")]
     params: Vec<String>,
@@ -123,6 +129,8 @@ pub async fn edit(cli: &Cli, a: &EditArgs) -> Result<ExitCode> {
         model: c.model.clone(),
         n: a.n,
         seed: c.seed,
+        aspect: c.aspect.clone(),
+        size: c.size.clone(),
         params: c.params()?,
         mask: a.mask.clone(),
         pre: c.pre.clone(),
@@ -148,6 +156,8 @@ pub async fn animate(cli: &Cli, a: &AnimateArgs) -> Result<ExitCode> {
         model: c.model.clone(),
         n: 1,
         seed: c.seed,
+        aspect: c.aspect.clone(),
+        size: c.size.clone(),
         params,
         mask: None,
         pre: c.pre.clone(),

@@ -5,7 +5,7 @@ use anyhow::Result;
 use atelier::manifest::Kind;
 use atelier::params::{describe_spec, to_json};
 use atelier::text::{printable, printable_lines};
-use atelier::wit_backend::Task;
+use atelier::types::OutputKind;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::process::ExitCode;
@@ -201,22 +201,24 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
             .iter()
             .map(|(p, i)| {
                 json!({"id": p.id(), "display_name": i.display_name, "description": i.description, "model": i.model,
-                       "task": match i.task { Task::ImageEdit => "image-edit", Task::ImageToVideo => "image-to-video" },
+                       "task": match i.default_output() { OutputKind::Image => "image-edit", OutputKind::Video => "image-to-video" },
+                       "outputs": i.outputs, "generates_without_input": i.generates_without_input, "effects_outside_host": i.effects_outside_host,
                        "max_references": i.max_references, "max_outputs": i.max_outputs, "aspect_ratios": i.aspect_ratios,
                        "sizes": i.sizes, "supports_mask": i.supports_mask, "supports_seed": i.supports_seed,
-                       "supports_audio": i.supports_audio, "input_mime": i.input_mime,
+                       "supports_audio": i.video_audio, "contract": p.contract(), "input_mime": i.input_mime,
                        "params": i.params.iter().map(|s| json!({"name": s.name, "description": s.description,
-                           "kind": atelier::params::kind_name(s.kind), "min": s.min, "max": s.max, "choices": s.choices,
-                           "default": s.default.as_ref().map(to_json), "required": s.required})).collect::<Vec<_>>()})
+                           "kind": atelier::params::kind_name(s.kind()), "min": s.min(), "max": s.max(), "choices": s.choices(),
+                           "default": s.default_value().as_ref().map(to_json), "required": s.required})).collect::<Vec<_>>()})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     for (p, i) in &out {
-        let task = match i.task {
-            Task::ImageEdit => "image edit",
-            Task::ImageToVideo => "image to video",
+        let task = i.outputs.iter().map(|k| k.name()).collect::<Vec<_>>().join(" or ");
+        let task = match i.generates_without_input {
+            Some(true) => format!("prompt or image to {task}"),
+            _ => format!("image to {task}"),
         };
         println!("{} — {} [{task}, model id {}]", p.id(), printable(&i.display_name), printable(&i.model));
         if !i.description.is_empty() {
@@ -229,7 +231,7 @@ pub async fn models(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
         if i.supports_seed {
             caps.push("seed".into());
         }
-        if i.supports_audio {
+        if i.video_audio {
             caps.push("audio".into());
         }
         println!("  {}", caps.join(", "));
@@ -261,8 +263,8 @@ pub async fn filters(cli: &Cli, a: &ListArgs) -> Result<ExitCode> {
             .map(|(pid, f)| {
                 json!({"name": f.name, "plugin": pid, "description": f.description,
                        "params": f.params.iter().map(|s| json!({"name": s.name, "description": s.description,
-                           "kind": atelier::params::kind_name(s.kind), "min": s.min, "max": s.max, "choices": s.choices,
-                           "default": s.default.as_ref().map(to_json), "required": s.required})).collect::<Vec<_>>()})
+                           "kind": atelier::params::kind_name(s.kind()), "min": s.min(), "max": s.max(), "choices": s.choices(),
+                           "default": s.default_value().as_ref().map(to_json), "required": s.required})).collect::<Vec<_>>()})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

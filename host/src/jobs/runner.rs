@@ -5,8 +5,7 @@ use super::db::{JobDb, JobState, now_ms};
 use crate::caps::http::Outbound;
 use crate::plugin::{CutOff, Plugin};
 use crate::text::{clipped, printable};
-use crate::wit_backend as wb;
-use crate::wit_types as wt;
+use crate::types;
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::collections::HashMap;
@@ -184,7 +183,7 @@ impl Runner {
     }
 
     /// Submit a new job and wait for it. The job is recorded before anything is sent.
-    pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &wb::Request) -> Result<JobOutcome> {
+    pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &types::Request) -> Result<JobOutcome> {
         // Kept (offline jobs) before the job is on record, so whoever finds the job — `jobs
         // resume`, a cancel — finds its request whole.
         let kept = self.keep(plugin, job, Some(req)).await?;
@@ -195,7 +194,7 @@ impl Runner {
 
     /// For a job of a plugin that reaches no host: its run lock, and its request kept (`req`)
     /// or already kept (`None`, a job run again). `None` for other plugins.
-    async fn keep(&self, plugin: &Plugin, job: &str, req: Option<&wb::Request>) -> Result<Option<super::saved::Kept>> {
+    async fn keep(&self, plugin: &Plugin, job: &str, req: Option<&types::Request>) -> Result<Option<super::saved::Kept>> {
         if !plugin.reaches_no_host() {
             return Ok(None);
         }
@@ -247,7 +246,7 @@ impl Runner {
     /// Submit and follow the job to its end. `kept`: the run lock and kept request of a job of a
     /// plugin that reaches no host, safe to send again if this process dies until its submit
     /// has answered.
-    async fn submit_and_wait(&self, plugin: &Plugin, job: &str, req: &wb::Request, mut kept: Option<super::saved::Kept>) -> Result<JobOutcome> {
+    async fn submit_and_wait(&self, plugin: &Plugin, job: &str, req: &types::Request, mut kept: Option<super::saved::Kept>) -> Result<JobOutcome> {
         let driving = self.drive(job);
         let cancel = &driving.cancel;
         // A `max_in_flight` slot is held from the submit until the job ends (polls included):
@@ -274,7 +273,7 @@ impl Runner {
     }
 
     /// Submit, retrying only where the provider did not take the call, until it is done or pending.
-    async fn submit_loop(&self, plugin: &Plugin, job: &str, req: &wb::Request, cancel: &CancellationToken) -> Result<Submitted> {
+    async fn submit_loop(&self, plugin: &Plugin, job: &str, req: &types::Request, cancel: &CancellationToken) -> Result<Submitted> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -293,8 +292,8 @@ impl Runner {
                 Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
             };
             let e = match called.value {
-                Ok(wb::Submission::Done(o)) => return Ok(Submitted::Done(o, started)),
-                Ok(wb::Submission::Pending(p)) => {
+                Ok(types::Submission::Done(o)) => return Ok(Submitted::Done(o, started)),
+                Ok(types::Submission::Pending(p)) => {
                     if p.token.len() > (plugin.limits.max_token_kb as usize) << 10 {
                         return self.token_too_large(plugin, job, &p.token).await;
                     }
@@ -326,10 +325,10 @@ impl Runner {
                 Err(e) => e,
             };
             let retry_after = match &e {
-                wt::Error::RateLimited(r) if attempt < self.policy.max_attempts => {
+                types::PluginError::RateLimited(r) if attempt < self.policy.max_attempts => {
                     r.retry_after_ms.map(|ms| self.plugin_delay(plugin, ms)).unwrap_or_else(|| self.backoff(plugin, attempt))
                 }
-                wt::Error::Unavailable(_) if attempt < self.policy.max_attempts => self.backoff(plugin, attempt),
+                types::PluginError::Unavailable(_) if attempt < self.policy.max_attempts => self.backoff(plugin, attempt),
                 _ => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)),
             };
             let delay = jitter(retry_after);
@@ -395,24 +394,24 @@ impl Runner {
                 }
             };
             let (why, wait) = match status {
-                Ok(Ok(wb::Status::Running(p))) => {
+                Ok(Ok(types::Status::Running(p))) => {
                     failures = 0;
                     self.emit(RunnerEvent::Progress { job: job.into(), fraction: p.fraction, state: p.state });
                     delay = Duration::from_millis(p.retry_after_ms);
                     continue;
                 }
-                Ok(Ok(wb::Status::Done(o))) => return self.finish(plugin, job, o, started).await,
+                Ok(Ok(types::Status::Done(o))) => return self.finish(plugin, job, o, started).await,
                 // Polling is safe to repeat: rate limits, outages and a job not visible yet only slow it down.
-                Ok(Err(e)) if matches!(e, wt::Error::RateLimited(_) | wt::Error::Unavailable(_)) => {
+                Ok(Err(e)) if matches!(e, types::PluginError::RateLimited(_) | types::PluginError::Unavailable(_)) => {
                     let asked = match &e {
-                        wt::Error::RateLimited(r) => r.retry_after_ms.map(|ms| self.plugin_delay(plugin, ms)),
+                        types::PluginError::RateLimited(r) => r.retry_after_ms.map(|ms| self.plugin_delay(plugin, ms)),
                         _ => None,
                     };
                     (poll_failure(plugin.id(), &e), asked.unwrap_or_else(|| self.backoff(plugin, failures + 1)))
                 }
                 // The credentials stopped working: polling again will not help until the operator
                 // fixes them, and the job may well be running. Stop now, leaving it pending.
-                Ok(Err(e @ wt::Error::Unauthorized(_))) => {
+                Ok(Err(e @ types::PluginError::Unauthorized(_))) => {
                     bail!("{}\njob {job} is still pending at the provider and kept on record: once the key works, `atelier jobs resume {job}` picks it up", explain(plugin.id(), &e, 1))
                 }
                 // The provider said the work failed (or was refused): the job is over.
@@ -536,7 +535,7 @@ impl Runner {
     /// against its `max_artifacts` (over it, the call fails), each artifact's notes against
     /// `max_notes_kb` and its bytes against the media type it claims (a refused artifact becomes a
     /// failure of that output and is not stored).
-    async fn finish(&self, plugin: &Plugin, job: &str, o: wb::Outcome, started: Instant) -> Result<JobOutcome> {
+    async fn finish(&self, plugin: &Plugin, job: &str, o: types::Outcome, started: Instant) -> Result<JobOutcome> {
         let (id, limits, config_path) = (plugin.id(), &plugin.limits, plugin.grants.config_path.as_str());
         let max = limits.max_artifacts as usize;
         if o.artifacts.len() > max || o.failures.len() > max {
@@ -570,13 +569,18 @@ impl Runner {
             // Inline bytes are checked before they reach the disk, downloads as soon as they are there.
             let tmp = dir.join(format!("raw-{i}.part"));
             let fetched = match a.body {
-                wb::Body::Inline(bytes) => match claimed(&bytes[..bytes.len().min(64)]) {
+                types::Body::Inline(bytes) => match claimed(&bytes[..bytes.len().min(64)]) {
                     Ok(mime) => tokio::fs::write(&tmp, &bytes).await.map(|_| mime).map_err(|e| e.to_string()),
                     Err(m) => Err(m),
                 },
-                wb::Body::Download(d) => match self.download(plugin, &d, &tmp).await {
+                types::Body::Download(d) => match self.download(plugin, &d, &tmp).await {
                     Ok(()) => claimed(&read_head(&tmp).await),
                     Err(m) => Err(m),
+                },
+                // A stream the plugin wrote (contract 0.2): moved into the job's folder, not read.
+                types::Body::File(held) => match move_file(&held, &tmp).await {
+                    Ok(()) => claimed(&read_head(&tmp).await),
+                    Err(e) => Err(format!("the host could not keep the plugin's streamed output: {e}")),
                 },
             };
             let mime = match fetched {
@@ -606,7 +610,7 @@ impl Runner {
         Ok(out)
     }
 
-    async fn download(&self, plugin: &Plugin, d: &wb::Download, dest: &std::path::Path) -> Result<(), String> {
+    async fn download(&self, plugin: &Plugin, d: &types::Download, dest: &std::path::Path) -> Result<(), String> {
         let http = plugin.http().ok_or("plugin has no network access")?;
         let req = Outbound { method: "GET".into(), url: d.url.clone(), headers: d.headers.clone(), body: vec![], timeout: None };
         let (status, _headers, _n) = http.download(req, dest).await.map_err(|f| format!("download failed: {f}"))?;
@@ -626,18 +630,28 @@ impl Runner {
     }
 }
 
+/// Move a file the host holds into place: a rename, or a copy when it is on another filesystem.
+async fn move_file(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    if tokio::fs::rename(from, to).await.is_ok() {
+        return Ok(());
+    }
+    tokio::fs::copy(from, to).await?;
+    let _ = tokio::fs::remove_file(from).await;
+    Ok(())
+}
+
 /// How a submit ended when it did not fail.
 enum Submitted {
     /// Done in the call.
-    Done(wb::Outcome, Instant),
+    Done(types::Outcome, Instant),
     /// Accepted; to be polled.
-    Pending(wb::Pending, Instant),
+    Pending(types::Pending, Instant),
 }
 
 /// An explicit refusal by the provider (bad input, moderation, credentials): the job was not
 /// taken, whatever the plugin sent before.
-fn is_refusal(e: &wt::Error) -> bool {
-    matches!(e, wt::Error::InvalidInput(_) | wt::Error::Moderated(_) | wt::Error::Unauthorized(_))
+fn is_refusal(e: &types::PluginError) -> bool {
+    matches!(e, types::PluginError::InvalidInput(_) | types::PluginError::Moderated(_) | types::PluginError::Unauthorized(_))
 }
 
 /// The first 64 bytes of a file (fewer if it is shorter), for sniffing its media type.
@@ -663,7 +677,7 @@ fn fmt_time(ms: u64) -> String {
 /// tokens and images at most 2^53 (exact in JSON and f64; sums over a run cannot wrap a u64),
 /// images of one size merged (at most 64 sizes), video seconds finite and not negative. What was
 /// changed is listed under `adjusted`.
-pub fn usage_json(u: &wt::Usage) -> serde_json::Value {
+pub fn usage_json(u: &types::Usage) -> serde_json::Value {
     const MAX_COUNT: u64 = 1 << 53;
     const MAX_SIZES: usize = 64;
     let mut adjusted: Vec<String> = vec![];
@@ -710,39 +724,39 @@ pub fn usage_json(u: &wt::Usage) -> serde_json::Value {
 
 /// A plugin's error as a user reads it: which engine, what the provider said, what to do. The
 /// plugin's own text is escaped ([`printable`]): it ends up on terminals and in logs.
-pub fn explain(engine: &str, e: &wt::Error, attempts: u32) -> String {
+pub fn explain(engine: &str, e: &types::PluginError, attempts: u32) -> String {
     let e = &escaped(e);
     match e {
-        wt::Error::InvalidInput(m) => format!("{engine}: invalid request: {m}"),
-        wt::Error::Unauthorized(m) => format!("{engine}: the provider refused the credentials: {m}; check the API key (`atelier plugins inspect {engine}` shows where it is read from)"),
-        wt::Error::RateLimited(r) => format!("{engine}: rate limited by the provider (gave up after {attempts} attempts): {}; wait, lower -n, or raise your quota", r.message),
-        wt::Error::Moderated(m) => format!("{engine}: blocked by the provider's safety system: {m}; change the prompt or the image"),
-        wt::Error::Unavailable(m) => format!("{engine}: the provider is unavailable (gave up after {attempts} attempts): {m}; try again later"),
-        wt::Error::Provider(p) => format!("{engine}: the provider answered {}: {}", p.code, p.message),
-        wt::Error::Internal(m) => format!("{engine}: plugin error: {m}"),
+        types::PluginError::InvalidInput(m) => format!("{engine}: invalid request: {m}"),
+        types::PluginError::Unauthorized(m) => format!("{engine}: the provider refused the credentials: {m}; check the API key (`atelier plugins inspect {engine}` shows where it is read from)"),
+        types::PluginError::RateLimited(r) => format!("{engine}: rate limited by the provider (gave up after {attempts} attempts): {}; wait, lower -n, or raise your quota", r.message),
+        types::PluginError::Moderated(m) => format!("{engine}: blocked by the provider's safety system: {m}; change the prompt or the image"),
+        types::PluginError::Unavailable(m) => format!("{engine}: the provider is unavailable (gave up after {attempts} attempts): {m}; try again later"),
+        types::PluginError::Provider(p) => format!("{engine}: the provider answered {}: {}", p.code, p.message),
+        types::PluginError::Internal(m) => format!("{engine}: plugin error: {m}"),
     }
 }
 
 /// A failed poll (`rate-limited` or `unavailable`) as a user reads it: which engine, what the
 /// provider said. Unlike [`explain`] it does not say atelier gave up: the job goes on.
-fn poll_failure(engine: &str, e: &wt::Error) -> String {
+fn poll_failure(engine: &str, e: &types::PluginError) -> String {
     match escaped(e) {
-        wt::Error::RateLimited(r) => format!("{engine}: a poll was rate limited by the provider: {}", r.message),
-        wt::Error::Unavailable(m) => format!("{engine}: a poll failed: {m}"),
+        types::PluginError::RateLimited(r) => format!("{engine}: a poll was rate limited by the provider: {}", r.message),
+        types::PluginError::Unavailable(m) => format!("{engine}: a poll failed: {m}"),
         other => explain(engine, &other, 1),
     }
 }
 
 /// The error with every string the plugin wrote cut to 4 KiB and made printable.
-fn escaped(e: &wt::Error) -> wt::Error {
+fn escaped(e: &types::PluginError) -> types::PluginError {
     let p = |m: &str| printable(&clipped(m, 4096)).into_owned();
     match e {
-        wt::Error::InvalidInput(m) => wt::Error::InvalidInput(p(m)),
-        wt::Error::Unauthorized(m) => wt::Error::Unauthorized(p(m)),
-        wt::Error::RateLimited(r) => wt::Error::RateLimited(wt::RateLimit { retry_after_ms: r.retry_after_ms, message: p(&r.message) }),
-        wt::Error::Moderated(m) => wt::Error::Moderated(p(m)),
-        wt::Error::Unavailable(m) => wt::Error::Unavailable(p(m)),
-        wt::Error::Provider(e) => wt::Error::Provider(wt::ProviderError { code: p(&e.code), message: p(&e.message) }),
-        wt::Error::Internal(m) => wt::Error::Internal(p(m)),
+        types::PluginError::InvalidInput(m) => types::PluginError::InvalidInput(p(m)),
+        types::PluginError::Unauthorized(m) => types::PluginError::Unauthorized(p(m)),
+        types::PluginError::RateLimited(r) => types::PluginError::RateLimited(types::RateLimit { retry_after_ms: r.retry_after_ms, message: p(&r.message) }),
+        types::PluginError::Moderated(m) => types::PluginError::Moderated(p(m)),
+        types::PluginError::Unavailable(m) => types::PluginError::Unavailable(p(m)),
+        types::PluginError::Provider(e) => types::PluginError::Provider(types::ProviderError { code: p(&e.code), message: p(&e.message) }),
+        types::PluginError::Internal(m) => types::PluginError::Internal(p(m)),
     }
 }

@@ -2,8 +2,7 @@
 //! job's folder while it runs, so a job cut off by a killed process can be run again by `jobs
 //! resume` or a restarted server with exactly the inputs it had.
 
-use crate::wit_backend as wb;
-use crate::wit_types as wt;
+use crate::types;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,46 +14,49 @@ fn path(job_dir: &Path) -> PathBuf {
     job_dir.join("request.json")
 }
 
-fn media_json(m: &wt::Media) -> Value {
+fn media_json(m: &types::Media) -> Value {
     json!({"mime": m.mime, "bytes": B64.encode(&m.bytes)})
 }
 
-fn media_from(v: &Value) -> Result<wt::Media> {
+fn media_from(v: &Value) -> Result<types::Media> {
     let mime = v["mime"].as_str().context("media without a type")?.to_string();
     let bytes = B64.decode(v["bytes"].as_str().context("media without bytes")?).context("media bytes are not base64")?;
-    Ok(wt::Media { mime, bytes })
+    Ok(types::Media { mime, bytes })
 }
 
-fn value_json(v: &wt::Value) -> Value {
+fn value_json(v: &types::Value) -> Value {
     match v {
-        wt::Value::Boolean(b) => json!({"boolean": b}),
-        wt::Value::Integer(i) => json!({"integer": i}),
-        wt::Value::Number(n) => json!({"number": n}),
-        wt::Value::Text(t) => json!({"text": t}),
-        wt::Value::Media(m) => json!({"media": media_json(m)}),
+        types::Value::Boolean(b) => json!({"boolean": b}),
+        types::Value::Integer(i) => json!({"integer": i}),
+        types::Value::Number(n) => json!({"number": n}),
+        types::Value::Text(t) => json!({"text": t}),
+        types::Value::Media(m) => json!({"media": media_json(m)}),
     }
 }
 
-fn value_from(v: &Value) -> Result<wt::Value> {
+fn value_from(v: &Value) -> Result<types::Value> {
     let (kind, x) = v.as_object().and_then(|o| o.iter().next()).context("a parameter without a value")?;
     Ok(match kind.as_str() {
-        "boolean" => wt::Value::Boolean(x.as_bool().context("not a boolean")?),
-        "integer" => wt::Value::Integer(x.as_i64().context("not an integer")?),
-        "number" => wt::Value::Number(x.as_f64().context("not a number")?),
-        "text" => wt::Value::Text(x.as_str().context("not text")?.to_string()),
-        "media" => wt::Value::Media(media_from(x)?),
+        "boolean" => types::Value::Boolean(x.as_bool().context("not a boolean")?),
+        "integer" => types::Value::Integer(x.as_i64().context("not an integer")?),
+        "number" => types::Value::Number(x.as_f64().context("not a number")?),
+        "text" => types::Value::Text(x.as_str().context("not text")?.to_string()),
+        "media" => types::Value::Media(media_from(x)?),
         other => bail!("unknown value kind `{other}`"),
     })
 }
 
 /// Keep `req` in the job's folder (written whole, then renamed into place).
-pub(crate) async fn save(job_dir: &Path, req: &wb::Request) -> Result<()> {
+pub(crate) async fn save(job_dir: &Path, req: &types::Request) -> Result<()> {
     let v = json!({
         "prompt": req.prompt,
         "references": req.references.iter().map(media_json).collect::<Vec<_>>(),
         "mask": req.mask.as_ref().map(media_json),
         "n": req.n,
         "seed": req.seed,
+        "output": req.output,
+        "aspect": req.aspect,
+        "size": req.size,
         "params": req.params.iter().map(|p| json!({"name": p.name, "value": value_json(&p.value)})).collect::<Vec<_>>(),
     });
     tokio::fs::create_dir_all(job_dir).await?;
@@ -65,25 +67,29 @@ pub(crate) async fn save(job_dir: &Path, req: &wb::Request) -> Result<()> {
 }
 
 /// The request kept for a job, if there is one.
-pub(crate) async fn load(job_dir: &Path) -> Result<Option<wb::Request>> {
+pub(crate) async fn load(job_dir: &Path) -> Result<Option<types::Request>> {
     let bytes = match tokio::fs::read(path(job_dir)).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("{}: cannot read the job's request", path(job_dir).display())),
     };
     let v: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: the job's request is unreadable", path(job_dir).display()))?;
-    let read = || -> Result<wb::Request> {
-        Ok(wb::Request {
+    let read = || -> Result<types::Request> {
+        Ok(types::Request {
             prompt: v["prompt"].as_str().context("no prompt")?.to_string(),
             references: v["references"].as_array().context("no references")?.iter().map(media_from).collect::<Result<_>>()?,
             mask: if v["mask"].is_null() { None } else { Some(media_from(&v["mask"])?) },
             n: v["n"].as_u64().and_then(|n| u32::try_from(n).ok()).context("no n")?,
             seed: v["seed"].as_u64(),
+            // Absent in requests kept before contract 0.2 (their params carry `output`/`aspect`/`size`).
+            output: if v["output"].is_null() { types::OutputKind::Image } else { serde_json::from_value(v["output"].clone()).context("bad output kind")? },
+            aspect: v["aspect"].as_str().map(str::to_string),
+            size: v["size"].as_str().map(str::to_string),
             params: v["params"]
                 .as_array()
                 .context("no params")?
                 .iter()
-                .map(|p| Ok(wt::Param { name: p["name"].as_str().context("a parameter without a name")?.to_string(), value: value_from(&p["value"])? }))
+                .map(|p| Ok(types::Param { name: p["name"].as_str().context("a parameter without a name")?.to_string(), value: value_from(&p["value"])? }))
                 .collect::<Result<_>>()?,
         })
     };
@@ -146,19 +152,22 @@ mod tests {
     #[tokio::test]
     async fn a_request_comes_back_as_it_was_saved() {
         let dir = tempfile::tempdir().unwrap();
-        let media = wt::Media { mime: "image/png".into(), bytes: vec![0, 1, 2, 255] };
-        let req = wb::Request {
+        let media = types::Media { mime: "image/png".into(), bytes: vec![0, 1, 2, 255] };
+        let req = types::Request {
             prompt: "oil \u{1b}painting".into(),
             references: vec![media.clone()],
             mask: Some(media.clone()),
             n: 2,
             seed: Some(u64::MAX),
+            output: types::OutputKind::Video,
+            aspect: Some("16:9".into()),
+            size: None,
             params: vec![
-                wt::Param { name: "b".into(), value: wt::Value::Boolean(true) },
-                wt::Param { name: "i".into(), value: wt::Value::Integer(-3) },
-                wt::Param { name: "x".into(), value: wt::Value::Number(0.25) },
-                wt::Param { name: "t".into(), value: wt::Value::Text("warm".into()) },
-                wt::Param { name: "m".into(), value: wt::Value::Media(media) },
+                types::Param { name: "b".into(), value: types::Value::Boolean(true) },
+                types::Param { name: "i".into(), value: types::Value::Integer(-3) },
+                types::Param { name: "x".into(), value: types::Value::Number(0.25) },
+                types::Param { name: "t".into(), value: types::Value::Text("warm".into()) },
+                types::Param { name: "m".into(), value: types::Value::Media(media) },
             ],
         };
         assert!(load(dir.path()).await.unwrap().is_none());

@@ -3,8 +3,7 @@
 //! encoding of steps and describe answers. `plugins/filters/src/native.rs` is the plugin side of
 //! the same layout; `tests/tests/native_tier.rs` runs one against the other.
 
-use crate::wit_filters as wf;
-use crate::wit_types as wt;
+use crate::types;
 use std::ffi::c_void;
 
 /// The one symbol a native library exports: `extern "C" fn() -> *const NativeTable`.
@@ -65,7 +64,7 @@ unsafe impl Sync for NativeTable {}
 /// What one call's sink collected.
 #[derive(Default)]
 pub(crate) struct Collected {
-    pub image: Option<wt::Image>,
+    pub image: Option<types::Image>,
     pub bytes: Vec<u8>,
     /// Why an image was refused (inconsistent view), for the error message.
     pub refused: Option<String>,
@@ -115,7 +114,7 @@ unsafe extern "C" fn take_bytes(ctx: *mut c_void, ptr: *const u8, len: usize) {
 /// Copy a view into a packed host image, checking its geometry first.
 ///
 /// SAFETY: `v.pixels` is readable for `v.len` bytes.
-unsafe fn packed(v: &ImageView) -> Result<wt::Image, String> {
+unsafe fn packed(v: &ImageView) -> Result<types::Image, String> {
     let row = (v.width as usize).checked_mul(4).ok_or("width overflows")?;
     let (h, stride) = (v.height as usize, v.stride as usize);
     if stride < row {
@@ -135,7 +134,7 @@ unsafe fn packed(v: &ImageView) -> Result<wt::Image, String> {
         }
         p
     };
-    Ok(wt::Image { width: v.width, height: v.height, pixels })
+    Ok(types::Image { width: v.width, height: v.height, pixels })
 }
 
 // Encoding (docs/native.md): little-endian; strings and byte lists are a u32 length then the
@@ -154,22 +153,22 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_u32(out, b.len() as u32);
     out.extend_from_slice(b);
 }
-fn put_value(out: &mut Vec<u8>, v: &wt::Value) {
+fn put_value(out: &mut Vec<u8>, v: &types::Value) {
     match v {
-        wt::Value::Boolean(b) => out.extend_from_slice(&[V_BOOLEAN, *b as u8]),
-        wt::Value::Integer(i) => {
+        types::Value::Boolean(b) => out.extend_from_slice(&[V_BOOLEAN, *b as u8]),
+        types::Value::Integer(i) => {
             out.push(V_INTEGER);
             out.extend_from_slice(&i.to_le_bytes());
         }
-        wt::Value::Number(f) => {
+        types::Value::Number(f) => {
             out.push(V_NUMBER);
             out.extend_from_slice(&f.to_bits().to_le_bytes());
         }
-        wt::Value::Text(t) => {
+        types::Value::Text(t) => {
             out.push(V_TEXT);
             put_bytes(out, t.as_bytes());
         }
-        wt::Value::Media(m) => {
+        types::Value::Media(m) => {
             out.push(V_MEDIA);
             put_bytes(out, m.mime.as_bytes());
             put_bytes(out, &m.bytes);
@@ -178,7 +177,7 @@ fn put_value(out: &mut Vec<u8>, v: &wt::Value) {
 }
 
 /// Steps as a library reads them.
-pub(crate) fn encode_steps(steps: &[wf::Step]) -> Vec<u8> {
+pub(crate) fn encode_steps(steps: &[types::Step]) -> Vec<u8> {
     let mut out = vec![];
     put_u32(&mut out, steps.len() as u32);
     for s in steps {
@@ -226,13 +225,13 @@ impl<'a> Reader<'a> {
             _ => Some(f64::from_bits(self.u64()?)),
         })
     }
-    fn value(&mut self) -> Result<wt::Value, String> {
+    fn value(&mut self) -> Result<types::Value, String> {
         Ok(match self.u8()? {
-            V_BOOLEAN => wt::Value::Boolean(self.u8()? != 0),
-            V_INTEGER => wt::Value::Integer(self.u64()? as i64),
-            V_NUMBER => wt::Value::Number(f64::from_bits(self.u64()?)),
-            V_TEXT => wt::Value::Text(self.string()?),
-            V_MEDIA => wt::Value::Media(wt::Media { mime: self.string()?, bytes: self.bytes()?.to_vec() }),
+            V_BOOLEAN => types::Value::Boolean(self.u8()? != 0),
+            V_INTEGER => types::Value::Integer(self.u64()? as i64),
+            V_NUMBER => types::Value::Number(f64::from_bits(self.u64()?)),
+            V_TEXT => types::Value::Text(self.string()?),
+            V_MEDIA => types::Value::Media(types::Media { mime: self.string()?, bytes: self.bytes()?.to_vec() }),
             other => return Err(format!("unknown value tag {other}")),
         })
     }
@@ -248,7 +247,7 @@ impl<'a> Reader<'a> {
 }
 
 /// A library's `describe` answer.
-pub(crate) fn decode_infos(bytes: &[u8]) -> Result<Vec<wf::FilterInfo>, String> {
+pub(crate) fn decode_infos(bytes: &[u8]) -> Result<Vec<types::FilterInfo>, String> {
     let mut r = Reader(bytes);
     let mut infos = vec![];
     for _ in 0..r.count()? {
@@ -259,12 +258,12 @@ pub(crate) fn decode_infos(bytes: &[u8]) -> Result<Vec<wf::FilterInfo>, String> 
             let name = r.string()?;
             let description = r.string()?;
             let kind = match r.u8()? {
-                0 => wt::ParamKind::Boolean,
-                1 => wt::ParamKind::Integer,
-                2 => wt::ParamKind::Number,
-                3 => wt::ParamKind::Text,
-                4 => wt::ParamKind::Choice,
-                5 => wt::ParamKind::Media,
+                0 => types::ParamKind::Boolean,
+                1 => types::ParamKind::Integer,
+                2 => types::ParamKind::Number,
+                3 => types::ParamKind::Text,
+                4 => types::ParamKind::Choice,
+                5 => types::ParamKind::Media,
                 other => return Err(format!("parameter `{name}`: unknown kind {other}")),
             };
             let default = match r.u8()? {
@@ -277,9 +276,9 @@ pub(crate) fn decode_infos(bytes: &[u8]) -> Result<Vec<wf::FilterInfo>, String> 
                 choices.push(r.string()?);
             }
             let required = r.u8()? != 0;
-            params.push(wt::ParamSpec { name, description, kind, default, min, max, choices, required });
+            params.push(types::ParamSpec::from_flat(name, description, kind, default, min, max, choices, required)?);
         }
-        infos.push(wf::FilterInfo { name, description, params });
+        infos.push(types::FilterInfo { name, description, params });
     }
     if !r.0.is_empty() {
         return Err(format!("{} bytes after the last filter", r.0.len()));

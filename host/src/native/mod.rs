@@ -7,9 +7,8 @@
 pub(crate) mod abi;
 
 use crate::manifest::{Manifest, Tier};
+use crate::types;
 use crate::settings::{PluginSettings, Settings};
-use crate::wit_filters as wf;
-use crate::wit_types as wt;
 use abi::{Collected, ImageView, NativeTable};
 use anyhow::{Result, bail};
 use std::collections::HashMap;
@@ -31,7 +30,7 @@ fn pin_lines(id: &str, sha: &str) -> String {
 struct Loaded {
     table: NativeTable,
     /// The library's `describe`, decoded once at load.
-    filters: Vec<wf::FilterInfo>,
+    filters: Vec<types::FilterInfo>,
 }
 
 /// Libraries by sha256: each is opened once per process and kept for its life (never unloaded:
@@ -83,13 +82,13 @@ impl NativeFilters {
     }
 
     /// The filters the library provides (read once, when it loaded).
-    pub fn describe(&self) -> Vec<wf::FilterInfo> {
+    pub fn describe(&self) -> Vec<types::FilterInfo> {
         self.lib.filters.clone()
     }
 
     /// Run `steps` on `image` on the blocking pool. A call over `timeout` is reported as such,
     /// but native code cannot be stopped: it keeps its thread and its permit until it returns.
-    pub async fn apply(&self, image: &wt::Image, steps: &[wf::Step], timeout: Duration) -> Result<Result<wt::Image, wt::Error>> {
+    pub async fn apply(&self, image: &types::Image, steps: &[types::Step], timeout: Duration) -> Result<Result<types::Image, types::PluginError>> {
         let permit = self.permits.clone().acquire_owned().await?;
         let encoded = abi::encode_steps(steps);
         // The call outlives this future if the caller gives up, so it owns its input.
@@ -206,14 +205,14 @@ fn verified_copy(path: &std::path::Path, _bytes: &[u8]) -> (Option<std::fs::File
 
 /// How one `apply` ended.
 enum Outcome {
-    Done(wt::Image),
-    Failed(wt::Error),
+    Done(types::Image),
+    Failed(types::PluginError),
     Panicked(String),
     Broken(String),
 }
 
 /// One `apply` through the C ABI, on the calling (blocking-pool) thread.
-fn call_apply(table: &NativeTable, image: &wt::Image, steps: &[u8]) -> Outcome {
+fn call_apply(table: &NativeTable, image: &types::Image, steps: &[u8]) -> Outcome {
     let view = ImageView {
         pixels: image.pixels.as_ptr(),
         len: image.pixels.len(),
@@ -232,8 +231,8 @@ fn call_apply(table: &NativeTable, image: &wt::Image, steps: &[u8]) -> Outcome {
             (Some(image), _) => Outcome::Done(image),
             (None, why) => Outcome::Broken(format!("it reported success without a usable image{}", why.map(|w| format!(" ({w})")).unwrap_or_default())),
         },
-        abi::STATUS_INVALID_INPUT => Outcome::Failed(wt::Error::InvalidInput(text)),
-        abi::STATUS_INTERNAL => Outcome::Failed(wt::Error::Internal(match got.refused {
+        abi::STATUS_INVALID_INPUT => Outcome::Failed(types::PluginError::InvalidInput(text)),
+        abi::STATUS_INTERNAL => Outcome::Failed(types::PluginError::Internal(match got.refused {
             Some(why) => format!("{text}: {why}"),
             None => text,
         })),

@@ -5,13 +5,13 @@ use super::outputs::{self, OutputFile, WhenTaken};
 use super::sheet;
 use super::steps::{self, Catalog, Step};
 use crate::imageio::{self, DecodeLimits};
+use crate::types;
 use crate::jobs::runner::{JobOutcome, Runner, StoredArtifact};
 use crate::jobs::db::new_job_id;
 use crate::params;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
-use crate::wit_backend as wb;
-use crate::wit_types::{Image, Media, Param, Value};
+use crate::types::{Image, Media, Param};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -47,6 +47,10 @@ pub struct EditRequest {
     pub force: bool,
     /// Ask a model that can do both for video (`atelier animate`).
     pub video: bool,
+    /// `--aspect`: one of the model's aspect ratios.
+    pub aspect: Option<String>,
+    /// `--size`: one of the model's sizes.
+    pub size: Option<String>,
     /// Produce only these outputs (1-based, with the seeds and names they have in the whole batch
     /// of `n`), e.g. the ones an interrupted batch never sent; empty: all of them.
     pub only: Vec<u32>,
@@ -124,10 +128,11 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     let info = plugin.describe_model().await?;
     // A file an image parameter names is checked before `check_request` reads it.
     check_media_params(&info.params, &req.params, max_bytes)?;
-    let params = check_request(&plugin, &info, req)?;
+    let checked = check(&plugin, &info, req)?;
+    let params = checked.params.clone();
     let n = req.n;
     let stem = stem.map(str::to_string).unwrap_or_else(|| outputs::safe_stem(&req.inputs[0]));
-    let video = info.task == wb::Task::ImageToVideo || req.video;
+    let video = checked.output == types::OutputKind::Video;
     let planned: Vec<PathBuf> = match &req.out_file {
         Some(f) => vec![f.clone()],
         None => (1..=n).map(|i| req.out_dir.join(format!("{stem}-{}-{i:02}.{}", plugin.id(), if video { "out" } else { "png" }))).collect(),
@@ -150,7 +155,7 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
         Ok((ins, mask))
     })
     .await??;
-    let mut warnings = vec![];
+    let mut warnings = checked.warnings.clone();
     let mut refs = vec![];
     let mut sources = vec![];
     for (p, d) in req.inputs.iter().zip(decoded) {
@@ -191,7 +196,17 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
 
     // 3. The model says how it wants its inputs shaped, before anything is sent.
     let dims: Vec<(u32, u32)> = refs.iter().map(|r| (r.width, r.height)).collect();
-    let plan = match plugin.prepare(&job_prefix, &req.prompt, &dims, mask.is_some(), n, &params).await? {
+    let draft = types::Draft {
+        prompt: req.prompt.clone(),
+        references: dims,
+        has_mask: mask.is_some(),
+        n,
+        output: checked.output,
+        aspect: checked.aspect.clone(),
+        size: checked.size.clone(),
+        params: params.clone(),
+    };
+    let plan = match plugin.prepare(&job_prefix, &draft).await? {
         Ok(p) => p,
         Err(e) => bail!(crate::jobs::runner::explain(plugin.id(), &e, 1)),
     };
@@ -243,7 +258,8 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     let provenance = json!({
         "atelier_version": env!("CARGO_PKG_VERSION"),
         "engine": plugin.id(), "plugin_version": plugin.manifest.version, "model": info.model,
-        "prompt": req.prompt, "params": params_json(&params), "user_params": req.params.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "prompt": req.prompt, "params": params_json(&params), "output_kind": checked.output, "aspect": checked.aspect, "size": checked.size,
+        "contract": plugin.contract(), "component_digest": plugin.component_digest(), "user_params": req.params.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         "n": n, "seed": base_seed, "inputs": sources,
         "mask": req.mask.as_ref().map(|m| json!({"path": m.display().to_string(), "sha256": mask.as_ref().map(|x| x.1.clone())})),
         "pre": req.pre, "post": req.post, "source_hash": sources.first().map(|s| s["sha256"].clone()), "video": req.video,
@@ -258,12 +274,16 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
             continue;
         }
         let job = new_job_id();
-        let request = wb::Request {
+        let request = types::Request {
             prompt: req.prompt.clone(),
             references: references.clone(),
             mask: mask_media.clone(),
             n: count,
-            seed: Some(base_seed + first as u64),
+            // 0.2: a seed only for a model that takes one (the user was warned otherwise).
+            seed: info.supports_seed.then_some(base_seed + first as u64),
+            output: checked.output,
+            aspect: checked.aspect.clone(),
+            size: checked.size.clone(),
             params: params.clone(),
         };
         let finish = FinishPlan {
@@ -428,14 +448,42 @@ pub async fn finish_job_with(rt: &Runtime, plan: &serde_json::Value, outcome: &J
     tokio::task::spawn_blocking(move || finish_outputs(&plan2, &outcome2, &post, when)).await?
 }
 
+/// A request checked against the model's `describe()`: its parameters and typed fields.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// Parameters, converted, defaults filled in.
+    pub params: Vec<Param>,
+    /// What to produce.
+    pub output: types::OutputKind,
+    /// The aspect ratio asked for, one of the model's.
+    pub aspect: Option<String>,
+    /// The size asked for, one of the model's.
+    pub size: Option<String>,
+    /// What the user should know (a seed the model ignores).
+    pub warnings: Vec<String>,
+}
+
 /// Check everything about the request against the model's `describe()`, before any call; every
-/// problem is reported, one per line.
-pub fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -> Result<Vec<Param>> {
+/// problem is reported, one per line. Returns the parameters (see [`check`] for the typed fields).
+pub fn check_request(plugin: &Plugin, info: &types::ModelInfo, req: &EditRequest) -> Result<Vec<Param>> {
+    check(plugin, info, req).map(|c| c.params)
+}
+
+/// [`check_request`], with the typed fields: output kind, aspect ratio and size checked against
+/// the model's lists (a refusal lists the allowed values), a prompt-only request refused for a
+/// model that says it needs an input image, and a warning for a seed the model cannot use.
+/// `--param aspect=…`/`size=…`/`output=…` (as recipes and contract-0.1 habits write them) stand
+/// for the typed fields when the model has no parameter of that name.
+pub fn check(plugin: &Plugin, info: &types::ModelInfo, req: &EditRequest) -> Result<Checked> {
     let id = plugin.id();
     let mut problems = vec![];
+    let mut warnings = vec![];
     let nrefs = req.inputs.len() as u32;
     if nrefs > info.max_references {
         problems.push(format!("{id} takes at most {} reference image(s); {} given", info.max_references, nrefs));
+    }
+    if nrefs == 0 && info.generates_without_input == Some(false) {
+        problems.push(format!("{id} needs an input image (it does not generate from a prompt alone); give one, or pick a model that can (see `atelier models`)"));
     }
     if req.mask.is_some() && !info.supports_mask {
         problems.push(format!("{id} does not support masks; drop --mask or pick a model that does (see `atelier models`)"));
@@ -446,13 +494,52 @@ pub fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -
     if req.n > 64 {
         problems.push(format!("-n {} is more than 64 outputs; run several times instead", req.n));
     }
-    let mut given = req.params.clone();
-    let wants_output_param = info.params.iter().any(|p| p.name == "output" && p.choices.iter().any(|c| c == "video"));
-    if req.video && info.task == wb::Task::ImageEdit && !wants_output_param {
-        problems.push(format!("{id} makes images, not videos; pick an image-to-video model (see `atelier models`)"));
+    if let Some(seed) = req.seed.filter(|_| !info.supports_seed) {
+        warnings.push(format!("{id} (model {}) does not take a seed: --seed {seed} is ignored and its results will not repeat", info.model));
     }
-    if req.video && wants_output_param && !given.iter().any(|(k, _)| k == "output") {
-        given.push(("output".into(), "video".into()));
+    let mut given = vec![];
+    let (mut aspect, mut size, mut output_word) = (req.aspect.clone(), req.size.clone(), None::<String>);
+    for (k, v) in &req.params {
+        let typed = match k.as_str() {
+            "aspect" => Some(&mut aspect),
+            "size" => Some(&mut size),
+            "output" => Some(&mut output_word),
+            _ => None,
+        };
+        match typed {
+            Some(slot) if !info.params.iter().any(|p| p.name == *k) => {
+                if slot.as_ref().is_some_and(|x| x != v) {
+                    problems.push(format!("{k} is given twice ({} and {v}); give it once", slot.as_deref().unwrap_or_default()));
+                }
+                *slot = Some(v.clone());
+            }
+            _ => given.push((k.clone(), v.clone())),
+        }
+    }
+    let allowed_outputs = || info.outputs.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    let output = match output_word.as_deref() {
+        Some("video") => types::OutputKind::Video,
+        Some("image") => types::OutputKind::Image,
+        Some(other) => {
+            problems.push(format!("{id}: output={other} is not an output kind; {id} makes: {}", allowed_outputs()));
+            info.default_output()
+        }
+        None if req.video => types::OutputKind::Video,
+        None => info.default_output(),
+    };
+    if !info.makes(output) {
+        problems.push(match output {
+            types::OutputKind::Video => format!("{id} makes images, not videos; pick an image-to-video model (see `atelier models`)"),
+            types::OutputKind::Image => format!("{id} makes videos, not images; use `atelier animate`, or pick an image model (see `atelier models`)"),
+        });
+    }
+    for (flag, value, allowed) in [("aspect", &aspect, &info.aspect_ratios), ("size", &size, &info.sizes)] {
+        let Some(v) = value else { continue };
+        if allowed.is_empty() {
+            problems.push(format!("{id} (model {}) takes no --{flag}; drop --{flag} {v}", info.model));
+        } else if !allowed.contains(v) {
+            problems.push(format!("{id} (model {}) does not take --{flag} {v}; allowed: {}", info.model, allowed.join(", ")));
+        }
     }
     let params = match params::resolve(&format!("model `{id}`"), &info.params, &given) {
         Ok(p) => p,
@@ -461,27 +548,17 @@ pub fn check_request(plugin: &Plugin, info: &wb::ModelInfo, req: &EditRequest) -
             vec![]
         }
     };
-    for (name, allowed) in [("aspect", &info.aspect_ratios), ("size", &info.sizes)] {
-        if allowed.is_empty() {
-            continue;
-        }
-        if let Some(Value::Text(v)) = params.iter().find(|p| p.name == name).map(|p| &p.value) {
-            if !allowed.contains(v) {
-                problems.push(format!("{id} (model {}) does not take {name}={v}; allowed: {}", info.model, allowed.join(", ")));
-            }
-        }
-    }
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
-    Ok(params)
+    Ok(Checked { params, output, aspect, size, warnings })
 }
 
 /// Check every file an image (media) parameter names ([`imageio::check_file`]: a regular picture
 /// file within `[limits] max_input_mb`) before the parameter is resolved, which reads it.
-pub fn check_media_params(specs: &[crate::wit_types::ParamSpec], given: &[(String, String)], max_bytes: u64) -> Result<()> {
+pub fn check_media_params(specs: &[crate::types::ParamSpec], given: &[(String, String)], max_bytes: u64) -> Result<()> {
     for (name, text) in given {
-        if specs.iter().any(|s| s.name == *name && matches!(s.kind, crate::wit_types::ParamKind::Media)) {
+        if specs.iter().any(|s| s.name == *name && s.kind() == crate::types::ParamKind::Media) {
             imageio::check_file(Path::new(text), max_bytes, imageio::FileKind::Image).map_err(|e| anyhow::anyhow!("parameter {name}={text}: {e:#}"))?;
         }
     }

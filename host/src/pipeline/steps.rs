@@ -2,11 +2,11 @@
 //! consecutive steps of one component in one call.
 
 use crate::imageio::{self, DecodeLimits};
+use crate::types;
 use crate::params;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
-use crate::wit_filters as wf;
-use crate::wit_types::Image;
+use crate::types::Image;
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,14 +19,14 @@ pub struct Step {
     /// Which plugin runs it.
     pub plugin: Arc<Plugin>,
     /// The step for the plugin.
-    pub step: wf::Step,
+    pub step: types::Step,
     /// The host's pixel limits, which the image the plugin hands back must keep to.
     pub limits: DecodeLimits,
 }
 
 /// Every filter the installed filter plugins provide.
 pub struct Catalog {
-    filters: BTreeMap<String, (Arc<Plugin>, wf::FilterInfo)>,
+    filters: BTreeMap<String, (Arc<Plugin>, types::FilterInfo)>,
     limits: DecodeLimits,
     /// `[limits] max_input_mb` in bytes, for files an image parameter names.
     max_input_bytes: u64,
@@ -76,14 +76,14 @@ impl Catalog {
             given.push(params::split_kv(&part).map_err(|e| anyhow::anyhow!("step `{text}`: {e}; write name:key=value,key=value"))?);
         }
         if !files {
-            if let Some((key, _)) = given.iter().find(|(k, _)| info.params.iter().any(|p| p.name == *k && matches!(p.kind, crate::wit_types::ParamKind::Media))) {
+            if let Some((key, _)) = given.iter().find(|(k, _)| info.params.iter().any(|p| p.name == *k && p.kind() == crate::types::ParamKind::Media)) {
                 bail!("step `{text}`: `{key}` takes an image file, and the server reads no file of its own disk for a caller; drop `{key}` (or run the step with the CLI)");
             }
         }
         // A file an image parameter names (`watermark:image=logo.png`) is checked before it is read.
         crate::pipeline::edit::check_media_params(&info.params, &given, self.max_input_bytes).map_err(|e| anyhow::anyhow!("step `{text}`: {e:#}"))?;
         let params = params::resolve(&format!("filter `{name}`"), &info.params, &given)?;
-        Ok(Step { text: text.to_string(), plugin: plugin.clone(), step: wf::Step { name: name.to_string(), params }, limits: self.limits })
+        Ok(Step { text: text.to_string(), plugin: plugin.clone(), step: types::Step { name: name.to_string(), params }, limits: self.limits })
     }
 
     /// Parse several steps; every problem is reported, not just the first.
@@ -137,11 +137,11 @@ pub fn shrink_target(steps: &[Step], width: u32, height: u32) -> Option<(u32, u3
     let first = steps.first().filter(|s| s.step.name == "resize")?;
     let int = |key: &str| {
         first.step.params.iter().find(|p| p.name == key).and_then(|p| match &p.value {
-            crate::wit_types::Value::Integer(i) => Some(*i),
+            crate::types::Value::Integer(i) => Some(*i),
             _ => None,
         })
     };
-    let nearest = first.step.params.iter().any(|p| p.name == "filter" && matches!(&p.value, crate::wit_types::Value::Text(t) if t == "nearest"));
+    let nearest = first.step.params.iter().any(|p| p.name == "filter" && matches!(&p.value, crate::types::Value::Text(t) if t == "nearest"));
     if nearest || width == 0 || height == 0 {
         return None;
     }
@@ -173,7 +173,7 @@ pub fn after_shrink_on_load(steps: &[Step], full: (u32, u32), decoded: (u32, u32
     let mut first = steps[0].clone();
     first.step.params.retain(|p| !matches!(p.name.as_str(), "width" | "height" | "max"));
     for (name, v) in [("width", target.0), ("height", target.1)] {
-        first.step.params.push(crate::wit_types::Param { name: name.into(), value: crate::wit_types::Value::Integer(v.into()) });
+        first.step.params.push(crate::types::Param { name: name.into(), value: crate::types::Value::Integer(v.into()) });
     }
     std::iter::once(first).chain(steps[1..].iter().cloned()).collect()
 }
@@ -187,9 +187,9 @@ pub async fn run(job: &str, mut image: Image, steps: &[Step]) -> Result<Image> {
         while j < steps.len() && Arc::ptr_eq(&steps[j].plugin, plugin) {
             j += 1;
         }
-        let batch: Vec<wf::Step> = steps[i..j].iter().map(|s| s.step.clone()).collect();
+        let batch: Vec<types::Step> = steps[i..j].iter().map(|s| s.step.clone()).collect();
         let texts: Vec<&str> = steps[i..j].iter().map(|s| s.text.as_str()).collect();
-        image = match plugin.apply(job, &image, &batch).await? {
+        image = match plugin.apply(job, image, &batch).await? {
             Ok(img) => img,
             Err(e) => bail!("filter step(s) {} failed: {}", texts.join(" → "), crate::jobs::runner::explain(plugin.id(), &e, 1)),
         };

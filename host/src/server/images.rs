@@ -125,10 +125,11 @@ fn scratch(app: &Arc<App>) -> Scratch {
     Scratch { app: app.clone(), dir: app.dir.join("images").join(&id), id, keep: false, jobs: vec![], ran: false, task: None }
 }
 
-/// `size`: the model's own `size` parameter when it has one, else an exact `fit` after the model.
+/// `size`: the model's own sizes (typed, or a `size` parameter) when it has them, else an exact
+/// `fit` after the model.
 async fn apply_size(app: &App, c: &Chosen, size: Option<(u32, u32)>, params: &mut Vec<(String, String)>, post: &mut Vec<String>) -> ApiResult<()> {
     let Some((w, h)) = size else { return Ok(()) };
-    if c.info.params.iter().any(|p| p.name == "size") {
+    if !c.info.sizes.is_empty() || c.info.params.iter().any(|p| p.name == "size") {
         if params.iter().any(|(k, _)| k == "size") {
             return Err(ApiError::field("size", "`size` is given twice"));
         }
@@ -364,7 +365,7 @@ async fn openai_mask(app: &App, bytes: bytes::Bytes, (w, h): (u32, u32)) -> ApiR
     tokio::task::spawn_blocking(move || convert_mask(img, (w, h))).await.map_err(|e| ApiError::internal(format!("converting the mask stopped: {e}")))?
 }
 
-fn convert_mask(img: crate::wit_types::Image, (w, h): (u32, u32)) -> ApiResult<Vec<u8>> {
+fn convert_mask(img: crate::types::Image, (w, h): (u32, u32)) -> ApiResult<Vec<u8>> {
     if (img.width, img.height) != (w, h) {
         return Err(ApiError::field("mask", format!("`mask` is {}x{} but `image` is {w}x{h}; they must be the same size", img.width, img.height)));
     }
@@ -379,7 +380,7 @@ fn convert_mask(img: crate::wit_types::Image, (w, h): (u32, u32)) -> ApiResult<V
     if !any {
         return Err(ApiError::field("mask", "`mask` has no fully transparent pixels, so there is nothing to edit; make the area to change transparent (alpha 0) in a PNG with an alpha channel"));
     }
-    crate::imageio::encode_png(&crate::wit_types::Image { width: w, height: h, pixels: out }, None).map_err(|e| ApiError::internal(format!("cannot encode the mask: {e:#}")))
+    crate::imageio::encode_png(&crate::types::Image { width: w, height: h, pixels: out }, None).map_err(|e| ApiError::internal(format!("cannot encode the mask: {e:#}")))
 }
 
 /// `GET /v1/images/files/{request}/{name}`: a `url` result, for `[server] keep_results_h`.

@@ -4,8 +4,8 @@
 use super::App;
 use super::errors::{ApiError, ApiResult};
 use crate::manifest::Kind;
+use crate::types;
 use crate::plugin::Plugin;
-use crate::wit_backend as wb;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ pub struct Chosen {
     /// The plugin.
     pub plugin: Arc<Plugin>,
     /// Its `describe()`.
-    pub info: wb::ModelInfo,
+    pub info: types::ModelInfo,
 }
 
 /// `describe()` answers, once per loaded plugin (they depend only on the operator's config and
@@ -48,7 +48,7 @@ pub struct Chosen {
 pub struct ModelCache {
     // The `Weak` names the loaded instance the answer came from; it keeps that allocation's
     // address from being reused, so comparing pointers cannot mistake a new version for the old.
-    infos: Mutex<HashMap<String, (std::sync::Weak<Plugin>, wb::ModelInfo)>>,
+    infos: Mutex<HashMap<String, (std::sync::Weak<Plugin>, types::ModelInfo)>>,
 }
 
 impl ModelCache {
@@ -66,23 +66,37 @@ impl ModelCache {
     }
 }
 
-/// Whether a model makes videos (an image-to-video model, or one with an `output=video` choice).
-pub fn makes_video(info: &wb::ModelInfo) -> bool {
-    info.task == wb::Task::ImageToVideo || info.params.iter().any(|p| p.name == "output" && p.choices.iter().any(|c| c == "video"))
+/// Whether a model makes videos (one of its output kinds).
+pub fn makes_video(info: &types::ModelInfo) -> bool {
+    info.makes(types::OutputKind::Video)
 }
 
-/// Whether a model can serve `want`: its task, and for prompt-only generation its own `prepare()`
-/// accepting a request with no reference image.
+/// Whether a model can serve `want`: its output kinds, and for prompt-only generation what its
+/// `describe` says (contract 0.2), or, for a contract-0.1 model that does not say, its own
+/// `prepare()` accepting a request with no reference image.
 pub async fn can(c: &Chosen, want: Want) -> bool {
     match want {
-        Want::Edit => c.info.task == wb::Task::ImageEdit,
+        Want::Edit => c.info.makes(types::OutputKind::Image),
         Want::Video => makes_video(&c.info),
         Want::Generate => {
-            if c.info.task != wb::Task::ImageEdit {
+            if !c.info.makes(types::OutputKind::Image) {
                 return false;
             }
+            if let Some(says) = c.info.generates_without_input {
+                return says;
+            }
             let params = crate::params::resolve("probe", &c.info.params, &[]).unwrap_or_default();
-            matches!(c.plugin.prepare("probe", "a test prompt", &[], false, 1, &params).await, Ok(Ok(_)))
+            let draft = types::Draft {
+                prompt: "a test prompt".into(),
+                references: vec![],
+                has_mask: false,
+                n: 1,
+                output: types::OutputKind::Image,
+                aspect: None,
+                size: None,
+                params,
+            };
+            matches!(c.plugin.prepare("probe", &draft).await, Ok(Ok(_)))
         }
     }
 }
@@ -127,7 +141,7 @@ pub async fn choose(app: &App, given: Option<&str>, want: Want) -> ApiResult<Cho
     if !can(&c, want).await {
         let ids = able(app, want).await;
         let why = match want {
-            Want::Generate if c.info.task == wb::Task::ImageEdit => {
+            Want::Generate if c.info.makes(types::OutputKind::Image) => {
                 ": it needs an input image. Send the image to POST /v1/images/edits, or use a model that can generate without one".to_string()
             }
             _ => String::new(),

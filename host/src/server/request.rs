@@ -7,7 +7,7 @@ use super::errors::{ApiError, ApiResult};
 use super::form::Form;
 use super::models::Chosen;
 use crate::imageio::{self, DecodeLimits};
-use crate::wit_types::Image;
+use crate::types::Image;
 use std::path::{Path, PathBuf};
 
 /// The host's decode limits (`[limits]` in atelier.toml).
@@ -91,7 +91,7 @@ pub fn model_params(form: &mut Form, c: &Chosen) -> ApiResult<Vec<(String, Strin
         if let Some(spec) = c.info.params.iter().find(|p| p.name == name) {
             // An image parameter is a file path to the CLI; a remote caller must never make the
             // server read (and hand a plugin) a file from the server's own disk.
-            if matches!(spec.kind, crate::wit_types::ParamKind::Media) {
+            if spec.kind() == crate::types::ParamKind::Media {
                 return Err(ApiError::field(
                     &name,
                     format!("`{name}` takes an image, which the server does not read from its own disk; send the image as `image` or `image[]`, or use the CLI (atelier edit --param {name}=FILE)"),

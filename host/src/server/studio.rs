@@ -20,9 +20,9 @@ use super::auth::Caller;
 use super::errors::{ApiError, ApiResult};
 use super::request;
 use crate::manifest::Kind;
+use crate::types;
 use crate::params::{kind_name, to_json};
-use crate::wit_backend as wb;
-use crate::wit_types::ParamSpec;
+use crate::types::ParamSpec;
 use crate::workflow::cost::{self, PriceTable};
 use axum::Json;
 use axum::Router;
@@ -79,8 +79,8 @@ fn asset(mime: &'static str, body: &'static str) -> Response {
 }
 
 fn spec_json(s: &ParamSpec) -> Value {
-    json!({"name": s.name, "description": s.description, "kind": kind_name(s.kind), "min": s.min, "max": s.max,
-           "choices": s.choices, "default": s.default.as_ref().map(to_json), "required": s.required})
+    json!({"name": s.name, "description": s.description, "kind": kind_name(s.kind()), "min": s.min(), "max": s.max(),
+           "choices": s.choices(), "default": s.default_value().as_ref().map(to_json), "required": s.required})
 }
 
 fn prices(app: &App) -> ApiResult<PriceTable> {
@@ -108,10 +108,11 @@ async fn models(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
         let price = prices.price(&id, &i.model);
         data.push(json!({
             "id": id, "display_name": i.display_name, "description": i.description, "model": i.model,
-            "task": match i.task { wb::Task::ImageEdit => "image-edit", wb::Task::ImageToVideo => "image-to-video" },
+            "task": match i.default_output() { types::OutputKind::Image => "image-edit", types::OutputKind::Video => "image-to-video" },
+            "outputs": i.outputs, "generates_without_input": i.generates_without_input, "effects_outside_host": i.effects_outside_host,
             "max_references": i.max_references, "max_outputs": i.max_outputs, "aspect_ratios": i.aspect_ratios,
-            "sizes": i.sizes, "supports_mask": i.supports_mask, "supports_seed": i.supports_seed, "supports_audio": i.supports_audio,
-            "makes_video": super::models::makes_video(i), "makes_images": i.task == wb::Task::ImageEdit,
+            "sizes": i.sizes, "supports_mask": i.supports_mask, "supports_seed": i.supports_seed, "supports_audio": i.video_audio,
+            "makes_video": super::models::makes_video(i), "makes_images": i.makes(types::OutputKind::Image),
             "offline": offline, "priced": offline || price.is_some(),
             // A model whose secrets the operator did not set up cannot run here; the page says why.
             "ready": missing.is_empty(),
@@ -204,8 +205,8 @@ fn cost_json(prices: &PriceTable, c: &cost::Cost) -> Value {
 }
 
 /// `{"seconds": 3, "size": "2K"}` (or provenance's `params`) as resolved parameters for the price logic.
-fn params_from_json(v: &Value) -> Vec<crate::wit_types::Param> {
-    use crate::wit_types::{Param, Value as V};
+fn params_from_json(v: &Value) -> Vec<crate::types::Param> {
+    use crate::types::{Param, Value as V};
     let Some(m) = v.as_object() else { return vec![] };
     m.iter()
         .filter_map(|(k, v)| {
@@ -247,11 +248,25 @@ async fn estimate(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Va
     let b: EstimateBody = json_body(&body, "an estimate: {\"model\": \"classic\", \"n\": 3, \"params\": {}}")?;
     let c = app.models.get(&app, &b.model).await.map_err(|e| ApiError::field("model", format!("{e:#}")).with_code("model_not_found"))?;
     let mut given: Vec<(String, String)> = b.params.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect();
-    let video = b.video || c.info.task == wb::Task::ImageToVideo;
+    let video = b.video || c.info.default_output() == types::OutputKind::Video;
     if b.video && c.info.params.iter().any(|p| p.name == "output") && !given.iter().any(|(k, _)| k == "output") {
         given.push(("output".into(), "video".into()));
     }
-    let params = crate::params::resolve(&format!("model `{}`", b.model), &c.info.params, &given).map_err(|e| ApiError::field("params", format!("{e:#}")))?;
+    // `aspect`/`size`/`output` that are typed fields of the model (not parameters of it) are
+    // checked as such and still reach the price logic, which reads `size`.
+    let (typed, given): (Vec<_>, Vec<_>) = given.into_iter().partition(|(k, _)| matches!(k.as_str(), "aspect" | "size" | "output") && !c.info.params.iter().any(|p| p.name == *k));
+    for (k, v) in &typed {
+        let allowed = match k.as_str() {
+            "aspect" => &c.info.aspect_ratios,
+            "size" => &c.info.sizes,
+            _ => continue,
+        };
+        if !allowed.contains(v) {
+            return Err(ApiError::field("params", format!("model `{}` does not take {k} {v}; allowed: {}", b.model, allowed.join(", "))));
+        }
+    }
+    let mut params = crate::params::resolve(&format!("model `{}`", b.model), &c.info.params, &given).map_err(|e| ApiError::field("params", format!("{e:#}")))?;
+    params.extend(typed.into_iter().map(|(name, v)| crate::types::Param { name, value: crate::types::Value::Text(v) }));
     let prices = prices(&app)?;
     let offline = c.plugin.manifest.hosts.is_empty();
     let est = cost::estimate(prices.price(&b.model, &c.info.model).as_ref(), offline, video, b.n.max(1), &params);
@@ -390,7 +405,7 @@ fn data_url(field: &str, s: &str) -> ApiResult<Vec<u8>> {
 }
 
 /// An OpenAI mask (alpha 0 = edit) as atelier's white = edit PNG.
-fn atelier_mask(field: &str, img: crate::wit_types::Image) -> ApiResult<Vec<u8>> {
+fn atelier_mask(field: &str, img: crate::types::Image) -> ApiResult<Vec<u8>> {
     let mut any = false;
     let pixels: Vec<u8> = img
         .pixels
@@ -404,7 +419,7 @@ fn atelier_mask(field: &str, img: crate::wit_types::Image) -> ApiResult<Vec<u8>>
     if !any {
         return Err(ApiError::field(field, format!("`{field}` has no transparent (alpha 0) pixel, so it marks nothing to edit; paint the area to change")));
     }
-    crate::imageio::encode_png(&crate::wit_types::Image { width: img.width, height: img.height, pixels }, None).map_err(|e| ApiError::internal(format!("cannot encode the mask: {e:#}")))
+    crate::imageio::encode_png(&crate::types::Image { width: img.width, height: img.height, pixels }, None).map_err(|e| ApiError::internal(format!("cannot encode the mask: {e:#}")))
 }
 
 /// `POST /v1/atelier/recipe`: the studio's path as a recipe TOML plus the files it names (masks,
@@ -594,12 +609,12 @@ mod tests {
 
     #[test]
     fn masks_turn_transparent_into_white() {
-        let img = crate::wit_types::Image { width: 2, height: 1, pixels: vec![0, 0, 0, 0, 9, 9, 9, 255] };
+        let img = crate::types::Image { width: 2, height: 1, pixels: vec![0, 0, 0, 0, 9, 9, 9, 255] };
         let png = atelier_mask("mask", img).unwrap();
         let back = image::load_from_memory(&png).unwrap().into_rgba8();
         assert_eq!(back.get_pixel(0, 0).0, [255, 255, 255, 255]);
         assert_eq!(back.get_pixel(1, 0).0, [0, 0, 0, 255]);
-        let opaque = crate::wit_types::Image { width: 1, height: 1, pixels: vec![1, 2, 3, 255] };
+        let opaque = crate::types::Image { width: 1, height: 1, pixels: vec![1, 2, 3, 255] };
         assert!(atelier_mask("mask", opaque).unwrap_err().message.contains("no transparent"));
     }
 

@@ -1,9 +1,7 @@
 //! One `Store` per call: the host state a plugin sees, its memory limit and its deadline.
 
-use super::bindings::model::atelier::plugin as wit;
 use crate::caps;
-use crate::caps::http::{CallRecord, Failure, HttpCap, Outbound};
-use crate::text::{printable, printable_lines};
+use crate::caps::http::{CallRecord, HttpCap};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,11 +44,13 @@ pub struct HostState {
     /// Set when the deadline fired.
     pub deadline_hit: bool,
     /// When the call's time is up.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     /// `http.send` calls made in this call, against `max_http_requests`.
-    http_requests: u32,
+    pub(crate) http_requests: u32,
     /// Log lines of this call dropped since the last one written, against `log_lines_per_s`.
-    log_dropped: u64,
+    pub(crate) log_dropped: u64,
+    /// Artifact streams of this call (contract 0.2), deleted with it unless an artifact names them.
+    pub(crate) streams: caps::artifacts::Streams,
 }
 
 impl Drop for HostState {
@@ -61,7 +61,7 @@ impl Drop for HostState {
 }
 
 impl HostState {
-    fn report_dropped_logs(&mut self) {
+    pub(crate) fn report_dropped_logs(&mut self) {
         if self.log_dropped > 0 {
             let p = &self.plugin;
             caps::log::report_dropped(&p.id, &self.job, self.log_dropped, &p.limits, &p.config_path);
@@ -133,6 +133,7 @@ pub fn new_store(engine: &wasmtime::Engine, plugin: Arc<PluginCtx>, job: &str) -
         .allow_ip_name_lookup(false)
         .build();
     let deadline = Instant::now() + plugin.call_timeout;
+    let (plugin_limits, plugin_id, config_path) = (plugin.limits.clone(), plugin.id.clone(), plugin.config_path.clone());
     let state = HostState {
         wasi,
         table: ResourceTable::new(),
@@ -144,6 +145,13 @@ pub fn new_store(engine: &wasmtime::Engine, plugin: Arc<PluginCtx>, job: &str) -
         deadline,
         http_requests: 0,
         log_dropped: 0,
+        streams: caps::artifacts::Streams::new(caps::artifacts::StreamLimits {
+            max_bytes: u64::from(plugin_limits.max_stream_mb) << 20,
+            max_streams: plugin_limits.max_artifacts,
+            limits: plugin_limits.clone(),
+            plugin: plugin_id,
+            config_path,
+        }),
     };
     let fuel = hostcall_fuel(state.plugin.memory_limit);
     let mut store = Store::new(engine, state);
@@ -160,99 +168,3 @@ pub fn new_store(engine: &wasmtime::Engine, plugin: Arc<PluginCtx>, job: &str) -
     store
 }
 
-impl wit::types::Host for HostState {}
-
-impl wit::config::Host for HostState {
-    async fn get(&mut self, key: String) -> Option<String> {
-        self.plugin.config.get(&key).cloned()
-    }
-}
-
-impl wit::log::Host for HostState {
-    async fn write(&mut self, level: wit::log::Level, message: String) {
-        use caps::log::Level as L;
-        let level = match level {
-            wit::log::Level::Trace => L::Trace,
-            wit::log::Level::Debug => L::Debug,
-            wit::log::Level::Info => L::Info,
-            wit::log::Level::Warn => L::Warn,
-            wit::log::Level::Error => L::Error,
-        };
-        if !caps::log::enabled(level) {
-            return;
-        }
-        if !self.plugin.log_rate.take(self.plugin.limits.log_lines_per_s) {
-            self.log_dropped += 1;
-            return;
-        }
-        // Logging resumes: first say what was dropped before this line.
-        self.report_dropped_logs();
-        caps::log::write(&self.plugin.id, &self.job, level, &message);
-    }
-}
-
-impl wit::clock::Host for HostState {
-    async fn monotonic_ms(&mut self) -> u64 {
-        caps::clock::monotonic_ms()
-    }
-    async fn wall_ms(&mut self) -> u64 {
-        caps::clock::wall_ms()
-    }
-}
-
-impl wit::http::Host for HostState {
-    async fn send(&mut self, req: wit::http::Request) -> Result<wit::http::Response, wit::http::HttpError> {
-        use wit::http::HttpError as E;
-        let Some(http) = &self.plugin.http else {
-            return Err(E::Denied(format!("plugin `{}` has no network access", self.plugin.id)));
-        };
-        // Every attempt counts, sent or refused, so a plugin cannot spin on a denied request either.
-        self.http_requests = self.http_requests.saturating_add(1);
-        let limits = &self.plugin.limits;
-        if self.http_requests > limits.max_http_requests {
-            let what = format!("tried to send HTTP request {} in one call", self.http_requests);
-            let message = limits.over_message(&self.plugin.id, &self.plugin.config_path, "max_http_requests", &what);
-            // Once per call in the host's log, whatever the plugin does with the refusal.
-            if self.http_requests == limits.max_http_requests + 1 {
-                tracing::warn!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{message}\n");
-            }
-            return Err(E::Denied(message));
-        }
-        // A request that changes state ends before the call's deadline (minus a margin), so a
-        // hung provider is a timeout the plugin reports (and the capability records as
-        // ambiguous), not a call stopped mid-request. A GET may run into the deadline: stopping
-        // it there loses nothing.
-        let write = caps::http::method_changes_state(&req.method);
-        let left = match write {
-            true => self.deadline.saturating_duration_since(Instant::now()).saturating_sub(request_margin(self.plugin.call_timeout)),
-            false => Duration::MAX,
-        };
-        if left.is_zero() {
-            let p = &self.plugin;
-            return Err(E::Timeout(format!(
-                "no time left in this call of plugin `{}` for another request (its call_timeout_s is {} s; raise it under [plugins.{}.limits] in {})",
-                p.id, p.call_timeout.as_secs_f64(), p.id, p.config_path
-            )));
-        }
-        let asked = req.timeout_ms.map(|ms| Duration::from_millis(ms as u64));
-        let timeout = match write {
-            true => Some(asked.map_or(left, |t| t.min(left))),
-            false => asked,
-        };
-        let out = Outbound { method: req.method, url: req.url, headers: req.headers, body: req.body, timeout };
-        tracing::debug!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, method = %printable(&out.method), url = %printable(&out.url));
-        match http.send_recorded(out, &self.record).await {
-            Ok(r) => Ok(wit::http::Response { status: r.status, headers: r.headers, body: r.body }),
-            Err(f) => {
-                tracing::info!(target: "plugin::http", plugin = %self.plugin.id, job = %self.job, "{}", printable_lines(&f.to_string()));
-                Err(match f {
-                    Failure::Denied(m) => E::Denied(m),
-                    Failure::Timeout(m) => E::Timeout(m),
-                    Failure::TooLarge(m) => E::TooLarge(m),
-                    Failure::Connection(m) => E::Connection(m),
-                    Failure::Invalid(m) => E::Invalid(m),
-                })
-            }
-        }
-    }
-}

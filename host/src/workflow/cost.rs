@@ -18,7 +18,7 @@
 //! per_1k_output_tokens = 0.03
 //! ```
 
-use crate::wit_types::{Param, Value};
+use crate::types::{Param, Value};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -159,6 +159,8 @@ pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
         out_file,
         force: false,
         video,
+        aspect: text("aspect"),
+        size: text("size"),
         only: vec![],
     };
     Ok(Rerun { request, warnings, original_model: text("model").unwrap_or_default() })

@@ -13,7 +13,7 @@ use crate::pipeline::edit::{EditRequest, edit_named, finish_job};
 use crate::pipeline::outputs::{self, OutputFile};
 use crate::pipeline::sheet;
 use crate::runtime::Runtime;
-use crate::wit_types::Image;
+use crate::types::Image;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -495,6 +495,8 @@ impl Ctx<'_> {
             model: s.engine.clone(),
             n: s.n,
             seed: s.seed,
+            aspect: None,
+            size: None,
             params: s.params.clone(),
             mask: s.mask.clone(),
             pre: s.pre.clone(),

@@ -5,11 +5,11 @@
 use super::cost::PriceTable;
 use super::recipe::{Pick, Problem, Recipe, Reference, Source};
 use crate::pipeline::edit::{EditRequest, check_request};
+use crate::types;
 use crate::pipeline::steps::Catalog;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
-use crate::wit_backend as wb;
-use crate::wit_types::Param;
+use crate::types::Param;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ pub struct StagePlan {
     /// The engine.
     pub plugin: Arc<Plugin>,
     /// What it said in `describe()`.
-    pub info: wb::ModelInfo,
+    pub info: types::ModelInfo,
     /// Parameters resolved (defaults filled), for estimates.
     pub params: Vec<Param>,
     /// Whether it makes a video.
@@ -164,7 +164,7 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
                 continue;
             }
         };
-        let video = s.animate || info.task == wb::Task::ImageToVideo;
+        let video = s.animate || info.default_output() == types::OutputKind::Video;
         is_video.push(video);
         // The pictures one run sends: its source (all inputs for an input-fed stage) + references.
         let source_count = match r.source(i) {
