@@ -216,6 +216,20 @@ fn a_missing_bucket_is_refused_at_start_naming_the_line() {
 }
 
 #[test]
+fn refused_credentials_stop_the_start_naming_the_key_line() {
+    let Some(moto) = Moto::start_checking_keys() else { return };
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), &moto, "atelier-creds");
+        let e = start(&["classic"], &cfg, &dir.path().join("state")).await.err().expect("unknown credentials stop the start");
+        let e = format!("{e:#}");
+        let line = cfg.lines().position(|l| l.starts_with("access_key_id =")).unwrap() + 1;
+        assert!(e.contains(&format!("atelier.toml:{line}")) && e.contains("refused the credentials"), "names the access_key_id line: {e}");
+        assert!(!e.contains("atelier-test-secret"), "the secret is never shown: {e}");
+    });
+}
+
+#[test]
 fn big_artifacts_go_up_in_parts_stream_back_and_are_never_replaced() {
     let Some(moto) = Moto::start() else { return };
     tokio_rt().block_on(async {

@@ -41,6 +41,8 @@ pub struct ArtifactStore {
     location: String,
     /// Where `[storage] url` is written, for messages.
     at: String,
+    /// Where `[storage] access_key_id` is written (else `url`), for messages about credentials.
+    credentials_at: String,
 }
 
 /// An artifact being read.
@@ -64,7 +66,7 @@ impl ArtifactStore {
     pub fn local(root: &Path) -> Result<ArtifactStore> {
         std::fs::create_dir_all(root).with_context(|| format!("{}: cannot create the artifact directory; check --state-dir", root.display()))?;
         let fs = LocalFileSystem::new_with_prefix(root).with_context(|| format!("{}: cannot use as the artifact directory", root.display()))?;
-        Ok(ArtifactStore { store: Arc::new(fs), local_root: Some(root.to_path_buf()), prefix: String::new(), location: root.display().to_string(), at: String::new() })
+        Ok(ArtifactStore { store: Arc::new(fs), local_root: Some(root.to_path_buf()), prefix: String::new(), location: root.display().to_string(), at: String::new(), credentials_at: String::new() })
     }
 
     /// The store `[storage]` names, or local files under `local_root` when it names none.
@@ -99,7 +101,8 @@ impl ArtifactStore {
             Some(e) => format!("{url} at {e}"),
             None => url.clone(),
         };
-        Ok(ArtifactStore { store: Arc::new(store), local_root: None, prefix: prefix.trim_matches('/').to_string(), location: shown, at })
+        let credentials_at = if s.access_key_id.is_some() { s.at("access_key_id") } else { at.clone() };
+        Ok(ArtifactStore { store: Arc::new(store), local_root: None, prefix: prefix.trim_matches('/').to_string(), location: shown, at, credentials_at })
     }
 
     /// True when artifacts go to an object store rather than the state dir.
@@ -125,16 +128,16 @@ impl ArtifactStore {
         let probe = self.key(&format!(".atelier-probe/{:032x}", rand::random::<u128>()));
         let hint = |e: &object_store::Error| -> String {
             let text = format!("{e}");
-            let fix = if text.contains("169.254.169.254") {
-                "no credentials are configured and the machine has no role to take them from: set access_key_id and secret_access_key"
+            let (at, fix) = if text.contains("169.254.169.254") {
+                (&self.at, "no credentials are configured and the machine has no role to take them from: set access_key_id and secret_access_key")
             } else if text.contains("NoSuchBucket") {
-                "the bucket does not exist: create it, or fix the bucket name in url"
+                (&self.at, "the bucket does not exist: create it, or fix the bucket name in url")
             } else if text.contains("InvalidAccessKeyId") || text.contains("SignatureDoesNotMatch") || text.contains("AccessDenied") || text.contains("403") {
-                "the store refused the credentials: check access_key_id and secret_access_key (and that they may write to this bucket)"
+                (&self.credentials_at, "the store refused the credentials: check access_key_id and secret_access_key (and that they may write to this bucket)")
             } else {
-                "check url, endpoint and region"
+                (&self.at, "check url, endpoint and region")
             };
-            format!("{}: [storage] cannot use {} ({fix}): {text}", self.at, self.location)
+            format!("{at}: [storage] cannot use {} ({fix}): {text}", self.location)
         };
         self.store.put(&probe, PutPayload::from_static(b"atelier")).await.map_err(|e| anyhow::anyhow!(hint(&e)))?;
         self.store.delete(&probe).await.map_err(|e| anyhow::anyhow!(hint(&e)))?;

@@ -37,6 +37,15 @@ fn find() -> Option<PathBuf> {
 impl Moto {
     /// Start it, or `None` (after printing SKIPPED) when moto is not installed outside CI.
     pub fn start() -> Option<Moto> {
+        Self::start_inner(false)
+    }
+
+    /// Start it checking access keys against its (empty) IAM: every key is unknown.
+    pub fn start_checking_keys() -> Option<Moto> {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(check_keys: bool) -> Option<Moto> {
         let Some(bin) = find() else {
             if std::env::var_os("CI").is_some() {
                 panic!("moto_server is not installed; install it with: {INSTALL}");
@@ -47,7 +56,13 @@ impl Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = tempfile::tempdir().unwrap();
         let out = std::fs::File::create(log.path().join("moto.log")).unwrap();
-        let child = Command::new(bin).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(out.try_clone().unwrap()).stderr(out);
+        if check_keys {
+            // Moto's switch for authenticating requests after this many unauthenticated ones.
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = cmd.spawn().unwrap();
         let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}"), _log: log };
         let t = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
