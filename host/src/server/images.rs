@@ -222,7 +222,7 @@ async fn answer(base: &str, s: &mut Scratch, r: &EditResult, url: bool) -> ApiRe
         let mut data = vec![];
         for o in &outputs {
             let name = o.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let key = format!("images/{}/out/{name}", s.id);
+            let key = crate::storage::image_result_key(&s.id, name);
             let size = s.app.artifacts.publish(&key, &o.path).await.map_err(|e| ApiError::internal(format!("cannot store the result: {e:#}")))?;
             if s.app.artifacts.is_remote() {
                 tracing::info!(target: "atelier::server", "{}: stored {key} ({size} bytes) in {}", s.id, s.app.artifacts.location());
@@ -390,7 +390,7 @@ pub async fn file(State(app): State<Arc<App>>, Path((request, name)): Path<(Stri
     if !safe(&request) || !request.starts_with("img_") || !safe(&name) || !name.ends_with(".png") {
         return gone();
     }
-    let key = format!("images/{request}/out/{name}");
+    let key = crate::storage::image_result_key(&request, &name);
     let a = match app.artifacts.read(&key).await {
         Ok(Some(a)) => a,
         Ok(None) => return gone(),

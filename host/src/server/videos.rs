@@ -250,17 +250,12 @@ async fn estimate_progress(app: &App, id: &str, model: &str) -> std::convert::In
     }
 }
 
-/// The artifact key of a video's file: `videos/<id>/<file name>`, the same on every front end.
-fn content_key(id: &str, file: &std::path::Path) -> String {
-    format!("videos/{id}/{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("video"))
-}
-
 /// The video is made: its file goes to the artifact store (`[storage]`), then the video is
 /// `completed`, so every front end can serve it from then on. A file the store does not take is
 /// kept on disk and the video fails with where it is: it was made (and maybe billed), so it is
 /// never silently dropped.
 async fn completed(app: &App, id: &str, o: &OutputFile) {
-    let key = content_key(id, &o.path);
+    let key = crate::storage::video_key(id, &o.path);
     match app.artifacts.publish(&key, &o.path).await {
         Ok(size) if app.artifacts.is_remote() => {
             tracing::info!(target: "atelier::server", "{id}: stored {key} ({size} bytes) in {}", app.artifacts.location());
@@ -409,7 +404,7 @@ pub async fn content(
     // video can be hundreds of MiB, and many may be downloaded at once. Not a presigned URL: the
     // bucket's endpoint may not be reachable from the caller, and this keeps one address and the
     // owner check on every download.
-    let key = content_key(&id, &path);
+    let key = crate::storage::video_key(&id, &path);
     let a = app.artifacts.read(&key).await.map_err(|e| ApiError::internal(format!("cannot read the video: {e:#}")))?;
     let a = a.ok_or_else(|| ApiError::internal(format!("video {id} is completed but {key} is missing from {}", app.artifacts.location())))?;
     let body = axum::body::Body::from_stream(a.stream);

@@ -45,6 +45,17 @@ pub struct ArtifactStore {
     credentials_at: String,
 }
 
+/// The key of a video's file: `videos/<video id>/<file name>`, the same for every front end and
+/// worker that finishes or serves it.
+pub fn video_key(video: &str, file: &Path) -> String {
+    format!("videos/{video}/{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("video"))
+}
+
+/// The key of a `url` result: `images/<request id>/out/<file name>` (the local default's layout).
+pub fn image_result_key(request: &str, name: &str) -> String {
+    format!("images/{request}/out/{name}")
+}
+
 /// An artifact being read.
 pub struct Artifact {
     /// Its size in bytes.
