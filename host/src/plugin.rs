@@ -478,7 +478,7 @@ impl Plugin {
         let called = match self.filter_pre()? {
             FilterPre::Native(lib) => return lib.apply(&image, steps, self.ctx.call_timeout).await,
             FilterPre::V0_1(pre) => {
-                let (img, steps): (since_v0_1::wit_types::Image, Vec<_>) = (image.into(), steps.iter().cloned().map(Into::into).collect());
+                let (img, steps) = since_v0_1::apply_args(image, steps);
                 guest_call!(self, job, "apply", |store| {
                     let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
                     match inst.atelier_plugin_filters().call_apply(&mut *store, &img, &steps).await? {
@@ -488,7 +488,7 @@ impl Plugin {
                 })?
             }
             FilterPre::V0_2(pre) => {
-                let (img, steps): (since_v0_2::wit_types::Image, Vec<_>) = (image.into(), steps.iter().cloned().map(Into::into).collect());
+                let (img, steps) = since_v0_2::apply_args(image, steps);
                 guest_call!(self, job, "apply", |store| {
                     let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
                     match inst.atelier_plugin_filters().call_apply(&mut *store, &img, &steps).await? {

@@ -120,10 +120,10 @@ impl Drop for Streams {
 
 /// Links contract 0.2's `artifacts` import.
 pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_2::wit_imports::artifacts::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_2::imports::artifacts::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }
 
-impl crate::wasm::since_v0_2::wit_imports::artifacts::Host for crate::wasm::store::HostState {
+impl crate::wasm::since_v0_2::imports::artifacts::Host for crate::wasm::store::HostState {
     async fn create(&mut self, mime: String) -> Result<u32, String> {
         self.streams.create(&mime).await
     }

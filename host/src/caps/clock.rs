@@ -36,7 +36,7 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
-impl crate::wasm::since_v0_1::wit_imports::clock::Host for crate::wasm::store::HostState {
+impl crate::wasm::since_v0_1::imports::clock::Host for crate::wasm::store::HostState {
     async fn monotonic_ms(&mut self) -> u64 {
         monotonic_ms()
     }
@@ -45,7 +45,7 @@ impl crate::wasm::since_v0_1::wit_imports::clock::Host for crate::wasm::store::H
     }
 }
 
-impl crate::wasm::since_v0_2::wit_imports::clock::Host for crate::wasm::store::HostState {
+impl crate::wasm::since_v0_2::imports::clock::Host for crate::wasm::store::HostState {
     async fn monotonic_ms(&mut self) -> u64 {
         monotonic_ms()
     }
@@ -56,10 +56,10 @@ impl crate::wasm::since_v0_2::wit_imports::clock::Host for crate::wasm::store::H
 
 /// Links contract 0.1's `clock` import.
 pub(crate) fn add_to_linker_v0_1(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_1::wit_imports::clock::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_1::imports::clock::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }
 
 /// Links contract 0.2's `clock` import.
 pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_2::wit_imports::clock::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_2::imports::clock::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }

@@ -11,13 +11,13 @@ impl HostState {
     }
 }
 
-impl since_v0_1::wit_imports::config::Host for HostState {
+impl since_v0_1::imports::config::Host for HostState {
     async fn get(&mut self, key: String) -> Option<String> {
         self.config_get(&key)
     }
 }
 
-impl since_v0_2::wit_imports::config::Host for HostState {
+impl since_v0_2::imports::config::Host for HostState {
     async fn get(&mut self, key: String) -> Option<String> {
         self.config_get(&key)
     }
@@ -25,10 +25,10 @@ impl since_v0_2::wit_imports::config::Host for HostState {
 
 /// Links contract 0.1's `config` import.
 pub(crate) fn add_to_linker_v0_1(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    since_v0_1::wit_imports::config::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+    since_v0_1::imports::config::add_to_linker::<_, HasSelf<_>>(l, |s| s)
 }
 
 /// Links contract 0.2's `config` import.
 pub(crate) fn add_to_linker_v0_2(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    since_v0_2::wit_imports::config::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+    since_v0_2::imports::config::add_to_linker::<_, HasSelf<_>>(l, |s| s)
 }

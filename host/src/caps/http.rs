@@ -443,12 +443,12 @@ impl crate::wasm::store::HostState {
 /// The http interface of each contract version (the same shape in 0.1 and 0.2), on [`HostState::guest_send`].
 macro_rules! http_host {
     ($v:ident) => {
-        impl crate::wasm::$v::wit_imports::http::Host for crate::wasm::store::HostState {
+        impl crate::wasm::$v::imports::http::Host for crate::wasm::store::HostState {
             async fn send(
                 &mut self,
-                req: crate::wasm::$v::wit_imports::http::Request,
-            ) -> Result<crate::wasm::$v::wit_imports::http::Response, crate::wasm::$v::wit_imports::http::HttpError> {
-                use crate::wasm::$v::wit_imports::http::{HttpError as E, Response};
+                req: crate::wasm::$v::imports::http::Request,
+            ) -> Result<crate::wasm::$v::imports::http::Response, crate::wasm::$v::imports::http::HttpError> {
+                use crate::wasm::$v::imports::http::{HttpError as E, Response};
                 match self.guest_send(req.method, req.url, req.headers, req.body, req.timeout_ms).await {
                     Ok(r) => Ok(Response { status: r.status, headers: r.headers, body: r.body }),
                     Err(f) => Err(match f {
@@ -468,10 +468,10 @@ http_host!(since_v0_2);
 
 /// Links contract 0.1's `http` import.
 pub(crate) fn add_to_linker_v0_1(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_1::wit_imports::http::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_1::imports::http::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }
 
 /// Links contract 0.2's `http` import.
 pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_2::wit_imports::http::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_2::imports::http::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }

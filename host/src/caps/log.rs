@@ -143,9 +143,9 @@ impl crate::wasm::store::HostState {
 /// The log interface of each contract version, as the host's level.
 macro_rules! log_host {
     ($v:ident) => {
-        impl crate::wasm::$v::wit_imports::log::Host for crate::wasm::store::HostState {
-            async fn write(&mut self, level: crate::wasm::$v::wit_imports::log::Level, message: String) {
-                use crate::wasm::$v::wit_imports::log::Level as G;
+        impl crate::wasm::$v::imports::log::Host for crate::wasm::store::HostState {
+            async fn write(&mut self, level: crate::wasm::$v::imports::log::Level, message: String) {
+                use crate::wasm::$v::imports::log::Level as G;
                 let level = match level {
                     G::Trace => Level::Trace,
                     G::Debug => Level::Debug,
@@ -163,10 +163,10 @@ log_host!(since_v0_2);
 
 /// Links contract 0.1's `log` import.
 pub(crate) fn add_to_linker_v0_1(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_1::wit_imports::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_1::imports::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }
 
 /// Links contract 0.2's `log` import.
 pub(crate) fn add_to_linker_v0_2(l: &mut wasmtime::component::Linker<crate::wasm::store::HostState>) -> wasmtime::Result<()> {
-    crate::wasm::since_v0_2::wit_imports::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+    crate::wasm::since_v0_2::imports::log::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
 }

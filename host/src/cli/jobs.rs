@@ -105,6 +105,14 @@ pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
                 for o in j.outputs.as_ref().and_then(|o| o.as_array()).into_iter().flatten() {
                     println!("  output: {}", o["path"].as_str().unwrap_or(""));
                 }
+                // Outputs a poll reported before the job finished (contract 0.2), as the runner kept them.
+                let partials = state_dir.dir().join("jobs").join(id).join("partials");
+                let mut kept: Vec<_> = std::fs::read_dir(&partials).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x != "part")).collect();
+                kept.sort();
+                for p in kept {
+                    println!("  partial: {}", p.display());
+                }
+
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -67,6 +67,9 @@ pub fn runner(state: &super::StateArgs, quiet: bool, label: &str) -> Result<(Run
         // The runner logs each retry (tracing, info) for logs and pipes; this is the terminal's view.
         RunnerEvent::Retrying { job, after, reason } => b.set_message(format!("{job}: {reason}, retrying in {:.1} s", after.as_secs_f64())),
         RunnerEvent::Fetching { job } => b.set_message(format!("{job}: fetching results")),
+        RunnerEvent::Partial { job, index, preview, path } => {
+            b.set_message(format!("{job}: {} of output {} ready: {}", if preview { "a preview" } else { "the result" }, index + 1, path.display()))
+        }
     });
     Ok((Runner::new(db, rx).with_events(events), bar))
 }

@@ -30,6 +30,8 @@ pub enum RunnerEvent {
     Retrying { job: String, after: Duration, reason: String },
     /// Artifacts are being fetched.
     Fetching { job: String },
+    /// A poll reported an output before the job finished (contract 0.2), kept at `path`.
+    Partial { job: String, index: u32, preview: bool, path: PathBuf },
 }
 
 /// One artifact stored in the job's folder.
@@ -394,8 +396,9 @@ impl Runner {
                 }
             };
             let (why, wait) = match status {
-                Ok(Ok(types::Status::Running(p))) => {
+                Ok(Ok(types::Status::Running(mut p))) => {
                     failures = 0;
+                    self.keep_partials(plugin, job, std::mem::take(&mut p.partials)).await;
                     self.emit(RunnerEvent::Progress { job: job.into(), fraction: p.fraction, state: p.state });
                     delay = Duration::from_millis(p.retry_after_ms);
                     continue;
@@ -627,6 +630,56 @@ impl Runner {
             ));
         }
         Err(format!("download failed with HTTP {status}: {excerpt}"))
+    }
+}
+
+impl Runner {
+    /// Outputs a poll reported before the job finished (contract 0.2: one image of a batch, a
+    /// preview frame): each kept in the job's folder as `partials/<index>-<preview|final>-<n>.<ext>`,
+    /// its bytes checked against the type it claims, at most `max_artifacts` a poll. A partial
+    /// that cannot be kept is logged and skipped: the job's final outcome does not depend on it.
+    async fn keep_partials(&self, plugin: &Plugin, job: &str, partials: Vec<types::Partial>) {
+        if partials.is_empty() {
+            return;
+        }
+        let dir = self.db.job_dir(job).join("partials");
+        if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+            tracing::warn!(target: "atelier::jobs", job, "cannot keep partial results in {}: {e}", dir.display());
+            return;
+        }
+        let max = plugin.limits.max_artifacts as usize;
+        for p in partials.into_iter().take(max) {
+            // Numbered after what earlier polls kept, so a later preview never replaces an earlier file.
+            let mut seq = 0usize;
+            if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
+                while let Ok(Some(_)) = entries.next_entry().await {
+                    seq += 1;
+                }
+            }
+            let stem = format!("{:02}-{}-{seq}", p.index, if p.preview { "preview" } else { "final" });
+            let tmp = dir.join(format!("{stem}.part"));
+            let stored = match p.artifact.body {
+                types::Body::Inline(bytes) => tokio::fs::write(&tmp, &bytes).await.map_err(|e| e.to_string()),
+                types::Body::File(held) => move_file(&held, &tmp).await.map_err(|e| e.to_string()),
+                types::Body::Download(d) => self.download(plugin, &d, &tmp).await,
+            };
+            let kept = match stored {
+                Ok(()) => crate::imageio::check_claimed(&p.artifact.mime, &read_head(&tmp).await),
+                Err(e) => Err(e),
+            };
+            match kept {
+                Ok(mime) => {
+                    let path = dir.join(format!("{stem}.{}", crate::imageio::extension(mime)));
+                    if tokio::fs::rename(&tmp, &path).await.is_ok() {
+                        self.emit(RunnerEvent::Partial { job: job.into(), index: p.index, preview: p.preview, path });
+                    }
+                }
+                Err(why) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    tracing::warn!(target: "atelier::jobs", job, plugin = plugin.id(), "a partial result was not kept: {}", printable(&why));
+                }
+            }
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub fn progress_events(db: Arc<JobDb>, store: Arc<Store>, videos_dir: PathBuf) -
             RunnerEvent::Pending { job } => (job, None),
             RunnerEvent::Progress { job, fraction, .. } => (job, fraction),
             RunnerEvent::Fetching { job } => (job, Some(0.99)),
-            RunnerEvent::Retrying { .. } | RunnerEvent::Created { .. } => return,
+            RunnerEvent::Retrying { .. } | RunnerEvent::Created { .. } | RunnerEvent::Partial { .. } => return,
         };
         let Ok(Some(rec)) = db.get(&job) else { return };
         if let Some(vid) = video_of(&rec, &videos_dir) {

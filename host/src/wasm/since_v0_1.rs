@@ -33,11 +33,17 @@ pub mod filter {
 }
 
 pub(crate) use filter::exports::atelier::plugin::filters as wit_filters;
-pub(crate) use model::atelier::plugin as wit_imports;
+/// The imports of this version, which `caps` implements.
+pub(crate) use model::atelier::plugin as imports;
 pub(crate) use model::atelier::plugin::types as wit_types;
 pub(crate) use model::exports::atelier::plugin::backend as wit_backend;
 
 super::shared::shared_conversions!(wit_types, wit_backend, wit_filters);
+
+/// What `apply` sends: the image moved (not copied) and the steps.
+pub(crate) fn apply_args(image: types::Image, steps: &[types::Step]) -> (wit_types::Image, Vec<wit_filters::Step>) {
+    (image.into(), steps.iter().cloned().map(Into::into).collect())
+}
 
 impl wit_types::Host for crate::wasm::store::HostState {}
 
