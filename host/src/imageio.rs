@@ -136,6 +136,10 @@ pub struct DecodeInfo {
     /// Why the file looks cut short; it was decoded all the same, the decoder filling in what is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
+    /// The upright full size, when a shrinking caller had the JPEG decoded at a reduced DCT scale
+    /// (shrink-on-load, [`decode_shrinking`]); the pixels are then smaller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shrunk_on_load_from: Option<[u32; 2]>,
 }
 
 /// An embedded colour profile, as recorded in provenance.
@@ -232,6 +236,9 @@ pub fn decode_shrinking(
         None => image::DynamicImage::from_decoder(decoder).map_err(cannot)?,
     };
     let mut info = DecodeInfo { truncated: truncation(bytes, format), ..DecodeInfo::default() };
+    if (img.width(), img.height()) != (w, h) {
+        info.shrunk_on_load_from = Some([upright.0, upright.1]);
+    }
     if orientation != Orientation::NoTransforms {
         img.apply_orientation(orientation);
         info.orientation = Some(orientation.to_exif());
@@ -880,7 +887,7 @@ mod tests {
         .unwrap();
         assert_eq!(seen, Some((64, 32)));
         assert_eq!((img.width(), img.height()), (16, 8), "1/4 scale: exactly the size asked");
-        assert!(info.is_plain());
+        assert_eq!(info, DecodeInfo { shrunk_on_load_from: Some([64, 32]), ..DecodeInfo::default() });
         // Turned: the size asked for is upright, the stored picture is scaled to match it.
         let mut turned = plain[..2].to_vec();
         let mut app1 = b"Exif\0\0".to_vec();
@@ -899,8 +906,9 @@ mod tests {
         let rgba = img.to_rgba8();
         assert!(rgba.get_pixel(8, 4).0[0] > 200 && rgba.get_pixel(8, 28).0[0] < 50, "bright half on top");
         // No DCT scale below full size covers 63x31: decoded in full. A PNG is always decoded in full.
-        let (img, _) = decode_shrinking(&plain, LIMITS, "t.jpg", |w, h| Some((w - 1, h - 1))).unwrap();
+        let (img, info) = decode_shrinking(&plain, LIMITS, "t.jpg", |w, h| Some((w - 1, h - 1))).unwrap();
         assert_eq!((img.width(), img.height()), (64, 32));
+        assert!(info.is_plain(), "{info:?}");
         let png = encode_png(&to_image(image::DynamicImage::ImageRgb8(stored)), None).unwrap();
         let (img, _) = decode_shrinking(&png, LIMITS, "t.png", |w, h| Some((w / 4, h / 4))).unwrap();
         assert_eq!((img.width(), img.height()), (64, 32));

@@ -72,10 +72,13 @@ fn a_leading_resize_gets_its_exact_size_and_close_pixels_from_a_reduced_scale_de
     // `filter=nearest` is never decoded smaller: its blocky pixels are exactly the full path's.
     let near = filter(&env, &jpg, &["resize:width=100,filter=nearest"], &env.path("n-jpg.png"));
     assert_eq!(near, filter(&env, &png, &["resize:width=100,filter=nearest"], &env.path("n-png.png")));
-    // Provenance records the steps as written and the real input.
+    // Provenance records the steps as written, and that the decoder started smaller.
     let side = json(&std::fs::read_to_string(env.path("e-jpg.png.json")).unwrap());
     assert_eq!(side["steps"][0], "resize:width=400");
     assert_eq!(side["output"]["width"], 400);
+    assert_eq!(side["inputs"][0]["decode"]["shrunk_on_load_from"], serde_json::json!([800, 600]), "{side}");
+    let side = json(&std::fs::read_to_string(env.path("n-jpg.png.json")).unwrap());
+    assert!(side["inputs"][0].get("decode").is_none(), "{side}");
 }
 
 #[test]

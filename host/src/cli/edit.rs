@@ -233,18 +233,13 @@ pub async fn filter(cli: &Cli, a: &FilterArgs) -> Result<ExitCode> {
     // Shrink-on-load: when the chain starts by shrinking, a JPEG is decoded at a reduced DCT
     // scale and the leading resize finishes the job from there (or is dropped when the decoder
     // already gave its exact size).
-    let shrink = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let (steps_for_size, seen) = (steps.clone(), shrink.clone());
+    let steps_for_size = steps.clone();
     let d = tokio::task::spawn_blocking(move || {
-        imageio::read_shrinking(&input, limits, max_bytes, move |w, h| {
-            let target = pipeline::steps::shrink_target(&steps_for_size, w, h);
-            *seen.lock().unwrap_or_else(|p| p.into_inner()) = target.map(|t| ((w, h), t));
-            target
-        })
+        imageio::read_shrinking(&input, limits, max_bytes, |w, h| pipeline::steps::shrink_target(&steps_for_size, w, h))
     })
     .await??;
     let warnings = d.info.warnings(&a.input.display().to_string());
-    let shrunk = *shrink.lock().unwrap_or_else(|p| p.into_inner());
+    let shrunk = d.info.shrunk_on_load_from.and_then(|[w, h]| Some(((w, h), pipeline::steps::shrink_target(&steps, w, h)?)));
     let run_steps = match shrunk {
         Some((full, target)) => pipeline::steps::after_shrink_on_load(&steps, full, (d.image.width, d.image.height), target),
         None => steps.clone(),
