@@ -121,6 +121,12 @@ pub struct JobSettings {
     /// `max_backoff_s = 60`: the longest wait between attempts (submit retries, failed polls, a
     /// provider's `Retry-After`).
     pub max_backoff_s: Option<f64>,
+    /// `database = "postgres://user@host:port/db"`: the shared job store of several front ends
+    /// and workers (else SQLite in the state dir; `ATELIER_DATABASE_URL` when this is unset).
+    pub database: Option<String>,
+    /// `lease_s = 30`: a worker's lease on each job it drives, renewed every third of it; a
+    /// stopped worker's jobs move on after it runs out.
+    pub lease_s: Option<f64>,
     /// Where `[jobs]` is written, for messages.
     pub at: String,
 }
@@ -431,7 +437,19 @@ fn parse_jobs(v: &toml::Value, at: &dyn Fn(&str) -> String) -> Result<JobSetting
                 })?;
                 j.max_backoff_s = Some(n);
             }
-            other => bail!("{}: [jobs] has no setting `{other}`; the settings are poll_failures and max_backoff_s", at(other)),
+            "database" => {
+                let url = v.as_str().filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://")).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [jobs] database must be a PostgreSQL URL, e.g. database = \"postgres://atelier@db.internal:5432/atelier\" (leave it out for SQLite in the state dir)", at(k))
+                })?;
+                j.database = Some(url.to_string());
+            }
+            "lease_s" => {
+                let n = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).filter(|n| n.is_finite() && *n >= 0.3 && *n <= 3600.0).ok_or_else(|| {
+                    anyhow::anyhow!("{}: [jobs] lease_s must be a number of seconds from 0.3 to 3600, e.g. lease_s = 30", at(k))
+                })?;
+                j.lease_s = Some(n);
+            }
+            other => bail!("{}: [jobs] has no setting `{other}`; the settings are poll_failures, max_backoff_s, database and lease_s", at(other)),
         }
     }
     Ok(j)

@@ -1,8 +1,9 @@
-//! `atelier jobs list|show|cancel|resume`.
+//! `atelier jobs list|show|cancel|resume|migrate`.
 
 use super::{Cli, StateArgs, progress};
 use anyhow::{Result, bail};
 use atelier::jobs::runner::JobOutcome;
+use atelier::jobs::store::{self, CancelAsked, JobStore};
 use atelier::jobs::{JobDb, JobRecord, JobState};
 use atelier::text::{clipped, printable, printable_lines};
 use clap::Subcommand;
@@ -16,7 +17,7 @@ const SHOWN_TOKEN_BYTES: usize = 200;
 pub enum JobsCommand {
     /// Jobs, newest first.
     List {
-        /// Only jobs in this state (pending, done, failed, cancelled, unknown, submitting).
+        /// Only jobs in this state (queued, submitting, pending, done, failed, cancelled, unknown).
         #[arg(long)]
         state: Option<String>,
         /// Print JSON.
@@ -45,6 +46,17 @@ pub enum JobsCommand {
         #[command(flatten)]
         state_dir: StateArgs,
     },
+    /// Copy the jobs of a SQLite state dir into PostgreSQL (jobs already there are left as they are).
+    Migrate {
+        /// The PostgreSQL database, postgres://USER@HOST:PORT/DB.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state_dir: StateArgs,
+    },
     /// Finish jobs a stopped process left behind, by polling — never by submitting again (except
     /// jobs of plugins that reach no host, which are run again: nothing of theirs left this host).
     Resume {
@@ -67,13 +79,13 @@ pub enum JobsCommand {
 pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
     match cmd {
         JobsCommand::List { state, json, state_dir } => {
-            let db = JobDb::open(&state_dir.dir())?;
+            let db = open_store(cli, state_dir).await?;
             let filter: Vec<JobState> = match state {
                 Some(s) => vec![serde_json::from_value(serde_json::Value::String(s.clone()))
-                    .map_err(|_| anyhow::anyhow!("unknown state `{s}`; use pending, done, failed, cancelled, unknown or submitting"))?],
+                    .map_err(|_| anyhow::anyhow!("unknown state `{s}`; use queued, submitting, pending, done, failed, cancelled or unknown"))?],
                 None => vec![],
             };
-            let jobs = db.list(&filter)?;
+            let jobs = db.list(&filter).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
@@ -88,8 +100,8 @@ pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Show { id, json, state_dir } => {
-            let db = JobDb::open(&state_dir.dir())?;
-            let j = get(&db, id)?;
+            let db = open_store(cli, state_dir).await?;
+            let j = db.get(id).await?.ok_or_else(|| missing(id))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&j)?);
             } else {
@@ -112,11 +124,26 @@ pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
                 for p in kept {
                     println!("  partial: {}", p.display());
                 }
-
             }
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel { id, json, state_dir } => {
+            let shared = open_store(cli, state_dir).await?;
+            if shared.kind() != "sqlite" {
+                // The worker holding the job cancels it at the provider (it heard the NOTIFY).
+                let said = match shared.request_cancel(id).await? {
+                    CancelAsked::Cancelled => "cancelled (it was still queued; nothing was sent)",
+                    CancelAsked::Asked => "cancel asked; the worker holding it cancels it at the provider",
+                    CancelAsked::Ended(s) => bail!("job {id} is already {s}; nothing to cancel"),
+                    CancelAsked::Missing => return Err(missing(id)),
+                };
+                if *json {
+                    println!("{}", serde_json::json!({"id": id, "cancel": said}));
+                } else {
+                    println!("{id}: {said}");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let db = JobDb::open(&state_dir.dir())?;
             let j = get(&db, id)?;
             if j.state.is_final() {
@@ -138,11 +165,53 @@ pub async fn run(cli: &Cli, cmd: &JobsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Resume { id, all, force, json, state_dir } => resume(cli, id.as_deref(), *all, *force, *json, state_dir).await,
+        JobsCommand::Migrate { to, json, state_dir } => migrate(to, *json, state_dir).await,
     }
 }
 
+/// The jobs the commands read: the shared store when `[jobs] database` (or ATELIER_DATABASE_URL)
+/// is set, else the state dir's.
+async fn open_store(cli: &Cli, state: &StateArgs) -> Result<std::sync::Arc<dyn JobStore>> {
+    let settings = cli.settings()?;
+    store::open(settings.jobs.database.as_deref(), &state.dir()).await
+}
+
+fn missing(id: &str) -> anyhow::Error {
+    anyhow::anyhow!("no job `{id}` in this state dir; `atelier jobs list` shows the jobs (is --state-dir / ATELIER_STATE_DIR the same as when it ran?)")
+}
+
 fn get(db: &JobDb, id: &str) -> Result<JobRecord> {
-    db.get(id)?.ok_or_else(|| anyhow::anyhow!("no job `{id}` in this state dir; `atelier jobs list` shows the jobs (is --state-dir / ATELIER_STATE_DIR the same as when it ran?)"))
+    db.get(id)?.ok_or_else(|| missing(id))
+}
+
+/// `jobs migrate --to postgres://…`: every job of the state dir, as it is. Unfinished ones come
+/// in with a lease that already ran out: a worker polls on a pending one; one cut off while
+/// submitting becomes `unknown` (never sent again). Run it with the SQLite-side processes stopped.
+async fn migrate(to: &str, as_json: bool, state: &StateArgs) -> Result<ExitCode> {
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        bail!("--to must be a PostgreSQL URL, postgres://USER@HOST:PORT/DB");
+    }
+    let dir = state.dir();
+    let path = dir.join("jobs.sqlite");
+    if !path.is_file() {
+        bail!("{}: no jobs database here; point --state-dir (or ATELIER_STATE_DIR) at the state dir to copy", path.display());
+    }
+    let from = JobDb::open(&dir)?;
+    let target = store::postgres::PgStore::connect(to).await?;
+    let (mut copied, mut skipped) = (0u64, 0u64);
+    for j in from.list(&[])? {
+        if target.import(&j).await? {
+            copied += 1;
+        } else {
+            skipped += 1;
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::json!({"copied": copied, "already_there": skipped, "to": store::redact(to)}));
+    } else {
+        println!("{copied} jobs copied to {} ({skipped} already there); job folders stay in {}", store::redact(to), dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn resume(cli: &Cli, id: Option<&str>, all: bool, force: bool, as_json: bool, state: &StateArgs) -> Result<ExitCode> {

@@ -9,6 +9,7 @@ mod progress;
 mod prune;
 mod run;
 mod serve;
+mod worker;
 mod scaffold;
 
 use anyhow::Result;
@@ -68,7 +69,9 @@ enum Command {
     Rerun(run::RerunArgs),
     /// Serve an OpenAI-compatible HTTP API (images, videos, models) over the installed plugins.
     Serve(serve::ServeArgs),
-    /// Jobs: list, show, cancel, resume, prune.
+    /// Run jobs from the shared job store ([jobs] database), with no HTTP API (docs/deploy.md).
+    Worker(worker::WorkerArgs),
+    /// Jobs: list, show, cancel, resume, migrate, prune.
     Jobs {
         #[command(subcommand)]
         command: JobsCmd,
@@ -173,6 +176,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(a) => run::run(&cli, a).await,
         Command::Rerun(a) => run::rerun(&cli, a).await,
         Command::Serve(a) => serve::serve(&cli, a).await,
+        Command::Worker(a) => worker::worker(&cli, a).await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The jobs table in `<state dir>/jobs.sqlite`.
+//! The jobs table in `<state dir>/jobs.sqlite`: the default job store (one machine, no set-up).
+//! [`crate::jobs::store`] puts the same table behind one trait with a PostgreSQL twin.
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -10,6 +11,9 @@ use std::sync::Mutex;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Waiting in a shared store for a worker to claim it (its request is stored with it);
+    /// nothing was sent.
+    Queued,
     /// The submit call is under way (if the process dies now, the outcome is unknown).
     Submitting,
     /// Accepted by the provider; the token is stored and polling goes on.
@@ -25,8 +29,9 @@ pub enum JobState {
 }
 
 impl JobState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
+            JobState::Queued => "queued",
             JobState::Submitting => "submitting",
             JobState::Pending => "pending",
             JobState::Done => "done",
@@ -35,8 +40,9 @@ impl JobState {
             JobState::Unknown => "unknown",
         }
     }
-    fn parse(s: &str) -> JobState {
+    pub(crate) fn parse(s: &str) -> JobState {
         match s {
+            "queued" => JobState::Queued,
             "submitting" => JobState::Submitting,
             "pending" => JobState::Pending,
             "done" => JobState::Done,
@@ -86,12 +92,56 @@ pub struct JobRecord {
     pub updated_ms: u64,
     /// Files the pipeline wrote from the artifacts, once it has.
     pub outputs: Option<serde_json::Value>,
+    /// The contract version of the plugin that took the job (None: recorded before it was kept).
+    pub contract: Option<String>,
+    /// sha256 of the component (or native library) that took the job.
+    pub component_digest: Option<String>,
 }
 
 /// The jobs database.
 pub struct JobDb {
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
     dir: PathBuf,
+}
+
+/// The SQLite schema, one step per version (`PRAGMA user_version`), each applied once in a
+/// transaction. Version 1 is the table as it was before versions were counted, so a state dir
+/// made by an older atelier is upgraded in place.
+const SQLITE_MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY, plugin TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
+        token TEXT, plan TEXT NOT NULL, error TEXT, outcome TEXT,
+        submits INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, outputs TEXT);
+     CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);",
+    // Which build took the job (contract, component digest), the request of a queued job, and
+    // the lease of the worker holding it.
+    "ALTER TABLE jobs ADD COLUMN contract TEXT;
+     ALTER TABLE jobs ADD COLUMN component_digest TEXT;
+     ALTER TABLE jobs ADD COLUMN request BLOB;
+     ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+     ALTER TABLE jobs ADD COLUMN lease_until_ms INTEGER;
+     ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, started_ms INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL);",
+];
+
+/// Apply the SQLite migrations `conn` has not seen yet.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > SQLITE_MIGRATIONS.len() {
+        anyhow::bail!(
+            "{}: the jobs database is at schema version {version}, newer than this atelier knows ({}); use the atelier that wrote it, or a newer one",
+            path.display(),
+            SQLITE_MIGRATIONS.len()
+        );
+    }
+    for (i, step) in SQLITE_MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(step).with_context(|| format!("{}: cannot upgrade the jobs database to version {}", path.display(), i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl JobDb {
@@ -100,18 +150,11 @@ impl JobDb {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("{}: cannot create the state dir (set --state-dir or ATELIER_STATE_DIR)", state_dir.display()))?;
         let path = state_dir.join("jobs.sqlite");
-        let conn = Connection::open(&path).with_context(|| format!("{}: cannot open the jobs database", path.display()))?;
+        let mut conn = Connection::open(&path).with_context(|| format!("{}: cannot open the jobs database", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS jobs (
-                id TEXT PRIMARY KEY, plugin TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
-                token TEXT, plan TEXT NOT NULL, error TEXT, outcome TEXT,
-                submits INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,
-                created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, outputs TEXT);
-             CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);",
-        )?;
+        migrate(&mut conn, &path)?;
         Ok(JobDb { conn: Mutex::new(conn), dir: state_dir.to_path_buf() })
     }
 
@@ -120,7 +163,7 @@ impl JobDb {
         self.dir.join("jobs").join(id)
     }
 
-    /// Record a new job in state `submitting`.
+    /// Record a new job in state `submitting` (contract and digest unknown).
     pub fn create(&self, id: &str, plugin: &str, model: &str, plan: &serde_json::Value) -> Result<()> {
         let now = now_ms();
         self.conn.lock().unwrap().execute(
@@ -128,6 +171,11 @@ impl JobDb {
             params![id, plugin, model, plan.to_string(), now as i64],
         )?;
         Ok(())
+    }
+
+    /// The state dir this database lives in.
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Count a submit call.
@@ -205,9 +253,9 @@ impl JobDb {
     }
 }
 
-const COLS: &str = "id, plugin, model, state, token, plan, error, outcome, submits, polls, created_ms, updated_ms, outputs";
+pub(crate) const COLS: &str = "id, plugin, model, state, token, plan, error, outcome, submits, polls, created_ms, updated_ms, outputs, contract, component_digest";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+pub(crate) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     Ok(JobRecord {
         id: r.get(0)?,
@@ -223,6 +271,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         created_ms: r.get::<_, i64>(10)? as u64,
         updated_ms: r.get::<_, i64>(11)? as u64,
         outputs: json(r.get(12)?),
+        contract: r.get(13)?,
+        component_digest: r.get(14)?,
     })
 }
 
@@ -257,5 +307,28 @@ mod tests {
         assert_eq!(db.list(&[JobState::Pending]).unwrap().len(), 1);
         db.set_final("j1", JobState::Failed, "boom").unwrap();
         assert!(db.get("j1").unwrap().unwrap().state.is_final());
+    }
+
+    #[test]
+    fn a_state_dir_made_before_schema_versions_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The table exactly as atelier created it before migrations were counted.
+            let conn = Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+            conn.execute_batch(SQLITE_MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO jobs (id, plugin, model, state, plan, created_ms, updated_ms, token, submits) VALUES ('old', 'veo-3', 'veo', 'pending', '{}', 1, 1, 'op/1', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let db = JobDb::open(dir.path()).unwrap();
+        let j = db.get("old").unwrap().unwrap();
+        assert_eq!((j.state, j.token.as_deref(), j.contract), (JobState::Pending, Some("op/1"), None));
+        let v: i64 = db.conn.lock().unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, SQLITE_MIGRATIONS.len());
+        drop(db);
+        // Opening again applies nothing twice.
+        JobDb::open(dir.path()).unwrap();
     }
 }

@@ -3,7 +3,10 @@
 
 pub mod db;
 pub mod runner;
-mod saved;
+pub mod store;
+pub mod worker;
+pub mod saved;
 
 pub use db::{JobDb, JobRecord, JobState};
+pub use store::JobStore;
 pub use runner::{JobOutcome, Runner, RunnerEvent};

@@ -2,10 +2,11 @@
 //! token, poll at the plugin's pace with jitter, fetch artifacts, and record the outcome.
 
 use super::db::{JobDb, JobState, now_ms};
+use super::store::{JobStore, NewJob};
 use crate::caps::http::Outbound;
+use crate::types;
 use crate::plugin::{CutOff, Plugin};
 use crate::text::{clipped, printable};
-use crate::types;
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::collections::HashMap;
@@ -13,6 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// The plan key of a job queued by a front end that writes its outputs itself.
+pub(crate) const FINISHED_BY_CALLER: &str = "finished_by_caller";
 
 /// What a cancelled job records.
 const CANCELLED: &str = "cancelled by the user";
@@ -95,8 +99,17 @@ impl Default for RetryPolicy {
 
 /// Runs jobs; one per process, shared by all of them.
 pub struct Runner {
-    /// The database.
+    /// The state dir's SQLite database: job folders, and the jobs of this machine.
     pub db: Arc<JobDb>,
+    /// Where the runner records the life of the jobs it drives: `db` unless
+    /// [`Runner::with_store`] gave a shared store (PostgreSQL).
+    store: Arc<dyn JobStore>,
+    /// The worker this runner drives jobs for, and its lease: a job it submits is recorded
+    /// under this lease (see [`crate::jobs::worker`]).
+    lease: Option<(String, Duration)>,
+    /// Front end of a shared store: [`Runner::run`] queues the job for a worker and waits for
+    /// the store to show its end, instead of submitting it here.
+    queue: bool,
     /// Retry policy.
     pub policy: RetryPolicy,
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -129,13 +142,39 @@ impl Runner {
     /// A runner; `cancel` turning true cancels every job it is driving.
     pub fn new(db: Arc<JobDb>, cancel: tokio::sync::watch::Receiver<bool>) -> Runner {
         Runner {
+            store: db.clone(),
             db,
+            lease: None,
+            queue: false,
             policy: RetryPolicy::default(),
             in_flight: Mutex::default(),
             events: None,
             cancel,
             driving: Mutex::default(),
         }
+    }
+
+    /// Record the jobs in `store` (a shared PostgreSQL store) instead of the state dir's database.
+    pub fn with_store(mut self, store: Arc<dyn JobStore>) -> Runner {
+        self.store = store;
+        self
+    }
+
+    /// Submit jobs under `worker`'s lease of `ttl`, renewed by its heartbeat.
+    pub fn with_lease(mut self, worker: &str, ttl: Duration) -> Runner {
+        self.lease = Some((worker.to_string(), ttl));
+        self
+    }
+
+    /// Queue jobs for workers instead of running them ([`Runner::run`]).
+    pub fn queue_for_workers(mut self) -> Runner {
+        self.queue = true;
+        self
+    }
+
+    /// The store the runner records jobs in.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
     }
 
     /// Report progress to `f`.
@@ -164,6 +203,11 @@ impl Runner {
         }
     }
 
+    /// The jobs this runner is driving now (their leases are renewed by the worker's heartbeat).
+    pub(crate) fn driving_ids(&self) -> Vec<String> {
+        self.driving.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
     /// Register a driver of `job`, for [`Runner::cancel_job`].
     fn drive(&self, job: &str) -> Driving<'_> {
         let mut m = self.driving.lock().unwrap_or_else(PoisonError::into_inner);
@@ -188,10 +232,122 @@ impl Runner {
     pub async fn run(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &types::Request) -> Result<JobOutcome> {
         // Kept (offline jobs) before the job is on record, so whoever finds the job — `jobs
         // resume`, a cancel — finds its request whole.
+        if self.queue {
+            return self.queue_and_wait(plugin, job, model, plan, req).await;
+        }
         let kept = self.keep(plugin, job, Some(req)).await?;
-        self.db.create(job, plugin.id(), model, plan)?;
+        let lease = self.lease.as_ref().map(|(w, ttl)| (w.as_str(), *ttl));
+        self.store
+            .create(&NewJob {
+                id: job,
+                plugin: plugin.id(),
+                model,
+                plan,
+                contract: plugin.contract(),
+                component_digest: plugin.component_digest(),
+                queued_request: None,
+                lease,
+            })
+            .await?;
         self.emit(RunnerEvent::Created { job: job.into() });
         self.submit_and_wait(plugin, job, req, kept).await
+    }
+
+    /// A front end's run: the job is queued in the shared store with its request, a worker
+    /// claims, submits and polls it, and this waits for the store to show its end (reading it
+    /// every 200 ms). Its plan is marked finished by the front end, so the worker leaves the
+    /// outputs to the caller. A cancel asks the store; the worker holding the job cancels it.
+    /// The state dir's database gets a mirror of the job's start and end, so a restarted front
+    /// end never takes a job it queued for one that was never sent.
+    async fn queue_and_wait(&self, plugin: &Plugin, job: &str, model: &str, plan: &serde_json::Value, req: &types::Request) -> Result<JobOutcome> {
+        let driving = self.drive(job);
+        let request = super::saved::to_bytes(req)?;
+        let mut stored = plan.clone();
+        if let Some(o) = stored.as_object_mut() {
+            o.insert(FINISHED_BY_CALLER.into(), serde_json::Value::Bool(true));
+        }
+        self.db.create(job, plugin.id(), model, plan)?;
+        self.store
+            .create(&NewJob {
+                id: job,
+                plugin: plugin.id(),
+                model,
+                plan: &stored,
+                contract: plugin.contract(),
+                component_digest: plugin.component_digest(),
+                queued_request: Some(&request),
+                lease: None,
+            })
+            .await?;
+        self.emit(RunnerEvent::Created { job: job.into() });
+        let mut asked = false;
+        let mut pending = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = self.until_cancelled(&driving.cancel), if !asked => {}
+            }
+            if !asked && self.is_cancelled(&driving.cancel) {
+                asked = true;
+                self.store.request_cancel(job).await?;
+            }
+            let Some(rec) = self.store.get(job).await? else { bail!("job {job} is no longer in the job store") };
+            match rec.state {
+                JobState::Done => {
+                    let out: JobOutcome = serde_json::from_value(rec.outcome.clone().unwrap_or_default())?;
+                    self.db.set_done(job, &serde_json::to_value(&out)?)?;
+                    return Ok(out);
+                }
+                JobState::Pending if !pending => {
+                    pending = true;
+                    self.emit(RunnerEvent::Pending { job: job.into() });
+                }
+                s if s.is_final() || s == JobState::Unknown => {
+                    let message = rec.error.unwrap_or_else(|| format!("job {job} ended {s}"));
+                    self.db.set_final(job, s, &message)?;
+                    bail!(message);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Submit a job a worker claimed from `queued` (recorded `submitting` under its lease) with
+    /// the request stored with it, and wait for it. Refused, with the job failed, when the
+    /// installed plugin speaks another contract than the one the job was queued for.
+    pub async fn run_claimed(&self, plugin: &Plugin, job: &str, req: &types::Request) -> Result<JobOutcome> {
+        if let Err(e) = self.check_build(plugin, job).await {
+            return self.fail(job, JobState::Failed, format!("{e:#}; nothing was sent")).await;
+        }
+        self.submit_and_wait(plugin, job, req, None).await
+    }
+
+    /// Whether `plugin` may carry on `job`: the contract it speaks must be the one recorded when
+    /// the job was taken (a token or request of one contract means nothing to another); a
+    /// different build of the same contract is allowed, with a warning.
+    async fn check_build(&self, plugin: &Plugin, job: &str) -> Result<()> {
+        let Some(rec) = self.store.get(job).await? else { bail!("no job `{job}`") };
+        if let Some(recorded) = rec.contract.as_deref().filter(|c| *c != plugin.contract()) {
+            bail!(
+                "job {job} was taken by `{}` speaking contract {recorded}, but the installed `{}` speaks contract {}: its token means nothing to this build. Install a build of `{}` with contract {recorded} to finish it (`atelier plugins list` shows what is installed), or cancel it with `atelier jobs cancel {job}`",
+                rec.plugin,
+                plugin.id(),
+                plugin.contract(),
+                rec.plugin
+            );
+        }
+        if let Some(recorded) = rec.component_digest.as_deref().filter(|d| *d != plugin.component_digest()) {
+            tracing::warn!(
+                target: "atelier::jobs",
+                job,
+                recorded,
+                installed = plugin.component_digest(),
+                "job {job} was taken by another build of `{}` (same contract {}); carrying on with the installed one",
+                plugin.id(),
+                plugin.contract()
+            );
+        }
+        Ok(())
     }
 
     /// For a job of a plugin that reaches no host: its run lock, and its request kept (`req`)
@@ -226,7 +382,7 @@ impl Runner {
     /// sending it again cannot bill twice. Its request was kept in its folder; the job keeps its
     /// id and plan. Refused for any other job, and for one another process is still running.
     pub async fn rerun(&self, plugin: &Plugin, job: &str) -> Result<JobOutcome> {
-        let Some(rec) = self.db.get(job)? else { bail!("no job `{job}`") };
+        let Some(rec) = self.store.get(job).await? else { bail!("no job `{job}`") };
         if !self.can_rerun(plugin, &rec) {
             if !plugin.reaches_no_host() {
                 bail!("job {job} of `{}` is not run again: the plugin can reach the network, so the provider may have it", plugin.id());
@@ -241,7 +397,7 @@ impl Runner {
         };
         let kept = self.keep(plugin, job, None).await?;
         tracing::info!(target: "atelier::jobs", job, plugin = plugin.id(), "running again a job cut off while submitting (its plugin reaches no host, so nothing was sent)");
-        self.db.set_submitting(job)?;
+        self.store.set_submitting(job).await?;
         self.submit_and_wait(plugin, job, &req, kept).await
     }
 
@@ -257,7 +413,7 @@ impl Runner {
         let _permit = match &slots {
             Some(s) => tokio::select! {
                 permit = s.clone().acquire_owned() => Some(permit?),
-                _ = self.until_cancelled(cancel) => return self.fail(job, JobState::Cancelled, CANCELLED.into()),
+                _ = self.until_cancelled(cancel) => return self.fail(job, JobState::Cancelled, CANCELLED.into()).await,
             },
             None => None,
         };
@@ -281,7 +437,7 @@ impl Runner {
         loop {
             attempt += 1;
             self.check_cancelled(plugin, job, None, cancel).await?;
-            self.db.count_submit(job)?;
+            self.store.count_submit(job).await?;
             let called = match plugin.submit(job, req).await {
                 Ok(c) => c,
                 // Stopped (deadline, crash) after a state-changing request was answered, went
@@ -289,9 +445,9 @@ impl Runner {
                 Err(e) if e.is::<CutOff>() => {
                     return self.fail(job, JobState::Unknown, format!(
                         "{e:#}; the provider may have accepted it, so it is not sent again automatically (it could be billed twice). Check the provider's dashboard; `atelier jobs show {job}` has the details"
-                    ));
+                    )).await;
                 }
-                Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")),
+                Err(e) => return self.fail(job, JobState::Failed, format!("{e:#}")).await,
             };
             let e = match called.value {
                 Ok(types::Submission::Done(o)) => return Ok(Submitted::Done(o, started)),
@@ -299,7 +455,7 @@ impl Runner {
                     if p.token.len() > (plugin.limits.max_token_kb as usize) << 10 {
                         return self.token_too_large(plugin, job, &p.token).await;
                     }
-                    self.db.set_pending(job, &p.token)?;
+                    self.store.set_pending(job, &p.token).await?;
                     return Ok(Submitted::Pending(p, started));
                 }
                 Err(e) if called.ambiguous => {
@@ -310,7 +466,7 @@ impl Runner {
                             "{}; the request may have reached the provider before the connection failed, so it is not sent again automatically (it could be billed twice). Check the provider's dashboard; `atelier jobs show {job}` has the details",
                             explain(plugin.id(), &e, attempt)
                         ),
-                    );
+                    ).await;
                 }
                 // The provider took the request (HTTP 2xx) and the plugin could not make sense of
                 // what followed: the job may exist there. An explicit refusal is still a refusal.
@@ -322,7 +478,7 @@ impl Runner {
                             "{}; the provider accepted the request (HTTP 2xx), so it may hold the job and bill it, and it is not sent again automatically (it could be billed twice). Check the provider's dashboard; `atelier jobs show {job}` has the details",
                             explain(plugin.id(), &e, attempt)
                         ),
-                    );
+                    ).await;
                 }
                 Err(e) => e,
             };
@@ -331,7 +487,7 @@ impl Runner {
                     r.retry_after_ms.map(|ms| self.plugin_delay(plugin, ms)).unwrap_or_else(|| self.backoff(plugin, attempt))
                 }
                 types::PluginError::Unavailable(_) if attempt < self.policy.max_attempts => self.backoff(plugin, attempt),
-                _ => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)),
+                _ => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, attempt)).await,
             };
             let delay = jitter(retry_after);
             // The provider did not take the job; one that could only be tried again past the job's
@@ -341,7 +497,7 @@ impl Runner {
                     "{}; not tried again, as the next attempt would come after the job's time limit of {} s",
                     explain(plugin.id(), &e, attempt),
                     self.policy.job_timeout.as_secs_f64()
-                ));
+                )).await;
             }
             let reason = explain(plugin.id(), &e, attempt);
             tracing::info!(target: "atelier::jobs", job, attempt, delay_ms = delay.as_millis() as u64, reason = %reason, "submit refused; sending it again after a pause");
@@ -351,7 +507,9 @@ impl Runner {
     }
 
     /// Poll a pending job until it ends (also used by `jobs resume`, without submitting again).
+    /// Refused when the installed plugin speaks another contract than the one that took the job.
     pub async fn wait(&self, plugin: &Plugin, job: &str, token: &str, first: Duration, started: Instant) -> Result<JobOutcome> {
+        self.check_build(plugin, job).await?;
         let driving = self.drive(job);
         self.poll_until_done(plugin, job, token, first, started, &driving.cancel).await
     }
@@ -379,14 +537,14 @@ impl Runner {
                 return self.fail(job, JobState::Failed, format!(
                     "{}: the job did not finish within {} s; it was cancelled at the provider where possible",
                     plugin.id(), self.policy.job_timeout.as_secs_f64()
-                ));
+                )).await;
             }
             let pause = jitter(self.poll_delay(plugin, delay));
             self.sleep_or_cancel(plugin, job, Some(token), pause.min(remaining), cancel).await?;
             if pause >= remaining {
                 continue; // the time limit came first: the check above ends the job
             }
-            self.db.count_poll(job)?;
+            self.store.count_poll(job).await?;
             // A poll is safe to abandon, so a cancellation does not wait for it.
             let status = tokio::select! {
                 s = plugin.poll(job, token) => s,
@@ -418,7 +576,7 @@ impl Runner {
                     bail!("{}\njob {job} is still pending at the provider and kept on record: once the key works, `atelier jobs resume {job}` picks it up", explain(plugin.id(), &e, 1))
                 }
                 // The provider said the work failed (or was refused): the job is over.
-                Ok(Err(e)) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, 1)),
+                Ok(Err(e)) => return self.fail(job, JobState::Failed, explain(plugin.id(), &e, 1)).await,
                 // The poll call itself failed in this host (its deadline, a crash): not the provider's word.
                 Err(e) => (format!("{e:#}"), self.backoff(plugin, failures + 1)),
             };
@@ -473,7 +631,7 @@ impl Runner {
             token.len().div_ceil(1024)
         );
         let message = plugin.limits.over_message(plugin.id(), &plugin.grants.config_path, "max_token_kb", &what);
-        self.fail(job, JobState::Unknown, message)
+        self.fail(job, JobState::Unknown, message).await
     }
 
     /// A delay a plugin asked for, bounded by the largest backoff: a plugin cannot park a job
@@ -510,7 +668,7 @@ impl Runner {
             if let Some(t) = token {
                 let _ = plugin.cancel(job, t).await;
             }
-            self.fail(job, JobState::Cancelled, CANCELLED.into())?;
+            self.fail::<()>(job, JobState::Cancelled, CANCELLED.into()).await?;
         }
         Ok(())
     }
@@ -528,8 +686,8 @@ impl Runner {
         self.policy.base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(self.max_backoff(plugin))
     }
 
-    fn fail<T>(&self, job: &str, state: JobState, message: String) -> Result<T> {
-        self.db.set_final(job, state, &message)?;
+    async fn fail<T>(&self, job: &str, state: JobState, message: String) -> Result<T> {
+        self.store.set_final(job, state, &message).await?;
         bail!(message)
     }
 
@@ -547,7 +705,7 @@ impl Runner {
             } else {
                 format!("reported {} failed outputs", o.failures.len())
             };
-            return self.fail(job, JobState::Failed, limits.over_message(id, config_path, "max_artifacts", &what));
+            return self.fail(job, JobState::Failed, limits.over_message(id, config_path, "max_artifacts", &what)).await;
         }
         self.emit(RunnerEvent::Fetching { job: job.into() });
         let dir = self.db.job_dir(job);
@@ -607,9 +765,9 @@ impl Runner {
         };
         if out.artifacts.is_empty() {
             let why = out.failures.iter().map(|(i, m)| format!("output {}: {m}", u64::from(*i) + 1)).collect::<Vec<_>>().join("; ");
-            return self.fail(job, JobState::Failed, format!("{id}: no output could be kept: {why}"));
+            return self.fail(job, JobState::Failed, format!("{id}: no output could be kept: {why}")).await;
         }
-        self.db.set_done(job, &serde_json::to_value(&out)?)?;
+        self.store.set_done(job, &serde_json::to_value(&out)?).await?;
         Ok(out)
     }
 

@@ -46,8 +46,8 @@ fn value_from(v: &Value) -> Result<types::Value> {
     })
 }
 
-/// Keep `req` in the job's folder (written whole, then renamed into place).
-pub(crate) async fn save(job_dir: &Path, req: &types::Request) -> Result<()> {
+/// `req` as the JSON kept for it: in the job's folder, or in a shared job store for a queued job.
+pub fn to_bytes(req: &types::Request) -> Result<Vec<u8>> {
     let v = json!({
         "prompt": req.prompt,
         "references": req.references.iter().map(media_json).collect::<Vec<_>>(),
@@ -59,9 +59,15 @@ pub(crate) async fn save(job_dir: &Path, req: &types::Request) -> Result<()> {
         "size": req.size,
         "params": req.params.iter().map(|p| json!({"name": p.name, "value": value_json(&p.value)})).collect::<Vec<_>>(),
     });
+    Ok(serde_json::to_vec(&v)?)
+}
+
+/// Keep `req` in the job's folder (written whole, then renamed into place).
+pub(crate) async fn save(job_dir: &Path, req: &types::Request) -> Result<()> {
+    let bytes = to_bytes(req)?;
     tokio::fs::create_dir_all(job_dir).await?;
     let tmp = job_dir.join("request.json.part");
-    tokio::fs::write(&tmp, serde_json::to_vec(&v)?).await?;
+    tokio::fs::write(&tmp, bytes).await?;
     tokio::fs::rename(&tmp, path(job_dir)).await?;
     Ok(())
 }
@@ -73,7 +79,12 @@ pub(crate) async fn load(job_dir: &Path) -> Result<Option<types::Request>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("{}: cannot read the job's request", path(job_dir).display())),
     };
-    let v: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: the job's request is unreadable", path(job_dir).display()))?;
+    from_bytes(&bytes).map(Some).with_context(|| format!("{}: the job's request is unreadable", path(job_dir).display()))
+}
+
+/// A request kept by [`to_bytes`].
+pub fn from_bytes(bytes: &[u8]) -> Result<types::Request> {
+    let v: Value = serde_json::from_slice(bytes)?;
     let read = || -> Result<types::Request> {
         Ok(types::Request {
             prompt: v["prompt"].as_str().context("no prompt")?.to_string(),
@@ -93,7 +104,7 @@ pub(crate) async fn load(job_dir: &Path) -> Result<Option<types::Request>> {
                 .collect::<Result<_>>()?,
         })
     };
-    read().map(Some).with_context(|| format!("{}: the job's request is unreadable", path(job_dir).display()))
+    read()
 }
 
 /// Whether a request is kept for the job.

@@ -490,7 +490,7 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
             failed(app, &row.id, "unknown_outcome", msg);
             return Ok(());
         }
-        JobState::Failed | JobState::Cancelled | JobState::Unknown => {
+        JobState::Failed | JobState::Cancelled | JobState::Unknown | JobState::Queued => {
             failed(app, &row.id, "video_generation_failed", j.error.as_deref().unwrap_or("the job failed"));
             return Ok(());
         }

@@ -569,7 +569,7 @@ impl Ctx<'_> {
         for j in &jobs {
             let first = j.plan["first_index"].as_u64().unwrap_or(1) as u32;
             let count = j.plan["paths"].as_array().map_or(1, |a| a.len()) as u32;
-            let never_sent = matches!(j.state, JobState::Submitting) && j.submits == 0;
+            let never_sent = matches!(j.state, JobState::Submitting | JobState::Queued) && j.submits == 0;
             match j.state {
                 JobState::Done => match &j.outputs {
                     Some(o) => files.extend(serde_json::from_value::<Vec<OutputFile>>(o.clone()).unwrap_or_default()),
@@ -590,7 +590,7 @@ impl Ctx<'_> {
                     files.extend(f);
                 }
                 // Recorded, but the process stopped before it was sent: nothing to bill twice.
-                JobState::Submitting if never_sent => {
+                JobState::Submitting | JobState::Queued if never_sent => {
                     self.runner.db.set_final(&j.id, JobState::Cancelled, "never sent: the run stopped first; sent again on resume")?;
                     continue;
                 }
@@ -598,7 +598,7 @@ impl Ctx<'_> {
                     "job {} was being submitted when the run stopped: the provider may have accepted (and billed) it, so it is not sent again automatically. Check `atelier jobs show {}` and the provider's dashboard; to send it again anyway, resume with --resubmit-unknown",
                     j.id, j.id
                 ),
-                JobState::Submitting | JobState::Unknown => {
+                JobState::Submitting | JobState::Unknown | JobState::Queued => {
                     self.runner.db.set_final(&j.id, JobState::Cancelled, "sent again on resume (--resubmit-unknown)")?;
                     continue;
                 }
