@@ -21,7 +21,7 @@ pub mod request;
 pub mod settings;
 pub mod video;
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 /// The model.
 #[derive(Default)]
@@ -29,22 +29,26 @@ struct Classic;
 
 impl Model for Classic {
     fn describe(&self) -> ModelInfo {
-        ModelInfo {
-            description: request::description(),
-            task: Task::ImageEdit,
-            model: "classic-operators".into(),
-            max_references: request::MAX_REFERENCES,
-            max_outputs: request::MAX_OUTPUTS,
-            supports_mask: true,
-            supports_seed: true,
-            params: settings::specs(),
-            ..ModelInfo::image_edit("classic", "Classic operators (offline, no neural network)")
-        }
+        ModelInfo::new("classic", "Classic operators (offline, no neural network)")
+            .description(&request::description())
+            .model("classic-operators")
+            // image = styled PNGs; video = a Ken Burns animated GIF of the first reference.
+            .outputs(&[OutputKind::Image, OutputKind::Video])
+            .max_references(request::MAX_REFERENCES)
+            .max_outputs(request::MAX_OUTPUTS)
+            .supports_mask(true)
+            .supports_seed(true)
+            // It edits the first reference; it reaches nothing outside the host, so a cut-off job
+            // can be re-run.
+            .generates_without_input(false)
+            .effects_outside_host(false)
+            .params(settings::specs())
     }
 
-    fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<InputPlan, Error> {
-        request::check(prompt, references, has_mask, n, params, &request::can_allocate).map_err(Error::InvalidInput)?;
-        Ok(InputPlan { exact_size: None, max_side: request::max_side(has_mask) })
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
+        request::check(&d.prompt, &d.references, d.has_mask, d.n, output(d.output), &d.params, &request::can_allocate)
+            .map_err(Error::InvalidInput)?;
+        Ok(InputPlan { exact_size: None, max_side: request::max_side(d.has_mask) })
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
@@ -58,6 +62,7 @@ impl Model for Classic {
             first: req.references.first().map(|m| m.bytes.as_slice()),
             mask: req.mask.as_ref().map(|m| m.bytes.as_slice()),
             n: req.n,
+            output: output(req.output),
             base_seed,
             params: &req.params,
         };
@@ -83,6 +88,14 @@ impl Model for Classic {
             None => Usage::images(done.width, done.height, count),
         };
         Ok(Submission::Done(Outcome { usage, ..Outcome::new(artifacts) }))
+    }
+}
+
+/// The contract's output kind as the operators' own.
+fn output(kind: OutputKind) -> settings::Output {
+    match kind {
+        OutputKind::Image => settings::Output::Image,
+        OutputKind::Video => settings::Output::Video,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 
-use atelier_sdk::v0_1::Param;
+use atelier_sdk::Param;
 use image::ImageEncoder;
 
 use crate::edit::Editor;
@@ -167,14 +167,14 @@ pub fn plan(prompt: &str, settings: &Settings, has_mask: bool) -> Result<Work, S
 
 /// The checks `prepare` runs before anything is decoded. `can_allocate` is [`can_allocate`] in the
 /// plugin (tests pass a stand-in for the memory cap).
-pub fn check(prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param], can_allocate: &dyn Fn(u64) -> bool) -> Result<(), String> {
+pub fn check(prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, output: Output, params: &[Param], can_allocate: &dyn Fn(u64) -> bool) -> Result<(), String> {
     if references.is_empty() {
         return Err("give one image to edit (the first reference)".into());
     }
     if n == 0 || n > MAX_OUTPUTS {
         return Err(format!("n must be 1 to {MAX_OUTPUTS}, not {n}"));
     }
-    let settings = Settings::from_params(params)?;
+    let settings = Settings::from_params(params, output)?;
     let work = plan(prompt, &settings, has_mask)?;
     if has_mask {
         let (w, h) = references[0];
@@ -211,6 +211,8 @@ pub struct Job<'a> {
     pub n: u32,
     /// Seed of the first variation; variation i uses `base_seed + i`.
     pub base_seed: u64,
+    /// Image (styled PNGs) or video (a Ken Burns GIF), from the request's typed output kind.
+    pub output: Output,
     /// The parameters.
     pub params: &'a [Param],
 }
@@ -241,7 +243,7 @@ pub struct Done {
 
 /// Run a job: decode, render `n` variations, encode.
 pub fn run(job: &Job) -> Result<Done, String> {
-    let settings = Settings::from_params(job.params)?;
+    let settings = Settings::from_params(job.params, job.output)?;
     if job.n == 0 || job.n > MAX_OUTPUTS {
         return Err(format!("n must be 1 to {MAX_OUTPUTS}, not {}", job.n));
     }

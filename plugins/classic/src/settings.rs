@@ -1,7 +1,7 @@
 //! The model's parameters: their declarations for `describe()` and their typed reading. Kept in one
 //! place so a default can never differ between what is advertised and what is used.
 
-use atelier_sdk::v0_1::{Param, ParamKind, ParamSpec, Params, Value};
+use atelier_sdk::{Param, ParamSpec, ParamType, Params, Value};
 
 use crate::prompt::{Motion, Style};
 
@@ -68,7 +68,6 @@ const MOTION_CHOICES: [&str; 7] = ["auto", "zoom-in", "zoom-out", "pan-left", "p
 /// The parameter declarations `describe()` advertises.
 pub fn specs() -> Vec<ParamSpec> {
     vec![
-        ParamSpec::choice("output", "image = styled PNGs; video = a Ken Burns animated GIF of the first reference", &["image", "video"]).default("image"),
         ParamSpec::choice("style", "A look that replaces the prompt's look words (adjustment words still apply); auto = from the prompt", &STYLE_CHOICES).default("auto"),
         ParamSpec::number("strength", "Overall intensity: smoothing radius, Kuwahara radius, tone amounts", 0.0, 1.0).default(0.6),
         ParamSpec::integer("levels", "Colours for posterize / pop art", 2, 32).default(6i64),
@@ -89,7 +88,9 @@ pub fn specs() -> Vec<ParamSpec> {
 impl Settings {
     /// Read the parameters, filling defaults for missing ones (the host normally fills them already)
     /// and refusing unknown names, wrong kinds and out-of-range values with the allowed range.
-    pub fn from_params(params: &[Param]) -> Result<Settings, String> {
+    /// `output` is the request's typed output kind (image = styled PNGs; video = a Ken Burns animated
+    /// GIF of the first reference).
+    pub fn from_params(params: &[Param], output: Output) -> Result<Settings, String> {
         let specs = specs();
         for p in params {
             let Some(spec) = specs.iter().find(|s| s.name == p.name) else {
@@ -98,12 +99,12 @@ impl Settings {
             };
             check(spec, &p.value)?;
         }
-        let default = |name: &str| specs.iter().find(|s| s.name == name).and_then(|s| s.default.clone()).expect("every parameter has a default");
+        let default = |name: &str| specs.iter().find(|s| s.name == name).and_then(|s| s.default_value()).expect("every parameter has a default");
         let value = |name: &str| params.value(name).cloned().unwrap_or_else(|| default(name));
         let text = |name: &str| match value(name) { Value::Text(t) => t, _ => unreachable!("checked above") };
         let number = |name: &str| match value(name) { Value::Number(n) => n, Value::Integer(i) => i as f64, _ => unreachable!("checked above") };
         Ok(Settings {
-            output: if text("output") == "video" { Output::Video } else { Output::Image },
+            output,
             style: Style::from_name(&text("style")),
             strength: number("strength") as f32,
             levels: number("levels") as usize,
@@ -125,17 +126,17 @@ impl Settings {
 /// Check one value against its declaration.
 fn check(spec: &ParamSpec, value: &Value) -> Result<(), String> {
     let name = &spec.name;
-    let n = match (spec.kind, value) {
-        (ParamKind::Choice, Value::Text(t)) => {
-            return if spec.choices.contains(t) { Ok(()) } else { Err(format!("`{name}` must be one of {}, not `{t}`", spec.choices.join(", "))) };
+    let (n, lo, hi) = match (&spec.type_, value) {
+        (ParamType::Choice(c), Value::Text(t)) => {
+            return if c.choices.contains(t) { Ok(()) } else { Err(format!("`{name}` must be one of {}, not `{t}`", c.choices.join(", "))) };
         }
-        (ParamKind::Integer, Value::Integer(i)) => *i as f64,
-        (ParamKind::Integer, Value::Number(x)) if x.fract() == 0.0 => *x,
-        (ParamKind::Number, Value::Number(x)) => *x,
-        (ParamKind::Number, Value::Integer(i)) => *i as f64,
-        _ => return Err(format!("`{name}` has the wrong kind of value; it takes a {:?}", spec.kind).to_lowercase()),
+        (ParamType::Integer(s), Value::Integer(i)) => (*i as f64, s.min.map_or(f64::MIN, |m| m as f64), s.max.map_or(f64::MAX, |m| m as f64)),
+        (ParamType::Number(s), Value::Number(x)) => (*x, s.min.unwrap_or(f64::MIN), s.max.unwrap_or(f64::MAX)),
+        (ParamType::Number(s), Value::Integer(i)) => (*i as f64, s.min.unwrap_or(f64::MIN), s.max.unwrap_or(f64::MAX)),
+        (ParamType::Integer(_), _) => return Err(format!("`{name}` has the wrong kind of value; it takes a whole number")),
+        (ParamType::Number(_), _) => return Err(format!("`{name}` has the wrong kind of value; it takes a number")),
+        _ => return Err(format!("`{name}` has the wrong kind of value")),
     };
-    let (lo, hi) = (spec.min.unwrap_or(f64::MIN), spec.max.unwrap_or(f64::MAX));
     if !(lo..=hi).contains(&n) || n.is_nan() {
         return Err(format!("`{name}` must be between {lo} and {hi}, not {n}"));
     }
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_declarations() {
-        let s = Settings::from_params(&[]).unwrap();
+        let s = Settings::from_params(&[], Output::Image).unwrap();
         assert_eq!(s.output, Output::Image);
         assert_eq!(s.style, None);
         assert_eq!((s.levels, s.feather, s.fps, s.max_side), (6, 8, 20, 512));
@@ -157,11 +158,11 @@ mod tests {
 
     #[test]
     fn explicit_values_are_read_and_checked() {
-        let s = Settings::from_params(&[Param::new("style", "cartoon"), Param::new("levels", 4i64), Param::new("output", "video")]).unwrap();
+        let s = Settings::from_params(&[Param::new("style", "cartoon"), Param::new("levels", 4i64)], Output::Video).unwrap();
         assert_eq!((s.style, s.levels, s.output), (Some(Style::Cartoon), 4, Output::Video));
-        assert!(Settings::from_params(&[Param::new("levels", 99i64)]).unwrap_err().contains("between 2 and 32"));
-        assert!(Settings::from_params(&[Param::new("style", "cubism")]).unwrap_err().contains("watercolor"));
-        assert!(Settings::from_params(&[Param::new("colour", 1i64)]).unwrap_err().contains("unknown parameter"));
+        assert!(Settings::from_params(&[Param::new("levels", 99i64)], Output::Image).unwrap_err().contains("between 2 and 32"));
+        assert!(Settings::from_params(&[Param::new("style", "cubism")], Output::Image).unwrap_err().contains("watercolor"));
+        assert!(Settings::from_params(&[Param::new("colour", 1i64)], Output::Image).unwrap_err().contains("unknown parameter"));
     }
 
     #[test]

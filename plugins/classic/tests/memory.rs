@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use atelier_sdk::v0_1::Param;
+use atelier_sdk::Param;
 use plugin_classic::raster::Raster;
 use plugin_classic::prompt::Style;
 use plugin_classic::request::{encode_png, masked_bytes_per_pixel, run, Job, MASKED_BYTES_PER_OUTPUT_PIXEL, MEMORY_MB};
@@ -82,7 +82,7 @@ fn masked_edits_stay_within_the_bytes_per_pixel_the_size_limit_assumes() {
         let method = if inpaint == "telea" { InpaintMethod::Telea } else { InpaintMethod::PatchMatch };
         let params = [Param::new("inpaint", inpaint)];
         let mask = if prompt.contains("remove") { &hole } else { &middle };
-        let job = Job { prompt, first: Some(&img), mask: Some(mask), n: 1, base_seed: 3, params: &params };
+        let job = Job { prompt, first: Some(&img), mask: Some(mask), n: 1, output: plugin_classic::settings::Output::Image, base_seed: 3, params: &params };
         let per_pixel = peak_of(|| drop(run(&job).unwrap())) as f64 / pixels;
         let assumed = masked_bytes_per_pixel(&styles_of(prompt), method) as f64;
         eprintln!("{prompt} ({inpaint}): {per_pixel:.1} B/px, assumed {assumed}");
@@ -92,7 +92,7 @@ fn masked_edits_stay_within_the_bytes_per_pixel_the_size_limit_assumes() {
     }
     // Every further output keeps its encoded PNG until the last is done.
     for prompt in ["oil painting", "film grain"] {
-        let job = Job { prompt, first: Some(&img), mask: Some(&middle), n: 1, base_seed: 3, params: &[] };
+        let job = Job { prompt, first: Some(&img), mask: Some(&middle), n: 1, output: plugin_classic::settings::Output::Image, base_seed: 3, params: &[] };
         let one = peak_of(|| drop(run(&job).unwrap()));
         let three = peak_of(|| drop(run(&Job { n: 3, ..job }).unwrap()));
         let per_output = (three as f64 - one as f64) / 2.0 / pixels;

@@ -3,14 +3,20 @@
 
 use std::collections::BTreeSet;
 
-use atelier_sdk::v0_1::Param;
+use atelier_sdk::{Param, Value};
 use plugin_classic::raster::Raster;
 use plugin_classic::request::{decode, encode_png, run, Done, Job};
+use plugin_classic::settings::Output;
 
 const BOARD: &[u8] = include_bytes!("fixtures/board.jpg");
 
 fn job<'a>(prompt: &'a str, first: &'a [u8], mask: Option<&'a [u8]>, n: u32, seed: u64, params: &'a [Param]) -> Job<'a> {
-    Job { prompt, first: Some(first), mask, n, base_seed: seed, params }
+    // A leading `output=video` stands for the request's typed output kind (contract 0.2).
+    let (output, params) = match params.split_first() {
+        Some((p, rest)) if p.name == "output" => (if matches!(&p.value, Value::Text(t) if t == "video") { Output::Video } else { Output::Image }, rest),
+        _ => (Output::Image, params),
+    };
+    Job { prompt, first: Some(first), mask, n, output, base_seed: seed, params }
 }
 
 fn render(prompt: &str, n: u32, seed: u64, params: &[Param]) -> Done {
@@ -195,12 +201,12 @@ fn prepare_checks_refuse_what_cannot_work() {
     use plugin_classic::request::{check, max_side};
     // The memory cap as the allocator would report it: the manifest's 1024 MiB.
     let at_1024 = |bytes: u64| bytes <= 1024 << 20;
-    let check = |p: &str, refs: &[(u32, u32)], mask: bool, n: u32, params: &[Param]| check(p, refs, mask, n, params, &at_1024);
+    let check = |p: &str, refs: &[(u32, u32)], mask: bool, n: u32, params: &[Param]| check(p, refs, mask, n, Output::Image, params, &at_1024);
     assert!(check("watercolor", &[(640, 480)], false, 4, &[]).is_ok());
     assert!(check("watercolor", &[], false, 1, &[]).unwrap_err().contains("give one image"));
     assert!(check("watercolor", &[(640, 480)], false, 17, &[]).unwrap_err().contains("1 to 16"));
     assert!(check("remove the cat", &[(640, 480)], false, 1, &[]).unwrap_err().contains("mask"));
-    assert!(check("zoom out", &[(640, 480)], false, 1, &[Param::new("output", "video")]).is_ok());
+    assert!(plugin_classic::request::check("zoom out", &[(640, 480)], false, 1, Output::Video, &[], &at_1024).is_ok());
     assert_eq!(max_side(false), Some(2048));
     assert_eq!(max_side(true), None);
 }
@@ -211,24 +217,24 @@ fn masked_edits_are_bounded_by_memory_not_by_2048_px() {
     use plugin_classic::settings::InpaintMethod;
     let at = |mb: u64| move |bytes: u64| bytes <= mb << 20;
     // Over 2048 px is fine when it fits: a 4000x3000 cartoon, and a thin 8000x100 strip.
-    assert!(check("cartoon", &[(4000, 3000)], true, 1, &[], &at(1024)).is_ok());
-    assert!(check("remove", &[(8000, 100)], true, 16, &[], &at(1024)).is_ok());
+    assert!(check("cartoon", &[(4000, 3000)], true, 1, Output::Image, &[], &at(1024)).is_ok());
+    assert!(check("remove", &[(8000, 100)], true, 16, Output::Image, &[], &at(1024)).is_ok());
     // Beyond the manifest's 1024 MiB: refused with the line to raise and a size that would fit.
     let styles = plugin_classic::prompt::parse("oil painting").unwrap().styles;
     let need_mb = masked_memory_need(5000, 4000, 1, &styles, InpaintMethod::PatchMatch).div_ceil(1 << 20);
     assert!(need_mb > 1024 && need_mb < 4096, "{need_mb}");
     let raise_to = need_mb.div_ceil(256) * 256;
-    let err = check("oil painting", &[(5000, 4000)], true, 1, &[], &at(1024)).unwrap_err();
+    let err = check("oil painting", &[(5000, 4000)], true, 1, Output::Image, &[], &at(1024)).unwrap_err();
     assert!(err.contains("5000x4000") && err.contains(&format!("needs about {need_mb} MiB")), "{err}");
     assert!(err.contains(&format!("[plugins.classic.limits]\n    memory_mb = {raise_to}\n")), "{err}");
     assert!(err.contains("shrink the image and the mask together to at most 3"), "{err}");
     // ... unless the operator raised the limit (the allocator says so).
-    assert!(check("oil painting", &[(5000, 4000)], true, 1, &[], &at(raise_to)).is_ok());
+    assert!(check("oil painting", &[(5000, 4000)], true, 1, Output::Image, &[], &at(raise_to)).is_ok());
     // Past what any plugin can have: only shrinking helps.
-    let err = check("remove", &[(12000, 9000)], true, 1, &[], &at(4096)).unwrap_err();
+    let err = check("remove", &[(12000, 9000)], true, 1, Output::Image, &[], &at(4096)).unwrap_err();
     assert!(err.contains("more than any plugin can have (4096 MiB)") && !err.contains("memory_mb ="), "{err}");
     // Without a mask the host shrinks the image first: no memory refusal.
-    assert!(check("oil painting", &[(12000, 9000)], false, 1, &[], &at(1024)).is_ok());
+    assert!(check("oil painting", &[(12000, 9000)], false, 1, Output::Image, &[], &at(1024)).is_ok());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `cargo run -p plugin-filters --release --example apply -- in.png out.png resize:width=800 watermark:text=hi`
 //! Each step is `name` or `name:key=value,key=value`; values are typed by the filter's spec.
 
-use atelier_sdk::v0_1::{Image, Media, Param, ParamKind, Step, Value};
+use atelier_sdk::{Image, Media, Param, ParamType, Step, Value};
 use plugin_filters::{params, run_chain};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,12 +26,12 @@ fn parse_step(text: &str) -> Result<Step, Box<dyn std::error::Error>> {
     for pair in rest.split(',').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not key=value"))?;
         let spec = info.params.iter().find(|s| s.name == key).ok_or_else(|| format!("`{name}` has no `{key}`"))?;
-        let value = match spec.kind {
-            ParamKind::Integer => Value::Integer(value.parse()?),
-            ParamKind::Number => Value::Number(value.parse()?),
-            ParamKind::Boolean => Value::Boolean(value.parse()?),
-            ParamKind::Media => Value::Media(Media { mime: "application/octet-stream".into(), bytes: std::fs::read(value)? }),
-            ParamKind::Text | ParamKind::Choice => Value::Text(value.into()),
+        let value = match spec.type_ {
+            ParamType::Integer(_) => Value::Integer(value.parse()?),
+            ParamType::Number(_) => Value::Number(value.parse()?),
+            ParamType::Boolean(_) => Value::Boolean(value.parse()?),
+            ParamType::Media => Value::Media(Media { mime: "application/octet-stream".into(), bytes: std::fs::read(value)? }),
+            ParamType::Text(_) | ParamType::Choice(_) => Value::Text(value.into()),
         };
         params.push(Param { name: key.into(), value });
     }

@@ -1,6 +1,6 @@
 //! Colours as users write them in parameters: a few names, `#rgb`, `#rrggbb` or `#rrggbbaa`.
 
-use atelier_sdk::v0_1::Error;
+use atelier_sdk::Error;
 
 /// An sRGB colour with straight (not premultiplied) alpha.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

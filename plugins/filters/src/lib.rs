@@ -15,7 +15,7 @@ pub mod native;
 pub mod ops;
 pub mod params;
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use ops::{blur, geometry, resize, tone, watermark};
 use params::Args;
 

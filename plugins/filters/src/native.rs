@@ -9,7 +9,7 @@
 //! catches panics (a panic unwinding out of `extern "C"` aborts the host since Rust 1.81).
 
 use crate::params;
-use atelier_sdk::v0_1::{Error, FilterInfo, Image, Media, Param, ParamKind, ParamSpec, Step, Value};
+use atelier_sdk::{Error, FilterInfo, Image, Media, Param, ParamSpec, ParamType, Step, Value};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -309,25 +309,28 @@ pub fn encode_infos(infos: &[FilterInfo]) -> Vec<u8> {
 fn encode_spec(out: &mut Vec<u8>, s: &ParamSpec) {
     put_bytes(out, s.name.as_bytes());
     put_bytes(out, s.description.as_bytes());
-    out.push(match s.kind {
-        ParamKind::Boolean => 0,
-        ParamKind::Integer => 1,
-        ParamKind::Number => 2,
-        ParamKind::Text => 3,
-        ParamKind::Choice => 4,
-        ParamKind::Media => 5,
-    });
-    match &s.default {
+    // The native ABI keeps contract 0.1's flat spec (kind, default, min, max, choices): the host
+    // reads it as it always has.
+    let (kind, min, max, choices): (u8, Option<f64>, Option<f64>, &[String]) = match &s.type_ {
+        ParamType::Boolean(_) => (0, None, None, &[]),
+        ParamType::Integer(i) => (1, i.min.map(|m| m as f64), i.max.map(|m| m as f64), &[]),
+        ParamType::Number(n) => (2, n.min, n.max, &[]),
+        ParamType::Text(_) => (3, None, None, &[]),
+        ParamType::Choice(c) => (4, None, None, &c.choices),
+        ParamType::Media => (5, None, None, &[]),
+    };
+    out.push(kind);
+    match s.default_value() {
         None => out.push(0),
         Some(v) => {
             out.push(1);
-            put_value(out, v);
+            put_value(out, &v);
         }
     }
-    put_f64_opt(out, s.min);
-    put_f64_opt(out, s.max);
-    put_u32(out, s.choices.len() as u32);
-    for c in &s.choices {
+    put_f64_opt(out, min);
+    put_f64_opt(out, max);
+    put_u32(out, choices.len() as u32);
+    for c in choices {
         put_bytes(out, c.as_bytes());
     }
     out.push(s.required as u8);

@@ -3,7 +3,7 @@
 //! filled in defaults; `Args` checks again and falls back to the same defaults, so native callers
 //! (tests, benchmarks) get the same behaviour and the same errors.
 
-use atelier_sdk::v0_1::{Error, FilterInfo, Media, Param, ParamKind, ParamSpec, Value};
+use atelier_sdk::{Error, FilterInfo, Media, Param, ParamSpec, ParamType, Value};
 
 /// Largest width or height a step may ask for (64k keeps `w * h * 4` far from overflow on wasm32).
 pub const MAX_SIDE: i64 = 65_535;
@@ -127,6 +127,8 @@ pub struct Args<'a> {
     filter: String,
     params: &'a [Param],
     specs: Vec<ParamSpec>,
+    /// The declared defaults, as values.
+    defaults: Vec<Param>,
 }
 
 impl<'a> Args<'a> {
@@ -135,7 +137,8 @@ impl<'a> Args<'a> {
         let info = info(name).ok_or_else(|| {
             Error::invalid(format!("unknown filter `{name}`; this plugin provides {}", FILTER_NAMES.join(", ")))
         })?;
-        let args = Args { filter: info.name, params, specs: info.params };
+        let defaults = info.params.iter().filter_map(|s| Some(Param { name: s.name.clone(), value: s.default_value()? })).collect();
+        let args = Args { filter: info.name, params, specs: info.params, defaults };
         for param in params {
             let spec = args.spec(&param.name).ok_or_else(|| {
                 let known: Vec<&str> = args.specs.iter().map(|s| s.name.as_str()).collect();
@@ -173,8 +176,8 @@ impl<'a> Args<'a> {
         self.params
             .iter()
             .find(|p| p.name == name)
+            .or_else(|| self.defaults.iter().find(|p| p.name == name))
             .map(|p| &p.value)
-            .or_else(|| self.spec(name).and_then(|s| s.default.as_ref()))
     }
 
     fn check(&self, spec: &ParamSpec, value: &Value) -> Result<(), Error> {
@@ -183,43 +186,47 @@ impl<'a> Args<'a> {
                 "`{}` parameter `{}` must be {}, got {}",
                 self.filter,
                 spec.name,
-                kind_name(spec.kind),
+                kind_name(&spec.type_),
                 value_kind(value)
             ))
         };
-        let number = match (spec.kind, value) {
-            (ParamKind::Integer, Value::Integer(i)) => Some(*i as f64),
-            (ParamKind::Integer, Value::Number(n)) if n.fract() == 0.0 => Some(*n),
-            (ParamKind::Number, Value::Number(n)) => Some(*n),
-            (ParamKind::Number, Value::Integer(i)) => Some(*i as f64),
-            (ParamKind::Boolean, Value::Boolean(_)) | (ParamKind::Text, Value::Text(_)) => None,
-            (ParamKind::Media, Value::Media(_)) => None,
-            (ParamKind::Choice, Value::Text(t)) => {
-                if spec.choices.iter().any(|c| c == t) {
-                    None
-                } else {
+        let out_of_range = |n: &dyn std::fmt::Display, min: Option<String>, max: Option<String>| {
+            Error::invalid(format!(
+                "`{}` parameter `{}` = {n} is outside {}..={}",
+                self.filter,
+                spec.name,
+                min.unwrap_or_default(),
+                max.unwrap_or_default(),
+            ))
+        };
+        match (&spec.type_, value) {
+            (ParamType::Integer(s), Value::Integer(i)) => {
+                if s.min.is_some_and(|m| *i < m) || s.max.is_some_and(|m| *i > m) {
+                    return Err(out_of_range(i, s.min.map(|m| m.to_string()), s.max.map(|m| m.to_string())));
+                }
+            }
+            (ParamType::Number(s), Value::Number(_) | Value::Integer(_)) => {
+                let n = match value {
+                    Value::Integer(i) => *i as f64,
+                    Value::Number(n) => *n,
+                    _ => unreachable!(),
+                };
+                if !n.is_finite() || s.min.is_some_and(|m| n < m) || s.max.is_some_and(|m| n > m) {
+                    return Err(out_of_range(&n, s.min.map(|m| m.to_string()), s.max.map(|m| m.to_string())));
+                }
+            }
+            (ParamType::Boolean(_), Value::Boolean(_)) | (ParamType::Text(_), Value::Text(_)) | (ParamType::Media, Value::Media(_)) => {}
+            (ParamType::Choice(c), Value::Text(t)) => {
+                if !c.choices.iter().any(|x| x == t) {
                     return Err(Error::invalid(format!(
                         "`{}` parameter `{}` is `{t}`; choose one of {}",
                         self.filter,
                         spec.name,
-                        spec.choices.join(", ")
+                        c.choices.join(", ")
                     )));
                 }
             }
             _ => return Err(wrong_kind()),
-        };
-        if let Some(n) = number {
-            let below = spec.min.is_some_and(|min| n < min);
-            let above = spec.max.is_some_and(|max| n > max);
-            if below || above || !n.is_finite() {
-                return Err(Error::invalid(format!(
-                    "`{}` parameter `{}` = {n} is outside {}..={}",
-                    self.filter,
-                    spec.name,
-                    spec.min.map_or("".into(), |m| m.to_string()),
-                    spec.max.map_or("".into(), |m| m.to_string()),
-                )));
-            }
         }
         Ok(())
     }
@@ -272,15 +279,15 @@ impl<'a> Args<'a> {
     }
 }
 
-/// How a kind reads in an error message.
-fn kind_name(kind: ParamKind) -> &'static str {
+/// How a type reads in an error message.
+fn kind_name(kind: &ParamType) -> &'static str {
     match kind {
-        ParamKind::Boolean => "true or false",
-        ParamKind::Integer => "a whole number",
-        ParamKind::Number => "a number",
-        ParamKind::Text => "text",
-        ParamKind::Choice => "one of its choices",
-        ParamKind::Media => "an image file",
+        ParamType::Boolean(_) => "true or false",
+        ParamType::Integer(_) => "a whole number",
+        ParamType::Number(_) => "a number",
+        ParamType::Text(_) => "text",
+        ParamType::Choice(_) => "one of its choices",
+        ParamType::Media => "an image file",
     }
 }
 
@@ -303,11 +310,11 @@ mod tests {
     fn every_filter_has_specs_with_valid_defaults() {
         for info in filter_infos() {
             for spec in &info.params {
-                if let Some(default) = &spec.default {
+                if let Some(default) = spec.default_value() {
                     let params = vec![Param { name: spec.name.clone(), value: default.clone() }];
                     // Required params have no default, so a lone default is checked in isolation.
-                    let args = Args { filter: info.name.clone(), params: &params, specs: info.params.clone() };
-                    args.check(spec, default).unwrap_or_else(|e| panic!("{}.{}: {e:?}", info.name, spec.name));
+                    let args = Args { filter: info.name.clone(), params: &params, specs: info.params.clone(), defaults: vec![] };
+                    args.check(spec, &default).unwrap_or_else(|e| panic!("{}.{}: {e:?}", info.name, spec.name));
                 }
             }
         }

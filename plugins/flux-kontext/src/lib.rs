@@ -10,7 +10,7 @@
 pub mod request;
 pub mod status;
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use provider_common::{decode_token, encode_token, trim_base};
 
 /// The FLUX Kontext backend.
@@ -38,11 +38,11 @@ impl Model for FluxKontext {
             model: setting("model", "flux-kontext-pro"),
             max_references: 4,
             max_outputs: 1,
+            // Typed: `--aspect` (default: the input's); not with a mask.
             aspect_ratios: ASPECT_RATIOS.iter().map(|s| s.to_string()).collect(),
             supports_mask: true,
             supports_seed: true,
             params: vec![
-                ParamSpec::choice("aspect", "Output aspect ratio (default: the input's); not with a mask", &ASPECT_RATIOS),
                 ParamSpec::choice("output_format", "Output encoding", &["png", "jpeg"]).default("png"),
                 ParamSpec::integer("safety_tolerance", "Moderation strictness, 0 (strictest) to 6", 0, 6).default(2i64),
                 ParamSpec::boolean("prompt_upsampling", "Let BFL rewrite the prompt for more detail").default(false),
@@ -54,13 +54,13 @@ impl Model for FluxKontext {
         }
     }
 
-    fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, _n: u32, params: &[Param]) -> Result<InputPlan, Error> {
-        request::check(prompt, references.len(), has_mask, params)?;
-        Ok(request::input_plan(has_mask))
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
+        request::check(&d.prompt, d.references.len(), d.has_mask, d.aspect.as_deref(), &d.params)?;
+        Ok(request::input_plan(d.has_mask))
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
-        request::check(&req.prompt, req.references.len(), req.mask.is_some(), &req.params)?;
+        request::check(&req.prompt, req.references.len(), req.mask.is_some(), req.aspect.as_deref(), &req.params)?;
         let endpoint = if req.mask.is_some() { setting("fill_model", "flux-pro-1.0-fill") } else { setting("model", "flux-kontext-pro") };
         let body = if req.mask.is_some() { request::fill_body(&req) } else { request::kontext_body(&req) };
         let url = format!("{}/v1/{endpoint}", trim_base(&setting("base_url", "https://api.bfl.ai")));

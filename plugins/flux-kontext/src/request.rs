@@ -1,6 +1,8 @@
 //! Request bodies for FLUX.1 Kontext and FLUX.1 Fill, and the checks made before sending them.
 
-use atelier_sdk::v0_1::{encoding, Error, InputPlan, Param, Params, Request};
+use atelier_sdk::{encoding, Error, InputPlan, Param, Params, Request};
+#[cfg(test)]
+use atelier_sdk::OutputKind;
 use serde_json::{json, Map, Value};
 
 /// Longest reference side we send; Kontext works at about one megapixel.
@@ -13,7 +15,7 @@ pub fn input_plan(has_mask: bool) -> InputPlan {
 }
 
 /// Checks shared by `prepare` and `submit`.
-pub fn check(prompt: &str, references: usize, has_mask: bool, params: &[Param]) -> Result<(), Error> {
+pub fn check(prompt: &str, references: usize, has_mask: bool, aspect: Option<&str>, params: &[Param]) -> Result<(), Error> {
     if prompt.trim().is_empty() {
         return Err(Error::invalid("FLUX needs a prompt: say what to change"));
     }
@@ -23,8 +25,8 @@ pub fn check(prompt: &str, references: usize, has_mask: bool, params: &[Param]) 
                 "a masked edit (FLUX.1 Fill) takes exactly one image and its mask; you gave {references} references"
             )));
         }
-        if params.text("aspect").is_some() {
-            return Err(Error::invalid("`aspect` does not apply to masked edits: FLUX.1 Fill keeps the image's size; drop the mask or the aspect"));
+        if aspect.is_some() {
+            return Err(Error::invalid("--aspect does not apply to masked edits: FLUX.1 Fill keeps the image's size; drop the mask or the aspect"));
         }
     } else if params.value("steps").is_some() || params.value("guidance").is_some() {
         return Err(Error::invalid("`steps` and `guidance` apply only to masked edits (FLUX.1 Fill): add --mask or drop them"));
@@ -51,7 +53,7 @@ pub fn kontext_body(req: &Request) -> Value {
         let key = if i == 0 { "input_image".to_string() } else { format!("input_image_{}", i + 1) };
         body.insert(key, json!(encoding::base64_encode(&m.bytes)));
     }
-    if let Some(aspect) = req.params.text("aspect") {
+    if let Some(aspect) = req.aspect.as_deref() {
         body.insert("aspect_ratio".into(), json!(aspect));
     }
     Value::Object(body)
@@ -79,10 +81,19 @@ pub fn fill_body(req: &Request) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::v0_1::Media;
+    use atelier_sdk::Media;
 
     fn req(refs: usize, mask: bool, params: Vec<Param>) -> Request {
+        // `aspect` stands for the request's typed aspect ratio here (contract 0.2).
+        let aspect = params.iter().find(|p| p.name == "aspect").and_then(|p| match &p.value {
+            atelier_sdk::Value::Text(t) => Some(t.clone()),
+            _ => None,
+        });
+        let params = params.into_iter().filter(|p| p.name != "aspect").collect();
         Request {
+            output: OutputKind::Image,
+            aspect,
+            size: None,
             prompt: "make the car red".into(),
             references: (0..refs).map(|i| Media { mime: "image/png".into(), bytes: vec![i as u8; 3] }).collect(),
             mask: mask.then(|| Media { mime: "image/png".into(), bytes: vec![9; 3] }),
@@ -136,11 +147,11 @@ mod tests {
 
     #[test]
     fn checks_combinations() {
-        assert!(check("p", 2, true, &[]).is_err());
-        assert!(check("p", 1, true, &[Param::new("aspect", "1:1")]).is_err());
-        assert!(check("p", 1, false, &[Param::new("steps", 20i64)]).is_err());
-        assert!(check("p", 1, true, &[Param::new("steps", 20i64)]).is_ok());
-        assert!(check("", 1, false, &[]).is_err());
-        assert!(check("p", 4, false, &[Param::new("aspect", "21:9")]).is_ok());
+        assert!(check("p", 2, true, None, &[]).is_err());
+        assert!(check("p", 1, true, Some("1:1"), &[]).is_err());
+        assert!(check("p", 1, false, None, &[Param::new("steps", 20i64)]).is_err());
+        assert!(check("p", 1, true, None, &[Param::new("steps", 20i64)]).is_ok());
+        assert!(check("", 1, false, None, &[]).is_err());
+        assert!(check("p", 4, false, Some("21:9"), &[]).is_ok());
     }
 }

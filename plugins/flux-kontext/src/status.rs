@@ -1,8 +1,8 @@
 //! BFL's answers: the submit response (→ token), `get_result` statuses (→ progress, outcome or
 //! error), and HTTP error mapping.
 
-use atelier_sdk::v0_1::{excerpt, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, RateLimit, Request, Service, Status, Usage};
-use provider_common::{map_poll_status, map_status, parse_error_body, token_str};
+use atelier_sdk::{excerpt, Artifact, Body, Download, Error, ErrorBody, Outcome, Progress, ProviderError, RateLimit, Request, Service, Status, Usage};
+use provider_common::token_str;
 use serde_json::{json, Value};
 
 /// BFL as the retry table names it.
@@ -19,7 +19,7 @@ pub fn token_from_submit(body: &Value, endpoint: &str, req: &Request) -> Result<
     let id = body.get("id").and_then(Value::as_str).ok_or_else(|| malformed("`id`"))?;
     let polling_url = body.get("polling_url").and_then(Value::as_str).ok_or_else(|| malformed("`polling_url`"))?;
     let format = req.params.iter().find(|p| p.name == "output_format").and_then(|p| match &p.value {
-        atelier_sdk::v0_1::Value::Text(t) => Some(t.clone()),
+        atelier_sdk::Value::Text(t) => Some(t.clone()),
         _ => None,
     });
     let mut token = json!({
@@ -47,7 +47,7 @@ fn rate_limit_delay(retry_after_ms: Option<u64>, body: &[u8]) -> Option<u64> {
 
 /// A submit that did not get a 2xx: BFL's own cases, then the SDK's retry table.
 pub fn map_submit_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], endpoint: &str) -> Error {
-    let e = parse_error_body(body);
+    let e = ErrorBody::parse(body);
     match status {
         422 => Error::InvalidInput(format!("BFL rejected the request to /v1/{endpoint}: {}", e.message)),
         402 => Error::Provider(ProviderError { code: "402".into(), message: format!("BFL: insufficient credits ({}); top up your BFL account", e.message) }),
@@ -59,7 +59,7 @@ pub fn map_submit_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], e
             retry_after_ms: rate_limit_delay(retry_after_ms, body),
             message: format!("BFL: {} (at most 24 active tasks per key, 6 for flux-kontext-max)", e.message),
         }),
-        _ => map_status(&BFL, status, retry_after_ms, body),
+        _ => ErrorBody::parse(body).to_error(&BFL, status, retry_after_ms),
     }
 }
 
@@ -73,16 +73,16 @@ pub fn read_poll(token: &Value, status: u16, retry_after_ms: Option<u64>, body: 
     if status == 401 || status == 403 {
         let host = token_str(token, "polling_url").unwrap_or_default().split('/').take(3).collect::<Vec<_>>().join("/");
         let said = format!("HTTP {status}, polling {host}");
-        return Err(Error::unauthorized_for(&BFL, &said, &parse_error_body(body).message));
+        return Err(Error::unauthorized_for(&BFL, &said, &ErrorBody::parse(body).message));
     }
     if status == 404 || state.as_deref() == Some("Task not found") {
         return Err(Error::not_found_yet(&BFL, &format!("task {id}"), "BFL answered `Task not found` (a task also expires, or may live in another region)"));
     }
     if status == 429 {
-        return Err(map_poll_status(&BFL, status, rate_limit_delay(retry_after_ms, body), body));
+        return Err(ErrorBody::parse(body).to_poll_error(&BFL, status, rate_limit_delay(retry_after_ms, body)));
     }
     if !(200..300).contains(&status) {
-        return Err(map_poll_status(&BFL, status, retry_after_ms, body));
+        return Err(ErrorBody::parse(body).to_poll_error(&BFL, status, retry_after_ms));
     }
     let (Some(v), Some(state)) = (parsed, state) else {
         return Err(Error::Unavailable(format!("BFL answered the poll of task {id} with no readable status: {}; polling again", excerpt(body, 200))));
@@ -91,7 +91,7 @@ pub fn read_poll(token: &Value, status: u16, retry_after_ms: Option<u64>, body: 
     match state.as_str() {
         "Pending" => {
             let fraction = v.get("progress").and_then(Value::as_f64).map(|p| if p > 1.0 { p / 100.0 } else { p } as f32);
-            Ok(Status::Running(Progress { fraction, retry_after_ms: interval_ms, state: "Pending".into() }))
+            Ok(Status::Running(Progress { fraction, retry_after_ms: interval_ms, state: "Pending".into(), partials: vec![] }))
         }
         "Ready" => ready(token, &v, now_ms).map(Status::Done),
         "Request Moderated" => Err(Error::Moderated(format!(
@@ -125,7 +125,7 @@ fn ready(token: &Value, v: &Value, now_ms: u64) -> Result<Outcome, Error> {
     // BFL documents 10 minutes; a signed URL's own `se=` expiry wins when it says sooner.
     let expires = sas_expiry_ms(url).map_or(now_ms + DELIVERY_LIFETIME_MS, |se| se.min(now_ms + DELIVERY_LIFETIME_MS));
     let body = Body::Download(Download { url: url.into(), headers: vec![], expires_at_ms: Some(expires) });
-    Ok(Outcome { artifacts: vec![Artifact { mime: mime.into(), body, seed, notes }], failures: vec![], usage: Usage::none() })
+    Ok(Outcome { artifacts: vec![Artifact { mime: mime.into(), body, seed, has_audio: false, notes }], failures: vec![], usage: Usage::none() })
 }
 
 /// The `se=` (signed expiry, ISO 8601 UTC such as `2026-11-26T22%3A10%3A00Z`) of an Azure
@@ -155,7 +155,7 @@ pub fn sas_expiry_ms(url: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::v0_1::Param;
+    use atelier_sdk::Param;
 
     fn token() -> Value {
         json!({"v":1,"id":"t1","polling_url":"https://api.eu1.bfl.ai/v1/get_result?id=t1","endpoint":"flux-kontext-pro","output_format":"jpeg","seed":42,"cost":4.0})
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn token_keeps_polling_url_verbatim() {
-        let req = Request { prompt: "p".into(), references: vec![], mask: None, n: 1, seed: Some(42), params: vec![Param::new("output_format", "jpeg")] };
+        let req = Request { prompt: "p".into(), references: vec![], mask: None, n: 1, seed: Some(42), output: atelier_sdk::OutputKind::Image, aspect: None, size: None, params: vec![Param::new("output_format", "jpeg")] };
         let body = json!({"id":"t1","polling_url":"https://api.eu1.bfl.ai/v1/get_result?id=t1","cost":4.0});
         assert_eq!(token_from_submit(&body, "flux-kontext-pro", &req).unwrap(), token());
         match token_from_submit(&json!({"id":"x"}), "e", &req) {

@@ -1,8 +1,8 @@
 //! JSON calls to the Gemini API through the host, with the key placeholder and error mapping.
 
 use crate::errors::{ErrorContext, map_http_error};
-use atelier_sdk::v0_1::Error;
-use atelier_sdk::v0_1::http::{Request, retry_after_ms};
+use atelier_sdk::Error;
+use atelier_sdk::http::{Request, retry_after_ms};
 use serde_json::Value;
 
 /// POST a JSON body (a submit) and return the JSON answer, or the mapped Google error. A 2xx

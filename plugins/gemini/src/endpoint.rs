@@ -1,6 +1,6 @@
 //! Where requests go: `{base_url}/{api_version}/models/{model}:{method}`, all three from config.
 
-use atelier_sdk::v0_1::{Error, config};
+use atelier_sdk::{Error, config};
 
 /// The configured base URL, API version and model id of one plugin.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,10 +2,10 @@
 //! contract's errors, so the host retries exactly what Google did not accept. Google's own cases
 //! (a bad key reported as 400, quotas that reset tomorrow, a model id the key cannot use) are
 //! decided here; every other status goes through the SDK's one retry table
-//! ([`atelier_sdk::v0_1::retry`]), so `DEADLINE_EXCEEDED` (504) is retried like `UNAVAILABLE` (503).
+//! ([`atelier_sdk::retry`]), so `DEADLINE_EXCEEDED` (504) is retried like `UNAVAILABLE` (503).
 
 use crate::duration::{parse_duration_ms, retry_delay_in_message};
-use atelier_sdk::v0_1::{excerpt, Error, ProviderError, Service};
+use atelier_sdk::{excerpt, Error, ProviderError, Service};
 use serde_json::Value;
 
 /// What an error message needs to tell the user which setting to change.
@@ -149,7 +149,7 @@ fn status_label(http_status: u16, google: &GoogleError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::v0_1::RateLimit;
+    use atelier_sdk::RateLimit;
 
     fn ctx() -> ErrorContext {
         ErrorContext {

@@ -5,7 +5,7 @@ use crate::endpoint::Endpoint;
 use crate::errors::ErrorContext;
 use crate::request::{ImageEditRequest, generate_content_body};
 use crate::response::{GeneratedContent, parse_generate_content};
-use atelier_sdk::v0_1::{Artifact, Error, ImageUsage, Outcome, Usage};
+use atelier_sdk::{Artifact, Error, ImageUsage, Outcome, Usage};
 
 /// Call `generateContent` and return the final images as inline artifacts.
 pub fn run(endpoint: &Endpoint, plugin_id: &str, req: &ImageEditRequest<'_>) -> Result<Outcome, Error> {
@@ -51,7 +51,7 @@ pub fn to_outcome(content: GeneratedContent, model: &str, seed: Option<u64>) -> 
 mod tests {
     use super::*;
     use crate::response::{GeneratedImage, TokenUsage};
-    use atelier_sdk::v0_1::Body;
+    use atelier_sdk::Body;
 
     #[test]
     fn outcome_counts_images_by_size_and_keeps_provenance() {

@@ -2,7 +2,7 @@
 
 use crate::image_models::{ImageModelSpec, list};
 use crate::request::{ImageEditRequest, InlineImage};
-use atelier_sdk::v0_1::{Error, InputPlan, Params, Request};
+use atelier_sdk::{Error, InputPlan, Params, Request};
 
 /// Refuse `value` for parameter `name` unless the configured model accepts it; the message lists
 /// the allowed values and says which setting decides them.
@@ -66,7 +66,7 @@ pub fn edit_request<'a>(
 }
 
 /// The text value of a parameter, if given (the host has filled in defaults).
-pub fn text_param<'a>(params: &'a [atelier_sdk::v0_1::Param], name: &str) -> Option<&'a str> {
+pub fn text_param<'a>(params: &'a [atelier_sdk::Param], name: &str) -> Option<&'a str> {
     params.text(name).filter(|v| !v.is_empty())
 }
 

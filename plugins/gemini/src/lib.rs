@@ -28,5 +28,5 @@ pub const API_KEY_HEADER: &str = "x-goog-api-key";
 
 /// The auth header with the secret placeholder the host fills in (the plugin never sees the key).
 pub fn auth_header() -> (String, String) {
-    (API_KEY_HEADER.to_string(), atelier_sdk::v0_1::http::secret(SECRET_NAME))
+    (API_KEY_HEADER.to_string(), atelier_sdk::http::secret(SECRET_NAME))
 }

@@ -1,7 +1,7 @@
 //! The `generateContent` request body for image editing (camelCase, as the SDKs send it).
 
-use atelier_sdk::v0_1::encoding::base64_encode;
-use atelier_sdk::v0_1::{Error, sniff};
+use atelier_sdk::encoding::base64_encode;
+use atelier_sdk::{Error, sniff};
 use serde_json::{Map, Value, json};
 
 /// Input image types the Gemini API accepts in `inlineData`.

@@ -1,8 +1,8 @@
 //! Walking a `generateContent` answer: the final images (thoughts skipped, bytes sniffed), or a
 //! typed error when Google blocked the prompt, filtered the output or answered with text only.
 
-use atelier_sdk::v0_1::encoding::base64_decode;
-use atelier_sdk::v0_1::{Error, ProviderError, sniff};
+use atelier_sdk::encoding::base64_decode;
+use atelier_sdk::{Error, ProviderError, sniff};
 use serde_json::Value;
 
 /// One final image from the answer.
@@ -119,7 +119,7 @@ fn read_image(inline: &Value) -> Result<GeneratedImage, Error> {
 /// Why an answer has no image, as the error the host should report.
 fn no_image_error(finish_reason: &str, finish_message: &str, text: &[String]) -> Error {
     let said = if !text.is_empty() {
-        format!(" The model said: \"{}\"", atelier_sdk::v0_1::excerpt(text.join(" ").as_bytes(), 500))
+        format!(" The model said: \"{}\"", atelier_sdk::excerpt(text.join(" ").as_bytes(), 500))
     } else if !finish_message.is_empty() {
         format!(" Google said: \"{finish_message}\"")
     } else {
@@ -157,15 +157,15 @@ pub fn provider(code: &str, message: String) -> Error {
     Error::Provider(ProviderError { code: code.into(), message })
 }
 
-/// The first 300 characters of a JSON answer, for messages ([`atelier_sdk::v0_1::excerpt`]).
+/// The first 300 characters of a JSON answer, for messages ([`atelier_sdk::excerpt`]).
 pub fn excerpt(v: &Value) -> String {
-    atelier_sdk::v0_1::excerpt(v.to_string().as_bytes(), 300)
+    atelier_sdk::excerpt(v.to_string().as_bytes(), 300)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::v0_1::encoding::base64_encode;
+    use atelier_sdk::encoding::base64_encode;
     use serde_json::json;
 
     fn png(w: u32, h: u32) -> Vec<u8> {

@@ -1,18 +1,19 @@
 //! The smallest model plugin: it hands the first reference back unchanged, with a note.
 //! Shown in the README as the template for new plugins.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct Hello;
 
 impl Model for Hello {
     fn describe(&self) -> ModelInfo {
-        ModelInfo {
-            description: "Returns the first image unchanged; a template for plugin authors.".into(),
-            params: vec![ParamSpec::text("greeting", "Stored in the output's notes").default("hello")],
-            ..ModelInfo::image_edit("hello", "Hello")
-        }
+        ModelInfo::new("hello", "Hello")
+            .description("Returns the first image unchanged; a template for plugin authors.")
+            .param(ParamSpec::text("greeting", "Stored in the output's notes").default("hello"))
+            // It needs an image to echo, and reaches nothing outside the host.
+            .generates_without_input(false)
+            .effects_outside_host(false)
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {

@@ -5,7 +5,7 @@
 //! ratios and no thinking level), so pointing `model` at a sibling keeps the checks honest.
 //! One image per call (`max-outputs = 1`): the host fans `-n N` out into N calls.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use gemini_protocol::image_models::{ImageFamily, ImageModelSpec};
 use gemini_protocol::image_params::{check_allowed, check_references, edit_request, reference_plan, text_param};
 use gemini_protocol::{Endpoint, image_edit};
@@ -23,20 +23,19 @@ fn configured() -> (String, ImageModelSpec) {
     (model, spec)
 }
 
-/// The parameters the configured model takes.
-fn params(spec: &ImageModelSpec) -> Vec<ParamSpec> {
-    let mut params = vec![ParamSpec::choice(
-        "aspect",
-        "Output aspect ratio; when left out Google matches the first reference",
-        spec.aspect_ratios,
-    )];
-    if !spec.sizes.is_empty() {
-        let size = ParamSpec::choice("size", "Output size class (uppercase K); 4K costs more and takes longer", spec.sizes);
-        params.push(match spec.default_size {
-            Some(default) => size.default(default),
-            None => size,
-        });
+/// The output size classes (uppercase K; 4K costs more and takes longer), the default first.
+fn sizes(spec: &ImageModelSpec) -> Vec<String> {
+    let mut sizes: Vec<String> = spec.sizes.iter().map(|s| s.to_string()).collect();
+    if let Some(at) = spec.default_size.and_then(|d| sizes.iter().position(|s| s == d)) {
+        let default = sizes.remove(at);
+        sizes.insert(0, default);
     }
+    sizes
+}
+
+/// The parameters the configured model takes besides the typed aspect ratio and size.
+fn params(spec: &ImageModelSpec) -> Vec<ParamSpec> {
+    let mut params = vec![];
     if !spec.thinking_levels.is_empty() {
         params.push(ParamSpec::choice(
             "thinking",
@@ -58,43 +57,37 @@ impl Model for NanoBanana2 {
             model,
             max_references: spec.max_references,
             max_outputs: 1,
+            // Typed `--aspect`; when left out Google matches the first reference.
             aspect_ratios: spec.aspect_ratios.iter().map(|r| r.to_string()).collect(),
-            sizes: spec.sizes.iter().map(|s| s.to_string()).collect(),
+            sizes: sizes(&spec),
+            // Gemini draws from the prompt alone too.
+            generates_without_input: true,
             params: params(&spec),
             ..ModelInfo::image_edit(ID, "Nano Banana 2 (Gemini 3.1 Flash Image)")
         }
     }
 
-    fn prepare(
-        &self,
-        _prompt: &str,
-        references: &[(u32, u32)],
-        has_mask: bool,
-        _n: u32,
-        params: &[Param],
-    ) -> Result<InputPlan, Error> {
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
         let (model, spec) = configured();
-        check_references(&spec, references.len(), has_mask, &model)?;
-        if let Some(aspect) = text_param(params, "aspect") {
+        check_references(&spec, d.references.len(), d.has_mask, &model)?;
+        if let Some(aspect) = d.aspect.as_deref() {
             check_allowed("aspect", aspect, spec.aspect_ratios, &model, ID)?;
         }
-        if let Some(size) = text_param(params, "size") {
+        if let Some(size) = d.size.as_deref() {
             check_allowed("size", size, spec.sizes, &model, ID)?;
         }
-        if let Some(level) = text_param(params, "thinking") {
+        if let Some(level) = text_param(&d.params, "thinking") {
             check_allowed("thinking", &level.to_ascii_lowercase(), spec.thinking_levels, &model, ID)?;
         }
-        Ok(reference_plan(references.len()))
+        Ok(reference_plan(d.references.len()))
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
         let endpoint = Endpoint::from_config()?;
-        let call = edit_request(
-            &req,
-            text_param(&req.params, "aspect"),
-            text_param(&req.params, "size"),
-            text_param(&req.params, "thinking"),
-        );
+        let (_, spec) = configured();
+        // Without `--size` the model's default is sent, as before sizes were typed.
+        let size = req.size.as_deref().or(spec.default_size);
+        let call = edit_request(&req, req.aspect.as_deref(), size, text_param(&req.params, "thinking"));
         Ok(Submission::Done(image_edit::run(&endpoint, ID, &call)?))
     }
 }
@@ -106,18 +99,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn params_follow_the_model_family() {
-        let flash = params(&ImageFamily::Flash31.spec());
-        let names: Vec<&str> = flash.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["aspect", "size", "thinking"]);
-        assert!(flash[1].choices.contains(&"512".to_string()));
-        assert!(matches!(&flash[1].default, Some(Value::Text(d)) if d == "1K"));
-        assert!(flash[0].choices.contains(&"8:1".to_string()));
+    fn sizes_and_params_follow_the_model_family() {
+        let flash = ImageFamily::Flash31.spec();
+        let names: Vec<String> = params(&flash).iter().map(|p| p.name.clone()).collect();
+        assert_eq!(names, ["thinking"]);
+        let flash_sizes = sizes(&flash);
+        assert_eq!(flash_sizes[0], "1K", "the default first");
+        assert!(flash_sizes.contains(&"512".to_string()));
+        assert!(flash.aspect_ratios.contains(&"8:1"));
 
-        let pro = params(&ImageFamily::Pro3.spec());
-        let names: Vec<&str> = pro.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["aspect", "size"]);
-        assert!(!pro[1].choices.contains(&"512".to_string()));
-        assert!(!pro[0].choices.contains(&"8:1".to_string()));
+        let pro = ImageFamily::Pro3.spec();
+        assert!(params(&pro).is_empty());
+        assert!(!sizes(&pro).contains(&"512".to_string()));
+        assert!(!pro.aspect_ratios.contains(&"8:1"));
     }
 }

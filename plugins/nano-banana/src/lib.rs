@@ -4,9 +4,9 @@
 //! the contract's request onto it. One image per call (`max-outputs = 1`): Google rejects
 //! `candidateCount > 1`, so the host fans `-n N` out into N calls.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use gemini_protocol::image_models::{ImageFamily, ImageModelSpec};
-use gemini_protocol::image_params::{check_allowed, check_references, edit_request, reference_plan, text_param};
+use gemini_protocol::image_params::{check_allowed, check_references, edit_request, reference_plan};
 use gemini_protocol::{Endpoint, image_edit};
 
 /// The plugin id, as in `plugin.toml`.
@@ -33,36 +33,26 @@ impl Model for NanoBanana {
             model,
             max_references: spec.max_references,
             max_outputs: 1,
+            // Typed `--aspect`; when left out Google matches the first reference.
             aspect_ratios: spec.aspect_ratios.iter().map(|r| r.to_string()).collect(),
-            params: vec![ParamSpec::choice(
-                "aspect",
-                "Output aspect ratio; when left out Google matches the first reference",
-                spec.aspect_ratios,
-            )],
+            // Gemini draws from the prompt alone too.
+            generates_without_input: true,
             ..ModelInfo::image_edit(ID, "Nano Banana (Gemini 2.5 Flash Image)")
         }
     }
 
-    fn prepare(
-        &self,
-        _prompt: &str,
-        references: &[(u32, u32)],
-        has_mask: bool,
-        _n: u32,
-        params: &[Param],
-    ) -> Result<InputPlan, Error> {
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
         let (model, spec) = configured();
-        check_references(&spec, references.len(), has_mask, &model)?;
-        if let Some(aspect) = text_param(params, "aspect") {
+        check_references(&spec, d.references.len(), d.has_mask, &model)?;
+        if let Some(aspect) = d.aspect.as_deref() {
             check_allowed("aspect", aspect, spec.aspect_ratios, &model, ID)?;
         }
-        Ok(reference_plan(references.len()))
+        Ok(reference_plan(d.references.len()))
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
         let endpoint = Endpoint::from_config()?;
-        let aspect = text_param(&req.params, "aspect");
-        let call = edit_request(&req, aspect, None, None);
+        let call = edit_request(&req, req.aspect.as_deref(), None, None);
         Ok(Submission::Done(image_edit::run(&endpoint, ID, &call)?))
     }
 }

@@ -3,6 +3,10 @@
 //! The call is synchronous: `submit` returns the images (inline for `b64_json`, as host downloads
 //! for `url`). `-n N` asks for a batch (`sequential_image_generation = "auto"`, `max_images = N`);
 //! items of a batch that failed are reported in `Outcome.failures` while the good ones are kept.
+//!
+//! No partial results (contract 0.2's `progress.partials`): ModelArk reports images one by one only
+//! over SSE (`stream: true`), and the host's `http.send` returns a whole body, so the batch arrives
+//! in one answer to `submit`, which never leaves a job pending to poll.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
@@ -10,7 +14,7 @@ pub mod request;
 pub mod response;
 pub mod rules;
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use provider_common::trim_base;
 
 /// The Seedream backend.
@@ -30,6 +34,7 @@ fn version() -> rules::Version {
 impl Model for Seedream {
     fn describe(&self) -> ModelInfo {
         let model = model_id();
+        let sizes = rules::sizes(version());
         ModelInfo {
             description: "ByteDance Seedream 4.x on BytePlus ModelArk: edits and blends up to 14 reference images, \
                           returns up to 15 images per request (references + outputs ≤ 15). Output is JPEG. \
@@ -38,8 +43,13 @@ impl Model for Seedream {
             model,
             max_references: rules::MAX_REFERENCES,
             max_outputs: rules::MAX_TOTAL_IMAGES,
+            // `--size`: the presets (2K first) and BytePlus's suggested pixel sizes; without it
+            // ModelArk makes 2048x2048.
+            sizes: sizes.iter().map(|s| s.to_string()).collect(),
+            // ModelArk draws from the prompt alone too.
+            generates_without_input: true,
             params: vec![
-                ParamSpec::text("size", "1K, 2K or 4K (4.5: 2K/4K), or WxH within the model's pixel bounds").default("2K"),
+                ParamSpec::text("custom_size", "WxH within the model's pixel bounds (4.0: 1280x720 to 4096x4096 pixels; 4.5: from 2560x1440), instead of --size"),
                 ParamSpec::boolean("watermark", "Add ModelArk's \"AI generated\" mark at the bottom right (provider default: on)")
                     .default(true),
                 ParamSpec::choice("response_format", "b64_json: images come back in the response; url: the host downloads them", &[
@@ -53,14 +63,14 @@ impl Model for Seedream {
         }
     }
 
-    fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<InputPlan, Error> {
-        rules::check(version(), &model_id(), prompt, references, has_mask, n, params)?;
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
+        rules::check(version(), &model_id(), &d.prompt, &d.references, d.has_mask, d.n, d.size.as_deref(), &d.params)?;
         Ok(InputPlan { exact_size: None, max_side: Some(rules::MAX_INPUT_SIDE) })
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
         let model = model_id();
-        rules::check_request(version(), &model, &req.prompt, req.references.len(), req.mask.is_some(), req.n, &req.params)?;
+        rules::check_request(version(), &model, &req.prompt, req.references.len(), req.mask.is_some(), req.n, req.size.as_deref(), &req.params)?;
         for (i, m) in req.references.iter().enumerate() {
             if let Some(dims) = sniff::dimensions(&m.bytes) {
                 rules::check_reference(i, dims)?;

@@ -1,7 +1,7 @@
 //! The ModelArk request body, built from an atelier request.
 
 use crate::rules;
-use atelier_sdk::v0_1::{encoding, sniff, Error, Params, Request};
+use atelier_sdk::{encoding, sniff, Error, Params, Request};
 use serde_json::{json, Value};
 
 /// Image formats ModelArk takes as references (4.x).
@@ -64,7 +64,7 @@ impl Job {
                 Ok(encoding::data_uri(&mime, &m.bytes))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let size = req.params.text("size").map(rules::normalize_size);
+        let size = rules::requested_size(req.size.as_deref(), &req.params)?.map(rules::normalize_size);
         Ok(Job {
             model: model.into(),
             prompt: req.prompt.clone(),
@@ -113,7 +113,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atelier_sdk::v0_1::{Media, Param};
+    use atelier_sdk::{Media, Param};
 
     fn png() -> Vec<u8> {
         let mut p = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
@@ -123,7 +123,16 @@ mod tests {
     }
 
     fn request(n: u32, refs: usize, params: Vec<Param>) -> Request {
+        // `size` stands for the typed `--size` here (contract 0.2).
+        let size = params.iter().find(|p| p.name == "size").and_then(|p| match &p.value {
+            atelier_sdk::Value::Text(t) => Some(t.clone()),
+            _ => None,
+        });
+        let params = params.into_iter().filter(|p| p.name != "size").collect();
         Request {
+            output: atelier_sdk::OutputKind::Image,
+            aspect: None,
+            size,
             prompt: "make it blue".into(),
             references: (0..refs).map(|_| Media { mime: "image/PNG".into(), bytes: png() }).collect(),
             mask: None,

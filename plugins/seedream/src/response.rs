@@ -1,8 +1,8 @@
 //! Reading ModelArk's answer: images (inline or URL), per-item failures, usage, and error envelopes.
 
 use crate::request::ResponseFormat;
-use atelier_sdk::v0_1::{Artifact, Body, Download, Error, ImageUsage, ItemFailure, Outcome, ProviderError, Service, Usage};
-use provider_common::{map_status, parse_error_body, parse_wxh};
+use atelier_sdk::{Artifact, Body, Download, Error, ErrorBody, ImageUsage, ItemFailure, Outcome, ProviderError, Service, Usage};
+use provider_common::parse_wxh;
 
 /// ModelArk as the retry table names it.
 pub const ARK: Service = Service { name: "ModelArk", plugin_id: "seedream", secret: "ARK_API_KEY" };
@@ -13,7 +13,7 @@ const URL_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The error for a non-2xx answer.
 pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Error {
-    let e = parse_error_body(body);
+    let e = ErrorBody::parse(body);
     let code = e.code.clone().unwrap_or_default();
     if let Some(m) = moderation(&code, &e.message) {
         return m;
@@ -24,7 +24,7 @@ pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8]) -> Error
             code: if code.is_empty() { "404".into() } else { code },
             message: format!("{} — check `model` (and `base_url`) under [plugins.seedream] in atelier.toml", e.message),
         }),
-        _ => map_status(&ARK, status, retry_after_ms, body),
+        _ => ErrorBody::parse(body).to_error(&ARK, status, retry_after_ms),
     }
 }
 
@@ -49,7 +49,7 @@ pub fn parse(body: &Value, n: u32, format: ResponseFormat, now_ms: u64) -> Resul
     }
     // A 200 without `data`: images may have been made (and billed) that we cannot see.
     let data = body.get("data").and_then(Value::as_array).ok_or_else(|| {
-        Error::unreadable_submit("ModelArk", 200, &format!("it has no `data` list: {}", atelier_sdk::v0_1::excerpt(body.to_string().as_bytes(), 300)))
+        Error::unreadable_submit("ModelArk", 200, &format!("it has no `data` list: {}", atelier_sdk::excerpt(body.to_string().as_bytes(), 300)))
     })?;
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
     let mut artifacts = Vec::new();
@@ -62,7 +62,7 @@ pub fn parse(body: &Value, n: u32, format: ResponseFormat, now_ms: u64) -> Resul
             continue;
         }
         let body = if let Some(b64) = item.get("b64_json").and_then(Value::as_str) {
-            match atelier_sdk::v0_1::encoding::base64_decode(b64) {
+            match atelier_sdk::encoding::base64_decode(b64) {
                 Ok(bytes) => Body::Inline(bytes),
                 Err(e) => {
                     failures.push(ItemFailure { index, error: malformed(&format!("item {index}: {e}")) });
@@ -76,7 +76,7 @@ pub fn parse(body: &Value, n: u32, format: ResponseFormat, now_ms: u64) -> Resul
             failures.push(ItemFailure { index, error: malformed(&format!("item {index} has neither `{wanted}` nor `error`")) });
             continue;
         };
-        let mut art = Artifact { mime: "image/jpeg".into(), body, seed: None, notes: vec![] };
+        let mut art = Artifact { mime: "image/jpeg".into(), body, seed: None, has_audio: false, notes: vec![] };
         if !model.is_empty() {
             art.notes.push(("model".into(), model.clone()));
         }

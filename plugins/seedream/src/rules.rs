@@ -1,6 +1,6 @@
 //! Seedream's documented limits, checked before any call so errors name the allowed values.
 
-use atelier_sdk::v0_1::{Error, Param, Params};
+use atelier_sdk::{Error, Param, Params};
 use provider_common::parse_wxh;
 
 /// Most reference images one request may carry.
@@ -81,15 +81,36 @@ pub fn check_size(version: Version, model: &str, size: &str) -> Result<String, E
     Ok(format!("{w}x{h}"))
 }
 
+/// BytePlus's suggested pixel sizes, valid on 4.0 and 4.5 alike.
+pub const SUGGESTED_SIZES: [&str; 8] = ["2048x2048", "2304x1728", "1728x2304", "2560x1440", "1440x2560", "2496x1664", "1664x2496", "3024x1296"];
+
+/// The typed sizes `--size` takes on `version`: the presets (2K first, the default), then the
+/// suggested pixel sizes. Other `WxH` within the bounds go through the `custom_size` parameter.
+pub fn sizes(version: Version) -> Vec<&'static str> {
+    // 4.0 also takes its smallest, 1280x720 (quick drafts).
+    let presets: &[&str] = if version == Version::V45 { &["2K", "4K"] } else { &["2K", "1K", "4K", "1280x720"] };
+    presets.iter().chain(SUGGESTED_SIZES.iter()).copied().collect()
+}
+
+/// The size to send: `--size` (one of [`sizes`]) or the `custom_size` parameter (`WxH`), not both.
+pub fn requested_size<'a>(size: Option<&'a str>, params: &'a [Param]) -> Result<Option<&'a str>, Error> {
+    match (size, params.text("custom_size")) {
+        (Some(s), Some(c)) => Err(Error::invalid(format!("give --size {s} or --param custom_size={c}, not both"))),
+        (s, c) => Ok(c.or(s)),
+    }
+}
+
 /// Every check `prepare` makes: the request, then each reference's size.
-pub fn check(version: Version, model: &str, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, params: &[Param]) -> Result<(), Error> {
-    check_request(version, model, prompt, references.len(), has_mask, n, params)?;
+#[allow(clippy::too_many_arguments)]
+pub fn check(version: Version, model: &str, prompt: &str, references: &[(u32, u32)], has_mask: bool, n: u32, size: Option<&str>, params: &[Param]) -> Result<(), Error> {
+    check_request(version, model, prompt, references.len(), has_mask, n, size, params)?;
     references.iter().enumerate().try_for_each(|(i, &dims)| check_reference(i, dims))
 }
 
 /// The checks that need no reference sizes (also made by `submit`, whose references may be in
 /// formats we cannot size without decoding).
-pub fn check_request(version: Version, model: &str, prompt: &str, references: usize, has_mask: bool, n: u32, params: &[Param]) -> Result<(), Error> {
+#[allow(clippy::too_many_arguments)]
+pub fn check_request(version: Version, model: &str, prompt: &str, references: usize, has_mask: bool, n: u32, size: Option<&str>, params: &[Param]) -> Result<(), Error> {
     if prompt.trim().is_empty() {
         return Err(Error::invalid("Seedream needs a prompt: describe the edit or the images to make"));
     }
@@ -107,7 +128,7 @@ pub fn check_request(version: Version, model: &str, prompt: &str, references: us
             MAX_TOTAL_IMAGES.saturating_sub(references as u32).max(1)
         )));
     }
-    if let Some(size) = params.text("size") {
+    if let Some(size) = requested_size(size, params)? {
         check_size(version, model, size)?;
     }
     if version == Version::V45 && params.text("prompt_mode") == Some("fast") {
@@ -157,15 +178,32 @@ mod tests {
 
     #[test]
     fn checks_counts_and_references() {
-        let ok = check(Version::V40, "m", "p", &[(100, 100); 3], false, 12, &[]);
+        let ok = check(Version::V40, "m", "p", &[(100, 100); 3], false, 12, None, &[]);
         assert!(ok.is_ok());
-        let e = check(Version::V40, "m", "p", &[(100, 100); 3], false, 13, &[]).unwrap_err();
+        let e = check(Version::V40, "m", "p", &[(100, 100); 3], false, 13, None, &[]).unwrap_err();
         assert!(matches!(&e, Error::InvalidInput(m) if m.contains("-n 12")), "{e:?}");
-        assert!(check(Version::V40, "m", "p", &[(10, 100)], false, 1, &[]).is_err());
-        assert!(check(Version::V40, "m", "p", &[(100, 100)], true, 1, &[]).is_err());
-        assert!(check(Version::V40, "m", " ", &[], false, 1, &[]).is_err());
+        assert!(check(Version::V40, "m", "p", &[(10, 100)], false, 1, None, &[]).is_err());
+        assert!(check(Version::V40, "m", "p", &[(100, 100)], true, 1, None, &[]).is_err());
+        assert!(check(Version::V40, "m", " ", &[], false, 1, None, &[]).is_err());
         let fast = [Param::new("prompt_mode", "fast")];
-        assert!(check(Version::V45, "m", "p", &[], false, 1, &fast).is_err());
-        assert!(check(Version::V40, "m", "p", &[], false, 1, &fast).is_ok());
+        assert!(check(Version::V45, "m", "p", &[], false, 1, None, &fast).is_err());
+        assert!(check(Version::V40, "m", "p", &[], false, 1, None, &fast).is_ok());
+    }
+
+    #[test]
+    fn sizes_are_typed_and_custom_sizes_a_parameter() {
+        assert_eq!(sizes(Version::V40)[..4], ["2K", "1K", "4K", "1280x720"]);
+        assert_eq!(sizes(Version::V45)[..2], ["2K", "4K"]);
+        for v in [Version::V40, Version::V45] {
+            for s in sizes(v) {
+                check_size(v, "m", s).unwrap_or_else(|e| panic!("{v:?} {s}: {e:?}"));
+            }
+        }
+        let custom = [Param::new("custom_size", "3000x2000")];
+        assert_eq!(requested_size(None, &custom).unwrap(), Some("3000x2000"));
+        assert_eq!(requested_size(Some("2K"), &[]).unwrap(), Some("2K"));
+        assert!(requested_size(Some("2K"), &custom).is_err());
+        assert!(check(Version::V45, "m", "p", &[], false, 1, Some("1K"), &[]).is_err());
+        assert!(check(Version::V40, "m", "p", &[], false, 1, None, &[Param::new("custom_size", "100x100")]).is_err());
     }
 }

@@ -13,7 +13,7 @@
 pub mod rules;
 pub mod wire;
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use provider_common::{decode_token, encode_token, token_str, trim_base};
 
 /// The Sora 2 backend.
@@ -47,7 +47,6 @@ fn poll_after_ms(resp: &http::Response) -> u64 {
 impl Model for Sora2 {
     fn describe(&self) -> ModelInfo {
         let c = choices();
-        let sizes: Vec<&str> = c.sizes.iter().map(String::as_str).collect();
         let seconds: Vec<&str> = c.seconds.iter().map(String::as_str).collect();
         ModelInfo {
             description: "OpenAI Sora 2: a video with audio from one first-frame image and a prompt. The image is fitted \
@@ -56,10 +55,10 @@ impl Model for Sora2 {
             model: model_id(),
             max_references: 1,
             max_outputs: 1,
+            // `--size`, WxH, the first the default; the image is fitted to it.
             sizes: c.sizes.clone(),
-            supports_audio: true,
+            video_audio: true,
             params: vec![
-                ParamSpec::choice("size", "Video size, WxH; the image is fitted to it", &sizes).default(sizes.first().copied().unwrap_or("720x1280")),
                 ParamSpec::choice("seconds", "Duration in seconds", &seconds).default(if seconds.contains(&"4") { "4" } else { seconds.first().copied().unwrap_or("4") }),
             ],
             input_mime: "image/png".into(),
@@ -67,14 +66,14 @@ impl Model for Sora2 {
         }
     }
 
-    fn prepare(&self, prompt: &str, references: &[(u32, u32)], has_mask: bool, _n: u32, params: &[Param]) -> Result<InputPlan, Error> {
-        let size = rules::check(&model_id(), &choices(), prompt, references.len(), has_mask, params)?;
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
+        let size = rules::check(&model_id(), &choices(), &d.prompt, d.references.len(), d.has_mask, d.size.as_deref(), &d.params)?;
         Ok(InputPlan { exact_size: Some(size), max_side: None })
     }
 
     fn submit(&self, req: Request) -> Result<Submission, Error> {
         let model = model_id();
-        let (w, h) = rules::check(&model, &choices(), &req.prompt, req.references.len(), req.mask.is_some(), &req.params)?;
+        let (w, h) = rules::check(&model, &choices(), &req.prompt, req.references.len(), req.mask.is_some(), req.size.as_deref(), &req.params)?;
         let reference = &req.references[0];
         if let Some(dims) = sniff::dimensions(&reference.bytes).filter(|&d| d != (w, h)) {
             return Err(Error::invalid(format!("the image is {}x{} but Sora needs exactly {w}x{h}; fit it first", dims.0, dims.1)));
@@ -82,7 +81,7 @@ impl Model for Sora2 {
         let size = format!("{w}x{h}");
         let seconds = req.params.text("seconds").unwrap_or("4").to_string();
         let base = base_url();
-        let (content_type, body) = wire::create_form(&wire::Create {
+        let form = wire::create_form(&wire::Create {
             model: &model,
             prompt: &req.prompt,
             seconds: &seconds,
@@ -92,9 +91,8 @@ impl Model for Sora2 {
         });
         let resp = http::Request::new("POST", &format!("{base}/v1/videos"))
             .header("authorization", &bearer())
-            .header("content-type", &content_type)
             .header("accept", "application/json")
-            .body(body)
+            .multipart(form)
             .send()?;
         if !resp.is_success() {
             return Err(wire::map_error(resp.status, http::retry_after_ms(&resp), &resp.body, &base, &model));

@@ -1,6 +1,6 @@
 //! Which sizes and durations each Sora model takes, and the checks made before a job is sent.
 
-use atelier_sdk::v0_1::{Error, Param, Params};
+use atelier_sdk::{Error, Param, Params};
 use provider_common::parse_wxh;
 
 /// Sizes Sora 2 takes (portrait first: the API's default is 720x1280).
@@ -33,7 +33,8 @@ impl Choices {
 }
 
 /// Check a request and return the exact (width, height) the reference must have.
-pub fn check(model: &str, choices: &Choices, prompt: &str, references: usize, has_mask: bool, params: &[Param]) -> Result<(u32, u32), Error> {
+/// `size` is the typed `--size` (one of `choices.sizes`; the first when not given).
+pub fn check(model: &str, choices: &Choices, prompt: &str, references: usize, has_mask: bool, size: Option<&str>, params: &[Param]) -> Result<(u32, u32), Error> {
     if prompt.trim().is_empty() {
         return Err(Error::invalid("Sora needs a prompt: describe the motion and the scene"));
     }
@@ -43,7 +44,7 @@ pub fn check(model: &str, choices: &Choices, prompt: &str, references: usize, ha
     if has_mask {
         return Err(Error::invalid("Sora takes no mask"));
     }
-    let size = params.text("size").unwrap_or(choices.sizes.first().map(String::as_str).unwrap_or("720x1280"));
+    let size = size.unwrap_or(choices.sizes.first().map(String::as_str).unwrap_or("720x1280"));
     if !choices.sizes.iter().any(|s| s == size) {
         return Err(Error::invalid(format!("size `{size}` is not available on {model}: use one of {}", choices.sizes.join(", "))));
     }
@@ -69,13 +70,13 @@ mod tests {
     #[test]
     fn checks_size_seconds_and_references() {
         let c = Choices::for_model("sora-2", None, None);
-        let p = [Param::new("size", "1280x720"), Param::new("seconds", "8")];
-        assert_eq!(check("sora-2", &c, "go", 1, false, &p).unwrap(), (1280, 720));
-        let e = check("sora-2", &c, "go", 1, false, &[Param::new("size", "1792x1024")]).unwrap_err();
+        let p = [Param::new("seconds", "8")];
+        assert_eq!(check("sora-2", &c, "go", 1, false, Some("1280x720"), &p).unwrap(), (1280, 720));
+        let e = check("sora-2", &c, "go", 1, false, Some("1792x1024"), &[]).unwrap_err();
         assert!(matches!(&e, Error::InvalidInput(m) if m.contains("720x1280, 1280x720")), "{e:?}");
-        assert!(check("sora-2", &c, "go", 1, false, &[Param::new("seconds", "5")]).is_err());
-        assert!(check("sora-2", &c, "go", 0, false, &[]).is_err());
-        assert!(check("sora-2", &c, "go", 1, true, &[]).is_err());
-        assert_eq!(check("sora-2", &c, "go", 1, false, &[]).unwrap(), (720, 1280));
+        assert!(check("sora-2", &c, "go", 1, false, None, &[Param::new("seconds", "5")]).is_err());
+        assert!(check("sora-2", &c, "go", 0, false, None, &[]).is_err());
+        assert!(check("sora-2", &c, "go", 1, true, None, &[]).is_err());
+        assert_eq!(check("sora-2", &c, "go", 1, false, None, &[]).unwrap(), (720, 1280));
     }
 }

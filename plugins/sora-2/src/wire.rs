@@ -1,9 +1,9 @@
 //! OpenAI Videos on the wire: the multipart create body, the video object (→ progress, outcome or
 //! error) and the error envelope (→ [`Error`]).
 
-use atelier_sdk::v0_1::multipart::Form;
-use atelier_sdk::v0_1::{excerpt, sniff, Artifact, Body, Download, Error, Outcome, Progress, ProviderError, Service, Status, Usage};
-use provider_common::{map_poll_status, map_status, parse_error_body, token_str};
+use atelier_sdk::multipart::Form;
+use atelier_sdk::{excerpt, sniff, Artifact, ErrorBody, Body, Download, Error, Outcome, Progress, ProviderError, Service, Status, Usage};
+use provider_common::token_str;
 use serde_json::{json, Value};
 
 /// OpenAI as the retry table names it.
@@ -29,8 +29,8 @@ pub struct Create<'a> {
     pub boundary_seed: u64,
 }
 
-/// The `multipart/form-data` body of `POST /v1/videos`: (content type, bytes).
-pub fn create_form(c: &Create) -> (String, Vec<u8>) {
+/// The `multipart/form-data` body of `POST /v1/videos` (set with `http::Request::multipart`).
+pub fn create_form(c: &Create) -> Form {
     let mime = sniff::mime_of(c.reference).unwrap_or("image/png");
     let ext = match mime {
         "image/jpeg" => "jpg",
@@ -43,7 +43,6 @@ pub fn create_form(c: &Create) -> (String, Vec<u8>) {
         .text("seconds", c.seconds)
         .text("size", c.size)
         .file("input_reference", &format!("input_reference.{ext}"), mime, c.reference)
-        .finish()
 }
 
 /// The job token: the video id and where to poll it (the base URL at submit time, so a
@@ -58,7 +57,7 @@ pub fn token(video: &Value, base_url: &str, model: &str, seconds: &str, size: &s
 
 /// A non-2xx answer to a create or a delete: OpenAI's special cases, then the SDK's retry table.
 pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], base_url: &str, model: &str) -> Error {
-    let e = parse_error_body(body);
+    let e = ErrorBody::parse(body);
     let code = e.code.clone().unwrap_or_default();
     if status == 404 && code == "model_not_found" {
         return Error::Provider(ProviderError {
@@ -80,7 +79,7 @@ pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], base_url
             None => format!("the videos API rejected the request: {}", e.message),
         }),
         // A 5xx on create means no job was made (OpenAI's own SDK retries these): the table says `unavailable`.
-        _ => map_status(&OPENAI, status, retry_after_ms, body),
+        _ => ErrorBody::parse(body).to_error(&OPENAI, status, retry_after_ms),
     }
 }
 
@@ -89,9 +88,9 @@ pub fn map_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], base_url
 /// transient for the host to count. Only the video object's own `failed` status ends it.
 pub fn map_poll_error(status: u16, retry_after_ms: Option<u64>, body: &[u8], id: &str) -> Error {
     if status == 404 {
-        return Error::not_found_yet(&OPENAI, &format!("video {id}"), &parse_error_body(body).message);
+        return Error::not_found_yet(&OPENAI, &format!("video {id}"), &ErrorBody::parse(body).message);
     }
-    map_poll_status(&OPENAI, status, retry_after_ms, body)
+    ErrorBody::parse(body).to_poll_error(&OPENAI, status, retry_after_ms)
 }
 
 /// A video object from `GET /v1/videos/{id}` (or the create answer): running, done or failed.
@@ -103,6 +102,8 @@ pub fn read_video(token: &Value, video: &Value, poll_after_ms: u64) -> Result<St
             fraction: video.get("progress").and_then(Value::as_f64).map(|p| (p / 100.0).clamp(0.0, 1.0) as f32),
             retry_after_ms: poll_after_ms,
             state: state.into(),
+            // The videos API shows no frame before the end.
+            partials: vec![],
         })),
         "completed" => Ok(Status::Done(completed(token, video)?)),
         "failed" => {
@@ -126,7 +127,7 @@ fn completed(token: &Value, video: &Value) -> Result<Outcome, Error> {
     let base = token_str(token, "base_url")?;
     let url = format!("{base}/v1/videos/{id}/content");
     let headers = vec![
-        ("authorization".to_string(), format!("Bearer {}", atelier_sdk::v0_1::http::secret("OPENAI_API_KEY"))),
+        ("authorization".to_string(), format!("Bearer {}", atelier_sdk::http::secret("OPENAI_API_KEY"))),
         ("accept".to_string(), "application/binary".to_string()),
     ];
     let expires_at_ms = video.get("expires_at").and_then(Value::as_u64).map(|s| s * 1000);
@@ -137,7 +138,8 @@ fn completed(token: &Value, video: &Value) -> Result<Outcome, Error> {
             notes.push((key.into(), v.into()));
         }
     }
-    let artifact = Artifact { mime: "video/mp4".into(), body: Body::Download(Download { url, headers, expires_at_ms }), seed: None, notes };
+    // Sora 2 videos carry a soundtrack; the file is large, so the host downloads it itself.
+    let artifact = Artifact { mime: "video/mp4".into(), body: Body::Download(Download { url, headers, expires_at_ms }), seed: None, has_audio: true, notes };
     let usage = Usage { video_seconds: seconds.and_then(|s| s.parse::<f32>().ok()), ..Usage::none() };
     Ok(Outcome { artifacts: vec![artifact], failures: vec![], usage })
 }
@@ -153,7 +155,7 @@ mod tests {
     #[test]
     fn form_has_exact_fields() {
         let png = b"\x89PNG\r\n\x1a\nrest".to_vec();
-        let (ct, body) = create_form(&Create { model: "sora-2", prompt: "a cat", seconds: "8", size: "1280x720", reference: &png, boundary_seed: 3 });
+        let (ct, body) = create_form(&Create { model: "sora-2", prompt: "a cat", seconds: "8", size: "1280x720", reference: &png, boundary_seed: 3 }).finish();
         let b = "atelier-boundary-0000000000000003";
         assert_eq!(ct, format!("multipart/form-data; boundary={b}"));
         let mut expected = format!(

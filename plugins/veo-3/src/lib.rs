@@ -9,7 +9,7 @@
 mod capabilities;
 mod wire;
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use capabilities::{ALL_RESOLUTIONS, ASPECTS, VeoSpec, aspect_for, first_frame_size};
 use gemini_protocol::client::{get_json, post_json};
 use gemini_protocol::{Endpoint, ErrorContext};
@@ -46,11 +46,12 @@ struct Settings<'a> {
     aspect: &'a str,
 }
 
-fn settings<'a>(params: &'a [Param], first_reference: Option<(u32, u32)>) -> Settings<'a> {
-    let aspect = params.text("aspect").filter(|a| !a.is_empty());
+/// `aspect` and `resolution` are the typed `--aspect` and `--size`.
+fn settings<'a>(params: &[Param], aspect: Option<&'a str>, resolution: Option<&'a str>, first_reference: Option<(u32, u32)>) -> Settings<'a> {
+    let aspect = aspect.filter(|a| !a.is_empty());
     Settings {
         seconds: params.integer("seconds").unwrap_or(8),
-        resolution: params.text("resolution").unwrap_or("720p"),
+        resolution: resolution.unwrap_or("720p"),
         aspect: aspect.unwrap_or_else(|| first_reference.map(|(w, h)| aspect_for(w, h)).unwrap_or("16:9")),
     }
 }
@@ -69,12 +70,13 @@ impl Model for Veo3 {
             model,
             max_references: 1,
             max_outputs: 1,
+            // `--aspect`: 16:9 or 9:16; when left out, the first image's orientation.
             aspect_ratios: ASPECTS.iter().map(|a| a.to_string()).collect(),
-            supports_audio: spec.audio,
+            // `--size` is the resolution, 720p first (the default); above 720p needs 8 s.
+            sizes: resolutions.iter().map(|r| r.to_string()).collect(),
+            video_audio: spec.audio,
             params: vec![
                 ParamSpec::integer("seconds", "Video length in seconds (Veo 3: 8; Veo 3.1: 4, 6 or 8)", 4, 8).default(8i64),
-                ParamSpec::choice("resolution", "Video resolution (above 720p needs 8 s)", &resolutions).default("720p"),
-                ParamSpec::choice("aspect", "16:9 or 9:16; when left out, the first image's orientation", ASPECTS),
                 ParamSpec::text("negative_prompt", "What the video should not show (describe it, don't write \"no ...\")"),
                 ParamSpec::choice(
                     "person_generation",
@@ -86,22 +88,15 @@ impl Model for Veo3 {
         }
     }
 
-    fn prepare(
-        &self,
-        _prompt: &str,
-        references: &[(u32, u32)],
-        has_mask: bool,
-        _n: u32,
-        params: &[Param],
-    ) -> Result<InputPlan, Error> {
-        if has_mask {
+    fn prepare(&self, d: &Draft) -> Result<InputPlan, Error> {
+        if d.has_mask {
             return Err(Error::invalid("Veo takes no mask; give only the first-frame image"));
         }
-        if references.len() != 1 {
-            return Err(Error::invalid(format!("Veo animates exactly one image (the first frame); {} given", references.len())));
+        if d.references.len() != 1 {
+            return Err(Error::invalid(format!("Veo animates exactly one image (the first frame); {} given", d.references.len())));
         }
         let (model, spec) = configured();
-        let s = settings(params, references.first().copied());
+        let s = settings(&d.params, d.aspect.as_deref(), d.size.as_deref(), d.references.first().copied());
         spec.check(&model, s.seconds, s.resolution, s.aspect).map_err(Error::invalid)?;
         Ok(InputPlan { exact_size: Some(first_frame_size(s.resolution, s.aspect)), max_side: None })
     }
@@ -110,7 +105,7 @@ impl Model for Veo3 {
         let endpoint = Endpoint::from_config()?;
         let first = req.references.first().ok_or_else(|| Error::invalid("give the image to animate"))?;
         let mime = sniff::mime_of(&first.bytes).filter(|m| m.starts_with("image/")).unwrap_or("image/png");
-        let s = settings(&req.params, sniff::dimensions(&first.bytes));
+        let s = settings(&req.params, req.aspect.as_deref(), req.size.as_deref(), sniff::dimensions(&first.bytes));
         let spec = VeoSpec::for_model(&endpoint.model);
         spec.check(&endpoint.model, s.seconds, s.resolution, s.aspect).map_err(Error::invalid)?;
         let body = wire::predict_body(&VideoRequest {
@@ -140,12 +135,9 @@ impl Model for Veo3 {
         let api_version = config::get("api_version").unwrap_or_default();
         let op = get_json(&token.poll_url, &error_context(&token.model, &api_version, Some(&token.operation)))?;
         match wire::parse_operation(&op)? {
-            OperationState::Running => Ok(Status::Running(Progress {
-                fraction: None,
-                retry_after_ms: poll_interval_ms(),
-                state: "running".into(),
-            })),
-            OperationState::Succeeded(video) => Ok(Status::Done(outcome(video, &token, clock::wall_ms()))),
+            // The operation shows no preview frame before it is done.
+            OperationState::Running => Ok(Status::Running(Progress::running("running", poll_interval_ms()))),
+            OperationState::Succeeded(video) => Ok(Status::Done(outcome(video, &token, clock::wall_ms())?)),
             OperationState::Filtered(reasons) => Err(Error::Moderated(if reasons.is_empty() {
                 "Veo's safety filter removed the video (no reason given); you were not charged".into()
             } else {
@@ -156,22 +148,21 @@ impl Model for Veo3 {
     }
 }
 
-/// The finished job: one video the host downloads itself (with the key on the first hop).
-fn outcome(video: Video, token: &JobToken, now_ms: u64) -> Outcome {
-    let body = match video {
+/// The finished job: one video the host downloads itself (with the key on the first hop), or,
+/// when Google sent the bytes inline, streamed to the host in chunks. Veo 3 videos carry audio.
+fn outcome(video: Video, token: &JobToken, now_ms: u64) -> Result<Outcome, Error> {
+    let artifact = match video {
         Video::Uri(url) => {
             let (name, value) = gemini_protocol::auth_header();
-            Body::Download(Download { url, headers: vec![(name, value)], expires_at_ms: Some(now_ms + VIDEO_LIFETIME_MS) })
+            Artifact::download("video/mp4", Download { url, headers: vec![(name, value)], expires_at_ms: Some(now_ms + VIDEO_LIFETIME_MS) })
         }
-        Video::Bytes(_, bytes) => Body::Inline(bytes),
+        Video::Bytes(_, bytes) => ArtifactStream::from_bytes("video/mp4", &bytes)?,
     };
-    let artifact = Artifact {
-        mime: "video/mp4".into(),
-        body,
-        seed: None,
-        notes: vec![("operation".into(), token.operation.clone()), ("model".into(), token.model.clone())],
-    };
-    Outcome { usage: Usage { video_seconds: Some(token.seconds as f32), ..Usage::none() }, ..Outcome::new(vec![artifact]) }
+    let artifact = artifact
+        .audio(VeoSpec::for_model(&token.model).audio)
+        .note("operation", token.operation.clone())
+        .note("model", token.model.clone());
+    Ok(Outcome::new(vec![artifact]).usage(Usage { video_seconds: Some(token.seconds as f32), ..Usage::none() }))
 }
 
 register_model!(Veo3);
@@ -183,7 +174,7 @@ mod tests {
     #[test]
     fn download_carries_the_key_placeholder_and_expiry() {
         let token = JobToken { operation: "models/m/operations/o".into(), poll_url: "u".into(), model: "m".into(), seconds: 8 };
-        let out = outcome(Video::Uri("https://g/v1beta/files/a:download?alt=media".into()), &token, 1_000);
+        let out = outcome(Video::Uri("https://g/v1beta/files/a:download?alt=media".into()), &token, 1_000).unwrap();
         match &out.artifacts[0].body {
             Body::Download(d) => {
                 assert_eq!(d.url, "https://g/v1beta/files/a:download?alt=media");
@@ -193,15 +184,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(out.artifacts[0].mime, "video/mp4");
+        assert!(out.artifacts[0].has_audio, "Veo 3 videos carry audio");
         assert_eq!(out.usage.video_seconds, Some(8.0));
     }
 
     #[test]
     fn settings_default_to_the_image_orientation() {
-        let s = settings(&[], Some((720, 1280)));
+        let s = settings(&[], None, None, Some((720, 1280)));
         assert_eq!((s.seconds, s.resolution, s.aspect), (8, "720p", "9:16"));
-        let params = vec![Param::new("aspect", "16:9"), Param::new("seconds", 6i64)];
-        let s = settings(&params, Some((720, 1280)));
-        assert_eq!((s.seconds, s.aspect), (6, "16:9"));
+        let params = vec![Param::new("seconds", 6i64)];
+        let s = settings(&params, Some("16:9"), Some("1080p"), Some((720, 1280)));
+        assert_eq!((s.seconds, s.resolution, s.aspect), (6, "1080p", "16:9"));
     }
 }

@@ -1,8 +1,8 @@
 //! Veo's wire format on the Gemini API: the `predictLongRunning` body, the job token, and the
 //! long-running operation's states.
 
-use atelier_sdk::v0_1::encoding::{base64_decode, base64_encode};
-use atelier_sdk::v0_1::Error;
+use atelier_sdk::encoding::{base64_decode, base64_encode};
+use atelier_sdk::Error;
 use gemini_protocol::response::{excerpt, provider};
 use serde_json::{Map, Value, json};
 
@@ -68,7 +68,7 @@ impl JobToken {
 
     /// Read a token written by [`JobToken::encode`].
     pub fn decode(token: &str) -> Result<JobToken, Error> {
-        let bad = |why: &str| Error::Internal(format!("not a veo-3 job token ({why}): {}", atelier_sdk::v0_1::excerpt(token.as_bytes(), 200)));
+        let bad = |why: &str| Error::Internal(format!("not a veo-3 job token ({why}): {}", atelier_sdk::excerpt(token.as_bytes(), 200)));
         let v: Value = serde_json::from_str(token).map_err(|_| bad("not JSON"))?;
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(String::from).ok_or_else(|| bad(k));
         Ok(JobToken {

@@ -12,7 +12,7 @@
 
 use super::{check_image, is_opaque, premultiply, unpremultiply, vector_loops};
 use crate::params::Args;
-use atelier_sdk::v0_1::{Error, Image};
+use atelier_sdk::{Error, Image};
 
 /// Above this sigma, three box blurs replace the exact kernel (which would need > 25 taps a pass).
 const EXACT_SIGMA_LIMIT: f32 = 4.0;
@@ -464,7 +464,7 @@ fn box_columns(src: &[u8], dst: &mut [u8], width: usize, height: usize, size: us
 mod tests {
     use super::*;
     use crate::ops::testing::{on_every_path, pattern, px, variance};
-    use atelier_sdk::v0_1::Param;
+    use atelier_sdk::Param;
 
     /// Left half one grey, right half another.
     fn step_edge(width: u32, height: u32, left: u8, right: u8) -> Image {

@@ -4,7 +4,7 @@
 use super::{Rect, check_image};
 use crate::color::Rgba;
 use crate::params::{Args, MAX_SIDE};
-use atelier_sdk::v0_1::{Error, Image};
+use atelier_sdk::{Error, Image};
 
 /// What `crop` was asked for.
 #[derive(Clone, Debug)]
@@ -255,7 +255,7 @@ pub fn flip(mut image: Image, direction: FlipDirection) -> Result<Image, Error> 
 mod tests {
     use super::*;
     use crate::ops::testing::{pattern, px};
-    use atelier_sdk::v0_1::Param;
+    use atelier_sdk::Param;
 
     fn crop_with(image: Image, params: &[Param]) -> Result<Image, Error> {
         crop(image, &CropOptions::from_args(&Args::new("crop", params)?)?)

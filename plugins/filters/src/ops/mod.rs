@@ -9,7 +9,7 @@ pub mod tone;
 pub mod watermark;
 
 use crate::color::Rgba;
-use atelier_sdk::v0_1::{Error, Image};
+use atelier_sdk::{Error, Image};
 
 /// A rectangle in pixels, `x`/`y` being its top-left corner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub fn blend_over(dst: &mut [u8], src: [u8; 3], alpha: f32) {
 #[cfg(test)]
 pub(crate) mod testing {
     //! Small synthetic images for the filter tests, and a switch between the inner loops.
-    use atelier_sdk::v0_1::Image;
+    use atelier_sdk::Image;
     use std::cell::Cell;
 
     thread_local! {

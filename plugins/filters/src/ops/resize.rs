@@ -4,7 +4,7 @@
 use super::{Rect, blur, check_image, geometry, paste, solid};
 use crate::color::Rgba;
 use crate::params::{Args, MAX_SIDE};
-use atelier_sdk::v0_1::{Error, Image};
+use atelier_sdk::{Error, Image};
 use fast_image_resize as fr;
 
 /// A resampling filter.
@@ -381,7 +381,7 @@ fn contain(width: u32, height: u32, w: u32, h: u32) -> (u32, u32) {
 mod tests {
     use super::*;
     use crate::ops::testing::{pattern, px};
-    use atelier_sdk::v0_1::Param;
+    use atelier_sdk::Param;
 
     fn resize_with(image: Image, params: &[Param]) -> Result<Image, Error> {
         resize(image, &ResizeOptions::from_args(&Args::new("resize", params)?)?)

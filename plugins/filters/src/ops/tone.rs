@@ -3,7 +3,7 @@
 
 use super::{check_image, vector_loops};
 use crate::params::Args;
-use atelier_sdk::v0_1::{Error, Image};
+use atelier_sdk::{Error, Image};
 
 /// What `adjust` was asked for; [`AdjustOptions::NEUTRAL`] changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -215,7 +215,7 @@ pub fn grayscale(mut image: Image) -> Result<Image, Error> {
 mod tests {
     use super::*;
     use crate::ops::testing::{on_every_path, pattern, px};
-    use atelier_sdk::v0_1::Param;
+    use atelier_sdk::Param;
 
     fn adjust_with(image: Image, params: &[Param]) -> Image {
         adjust(image, &AdjustOptions::from_args(&Args::new("adjust", params).unwrap())).unwrap()

@@ -6,7 +6,7 @@ use super::{Rect, blend_over, check_image, resize};
 use crate::color::Rgba;
 use crate::params::Args;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
-use atelier_sdk::v0_1::{Error, Image, Media};
+use atelier_sdk::{Error, Image, Media};
 
 /// DejaVu Sans Bold (Bitstream Vera licence, see `assets/DejaVuSans-Bold.LICENSE`).
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-Bold.ttf");
@@ -242,7 +242,7 @@ mod tests {
     use super::*;
     use crate::ops::solid;
     use crate::ops::testing::{pattern, px};
-    use atelier_sdk::v0_1::Param;
+    use atelier_sdk::Param;
 
     fn options(params: &[Param]) -> WatermarkOptions {
         WatermarkOptions::from_args(&Args::new("watermark", params).unwrap()).unwrap()
@@ -308,7 +308,7 @@ mod tests {
         logo.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         let media = Media { mime: "image/png".into(), bytes: png };
         let params = [
-            Param { name: "image".into(), value: atelier_sdk::v0_1::Value::Media(media) },
+            Param { name: "image".into(), value: atelier_sdk::Value::Media(media) },
             Param::new("position", "top-left"),
             Param::new("size_px", 20i64),
             Param::new("margin", 0.0),
@@ -325,7 +325,7 @@ mod tests {
         let err = WatermarkOptions::from_args(&Args::new("watermark", &[]).unwrap()).unwrap_err();
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("text=")), "{err:?}");
         let junk = Media { mime: "image/png".into(), bytes: b"not a png".to_vec() };
-        let args = [Param { name: "image".into(), value: atelier_sdk::v0_1::Value::Media(junk) }];
+        let args = [Param { name: "image".into(), value: atelier_sdk::Value::Media(junk) }];
         let err = WatermarkOptions::from_args(&Args::new("watermark", &args).unwrap()).unwrap_err();
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("cannot be decoded")), "{err:?}");
     }

@@ -1,7 +1,7 @@
 //! Benchmark plugin: `submit` with prompt `K URL` GETs URL K times in sequence and reports
 //! `requests` and `bytes` in the notes; any failure or non-2xx status fails the call.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct BenchHttp;

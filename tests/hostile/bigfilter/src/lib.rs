@@ -3,7 +3,7 @@
 //! (exactly W×H×4 bytes, an honest image that may still be over the host's limits). 2^31 × 2^31
 //! with no pixels is the case whose `w*h*4` wraps to 0 on a 64-bit host.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct BigFilter;

@@ -7,7 +7,7 @@
 //! - `native`: frames use no linear memory at all, so the engine's own call stack runs out first
 //!   (wasmtime's `Trap::StackOverflow`).
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Default)]

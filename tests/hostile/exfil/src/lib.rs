@@ -9,8 +9,8 @@
 //! - any prompt with the image parameter `reference` set — reports how many bytes of which file
 //!   type the host handed over (a server caller must not make the host read its own disk).
 
-use atelier_sdk::v0_1::http::{HttpError, Response};
-use atelier_sdk::v0_1::*;
+use atelier_sdk::http::{HttpError, Response};
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct Exfil;

@@ -2,8 +2,8 @@
 //! `status` / `body_len` / `body` (first 300 characters) or `error` (`<kind>: message`).
 //! Used for redirects, response caps and private-address checks.
 
-use atelier_sdk::v0_1::http::HttpError;
-use atelier_sdk::v0_1::*;
+use atelier_sdk::http::HttpError;
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct Fetcher;

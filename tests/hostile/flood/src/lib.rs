@@ -11,9 +11,14 @@
 //! - `log N` — N warning lines of about 200 bytes each, with escapes, then echo the input;
 //! - `token BYTES URL` — pending with a token of BYTES bytes (starting with URL, so `cancel`
 //!   can report `URL/cancelled/token-BYTES`);
-//! - `error` — an invalid-input error full of escapes, after logging one such line.
+//! - `error` — an invalid-input error full of escapes, after logging one such line;
+//! - `streams N` — opens N artifact streams (contract 0.2 `artifacts.create`) without using them;
+//!   notes `opened` and `first_error` (the host's refusal once past its limit), echoes the input;
+//! - `stream-bytes MIB` — writes MIB MiB of zeros into one `video/mp4` stream in 1 MiB chunks and
+//!   returns it; an error (the host's size limit) ends the call with `internal`, naming the MiB written;
+//! - `stream-bogus` — returns an artifact naming a stream handle it never opened.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 /// Clears the screen, moves home, returns the carriage, forges a line, overrides the text
 /// direction: what a terminal must never receive raw from a plugin.
@@ -72,6 +77,30 @@ impl Model for Flood {
                 token.push_str(&"t".repeat(bytes.saturating_sub(token.len())));
                 Ok(Submission::Pending(Pending { token, retry_after_ms: 10 }))
             }
+            ["streams", n] => {
+                let n: u32 = n.parse().map_err(|_| Error::invalid("streams N"))?;
+                let (mut opened, mut first_error) = (0u32, String::new());
+                for _ in 0..n {
+                    match ArtifactStream::create(&format!("video/mp4{NASTY}")) {
+                        Ok(_) => opened += 1,
+                        Err(e) => {
+                            first_error = format!("{e:?}");
+                            break;
+                        }
+                    }
+                }
+                Ok(echo(req, vec![("opened".into(), opened.to_string()), ("first_error".into(), first_error)]))
+            }
+            ["stream-bytes", mib] => {
+                let mib: u64 = mib.parse().map_err(|_| Error::invalid("stream-bytes MIB"))?;
+                let mut out = ArtifactStream::create("video/mp4")?;
+                let chunk = vec![0u8; 1 << 20];
+                for i in 0..mib {
+                    std::io::Write::write_all(&mut out, &chunk).map_err(|e| Error::Internal(format!("refused after {i} MiB: {e}")))?;
+                }
+                Ok(Submission::Done(Outcome::new(vec![out.finish()?])))
+            }
+            ["stream-bogus"] => Ok(Submission::Done(Outcome::new(vec![Artifact::with_body("video/mp4", Body::Stream(0xdead_beef))]))),
             ["error"] => {
                 log::warn(&format!("about to fail{NASTY}"));
                 Err(Error::InvalidInput(format!("bad input{NASTY}")))
@@ -85,7 +114,7 @@ impl Model for Flood {
             Some("rate-limited") => {
                 Err(Error::RateLimited(RateLimit { retry_after_ms: Some(u64::MAX), message: format!("still busy{NASTY}") }))
             }
-            _ => Ok(Status::Running(Progress { fraction: None, retry_after_ms: u64::MAX, state: format!("queued{NASTY}") })),
+            _ => Ok(Status::Running(Progress { fraction: None, retry_after_ms: u64::MAX, state: format!("queued{NASTY}"), partials: vec![] })),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Hostile test plugin: a filter whose describe text (description, parameter names' help,
 //! choices) carries terminal escapes; `apply` hands the image back unchanged.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 /// Clears the screen, returns the carriage, forges a line, overrides the text direction.
 const NASTY: &str = "\u{1b}[2J\u{1b}[H\rerror: forged line\n\u{202e}gnp.exe\u{7}";

@@ -14,7 +14,7 @@
 //! - `prepare-huge` — `prepare` asks for inputs of exactly 2^31 × 2^31;
 //! - `pending:<any of the above>` — `submit` goes pending and `poll` returns that outcome.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 /// A real 1×1 RGBA PNG.
 const PNG: &[u8] = &[
@@ -102,8 +102,8 @@ impl Model for Liar {
         }
     }
 
-    fn prepare(&self, prompt: &str, _refs: &[(u32, u32)], _mask: bool, _n: u32, _params: &[Param]) -> Result<InputPlan, Error> {
-        if prompt == "prepare-huge" {
+    fn prepare(&self, draft: &Draft) -> Result<InputPlan, Error> {
+        if draft.prompt == "prepare-huge" {
             return Ok(InputPlan { exact_size: Some((1 << 31, 1 << 31)), max_side: None });
         }
         Ok(InputPlan { exact_size: None, max_side: None })

@@ -1,5 +1,6 @@
-//! Test plugin built against a different contract version (`atelier:plugin@0.2.0`, a copy of the
-//! 0.1.0 WIT under `wit/`), with bindings generated directly rather than through the SDK.
+//! Test plugin built against a WIT that is not the real contract 0.2.0: a copy of the 0.1.0 WIT
+//! relabelled `atelier:plugin@0.2.0` (under `other-contract/wit/`), with bindings generated directly
+//! rather than through the SDK. It exports `backend@0.2.0` in a shape contract 0.2.0 does not define.
 //! Its manifest claims `contract = "0.1.0"`, so only the check of the component's exports can catch it.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]

@@ -1,7 +1,7 @@
 //! Hostile test plugin: `submit` allocates (and touches) memory in 1 MiB blocks and keeps them all,
 //! until the host refuses to grow its linear memory. The host must report the `memory_mb` limit.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct MemBomb;

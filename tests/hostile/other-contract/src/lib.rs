@@ -1,6 +1,8 @@
-//! Test plugin built against a different contract version (`atelier:plugin@0.2.0`, a copy of the
-//! 0.1.0 WIT under `wit/`), with bindings generated directly rather than through the SDK.
-//! Its manifest says `contract = "0.2.0"`, so the host must refuse it before compiling it.
+//! Test plugin built against a WIT that is not the real contract 0.2.0: a copy of the 0.1.0 WIT
+//! relabelled `atelier:plugin@0.2.0` (under `other-contract/wit/`), with bindings generated directly
+//! rather than through the SDK. It exports `backend@0.2.0` in a shape contract 0.2.0 does not define.
+//! Its manifest says `contract = "0.2.0"`: the names match, so only the shape check at
+//! instantiation can refuse it.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 

@@ -3,7 +3,7 @@
 //! `read_dir_root`, `read_file`, `cwd`, `system_time_ms`, `instant_elapsed_ns`, `tcp_connect`,
 //! and for comparison `clock_wall_ms` from the `clock` import.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Default)]

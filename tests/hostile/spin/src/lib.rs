@@ -1,5 +1,8 @@
 //! Hostile test plugin: `submit` never returns. The host must stop it at the deadline
 //! (`call_timeout_s`) and keep serving other jobs.
+//!
+//! Kept on the contract-0.1.0 API (`atelier_sdk::v0_1`, manifest contract 0.1.0) so the build proves
+//! SDK 0.2 still compiles 0.1 plugins, and the host runs a 0.1 component beside 0.2 ones.
 
 use atelier_sdk::v0_1::*;
 

@@ -2,7 +2,7 @@
 //! `unreachable` (`submit`); `poll("recurse")` overflows the stack instead. The host must report a
 //! crash and keep working.
 
-use atelier_sdk::v0_1::*;
+use atelier_sdk::*;
 
 #[derive(Default)]
 struct Trap;
@@ -12,7 +12,7 @@ impl Model for Trap {
         panic!("trap plugin: describe always panics")
     }
 
-    fn prepare(&self, _: &str, _: &[(u32, u32)], _: bool, _: u32, _: &[Param]) -> Result<InputPlan, Error> {
+    fn prepare(&self, _: &Draft) -> Result<InputPlan, Error> {
         panic!("trap plugin: prepare always panics")
     }
 
