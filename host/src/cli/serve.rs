@@ -28,7 +28,8 @@ pub async fn serve(cli: &Cli, a: &ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {listen}; is another server using the port? Pick another with --listen ADDR or [server] listen"))?;
     let running = server::start(rt, listener, ServeOptions { state_dir: a.state.dir(), insecure_no_auth: a.insecure_no_auth }).await?;
-    eprintln!("atelier serve: OpenAI-compatible API on http://{}/v1 (state dir {})", running.addr, a.state.dir().display());
+    // Where artifacts go, in the line every operator sees (the store's own log line is info).
+    eprintln!("atelier serve: OpenAI-compatible API on http://{}/v1 (state dir {}; artifacts in {})", running.addr, a.state.dir().display(), running.app.artifacts.location());
     tokio::select! {
         r = running.wait() => r?,
         _ = tokio::signal::ctrl_c() => {
