@@ -1,8 +1,8 @@
-//! Scale-out on PostgreSQL: three `atelier worker` processes share one job table against the
-//! provider emulator. Jobs are queued in the store (as a front end queues them) and each is
-//! submitted exactly once however the workers die:
-//! - 200 mixed image (FLUX Kontext) and video (Veo) jobs all finish, and the emulator saw one
-//!   submit per job;
+//! Scale-out on PostgreSQL: two `atelier serve --no-worker` front ends and three `atelier worker`
+//! processes share one job table against the provider emulator. Each job is submitted exactly
+//! once however the workers die:
+//! - 200 mixed image edits (FLUX Kontext, answered when done) and videos (Veo, polled by id) sent
+//!   across both front ends all finish, and the emulator saw one submit per job;
 //! - the worker holding the most of 12 pending videos is SIGKILLed mid-poll: the others poll them
 //!   to the end once its lease runs out, with no submit sent again;
 //! - a worker SIGKILLed in the middle of a submit (the emulator hangs it): the job becomes
@@ -14,7 +14,7 @@ use atelier::jobs::store::postgres::PgStore;
 use atelier::jobs::store::{JobStore, NewJob};
 use atelier::jobs::JobState;
 use common::postgres::Postgres;
-use common::{Emu, Env, FLUX, VEO};
+use common::{Emu, Env, FLUX, Serve, VEO};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -73,9 +73,10 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     // BFL allows 24 active tasks per key: each of the 3 workers takes 8 at a time (a limit per
     // process, split across the workers as an operator would), so no submit is refused.
     let extra = format!(
-        "#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 4\nmax_backoff_s = 0.5\n---\n#flux-kontext\npoll_interval_ms = \"100\"\nlimits.max_in_flight = 8\n---\n#veo-3\npoll_interval_ms = 100"
+        "#global\n[server]\nmax_queue = 200\n[jobs]\ndatabase = \"{url}\"\nlease_s = 4\nmax_backoff_s = 0.5\n---\n#flux-kontext\npoll_interval_ms = \"100\"\nlimits.max_in_flight = 8\n---\n#veo-3\npoll_interval_ms = 100"
     );
-    let mut env = Env::new(&IDS);
+    // The filters plugin for the front ends (Veo's input is fitted to 1280x720 before it is queued).
+    let mut env = Env::new(&["flux-kontext", "veo-3", "filters"]);
     env.config(&emu.config_for(&IDS, &extra));
     for (k, v) in [("BFL_API_KEY", "emu-bfl-key"), ("GEMINI_API_KEY", "emu-gemini-key")] {
         env.envs.push((k.into(), v.into()));
@@ -128,37 +129,72 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     workers[victim].kill();
     workers[victim] = Worker::start(&env, "worker3");
 
-    // 2. 200 mixed jobs, queued in one go: all finish, each submitted once.
+    // 2. Two front ends (`serve --no-worker`, each with its own state dir) take 100 image edits
+    //    (answered when done) and 100 videos (polled by id), half each: all finish, each
+    //    submitted once.
+    let front_ends: Vec<(Serve, String)> = (0..2)
+        .map(|i| {
+            let mut cmd = env.cmd();
+            cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--no-worker", "--state-dir"]).arg(env.path(&format!("fe{i}")));
+            Serve::start(cmd)
+        })
+        .collect();
+    let addrs: Vec<String> = front_ends.iter().map(|(_, a)| format!("http://{a}")).collect();
     let t = Instant::now();
-    let mut jobs = vec![];
-    for i in 0..200 {
-        let (engine, prompt) = match i % 2 {
-            0 => ("flux-kontext", format!("photo {i} [fault:slow:3]")),
-            _ => ("veo-3", format!("clip {i} [fault:slow-op:3]")),
-        };
-        let id = format!("j-{i:03}");
-        queue(&id, engine, &prompt);
-        jobs.push((id, engine));
+    let http = reqwest::Client::new();
+    let mut tasks = vec![];
+    for i in 0..200usize {
+        let (http, base, png) = (http.clone(), addrs[i % 2].clone(), png64.clone());
+        tasks.push(io.spawn(async move {
+            if i % 2 == 0 {
+                let prompt = format!("photo {i} [fault:slow:3]");
+                let (ct, form) = common::multipart(&[("image", Some("a.png"), &png), ("prompt", None, prompt.as_bytes()), ("model", None, b"flux-kontext")]);
+                let r = http.post(format!("{base}/v1/images/edits")).header("content-type", ct).body(form).send().await.unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert!(status.is_success() && body["data"].as_array().is_some_and(|d| !d.is_empty()), "image {i}: {status} {body}");
+            } else {
+                let prompt = format!("clip {i} [fault:slow-op:3]");
+                let (ct, form) = common::multipart(&[("input_reference", Some("f.png"), &png), ("prompt", None, prompt.as_bytes()), ("model", None, b"veo-3"), ("seconds", None, b"8")]);
+                let r = http.post(format!("{base}/v1/videos")).header("content-type", ct).body(form).send().await.unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert!(status.is_success(), "video {i}: {status} {body}");
+                let id = body["id"].as_str().unwrap().to_string();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let v: serde_json::Value = http.get(format!("{base}/v1/videos/{id}")).send().await.unwrap().json().await.unwrap();
+                    match v["status"].as_str() {
+                        Some("completed") => break,
+                        Some("failed") => panic!("video {i}: {v}"),
+                        _ => {}
+                    }
+                }
+            }
+        }));
     }
-    let unfinished = "SELECT count(*) FROM jobs WHERE id LIKE 'j-%' AND id <> 'j-hung' AND state NOT IN ('done', 'failed', 'cancelled', 'unknown')";
     let mut last = Instant::now();
-    wait_until("all 200 jobs end", Duration::from_secs(100), || {
-        if last.elapsed() > Duration::from_secs(10) {
-            last = Instant::now();
-            eprintln!("jobs by state: {}", pg.psql("atelier", "SELECT string_agg(state || ' ' || n, ', ') FROM (SELECT state, count(*) AS n FROM jobs GROUP BY state) s"));
+    for task in tasks {
+        while !task.is_finished() {
+            assert!(t.elapsed() < Duration::from_secs(100), "200 jobs through the front ends: not within 100 s");
+            if last.elapsed() > Duration::from_secs(10) {
+                last = Instant::now();
+                eprintln!("jobs by state: {}", pg.psql("atelier", "SELECT string_agg(state || ' ' || n, ', ') FROM (SELECT state, count(*) AS n FROM jobs GROUP BY state) s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        pg.psql("atelier", unfinished) == "0"
-    });
-    eprintln!("200 jobs over 3 workers in {:.1} s", t.elapsed().as_secs_f64());
-    let mut per_engine = std::collections::BTreeMap::<&str, usize>::new();
-    for (id, engine) in &jobs {
-        let j = get(id);
-        assert_eq!((j.state, j.submits), (JobState::Done, 1), "{id} ({engine}): {:?}", j.error);
-        *per_engine.entry(engine).or_default() += 1;
+        io.block_on(task).unwrap();
+    }
+    eprintln!("200 jobs through 2 front ends and 3 workers in {:.1} s", t.elapsed().as_secs_f64());
+    let done = io.block_on(store.list(&[])).unwrap();
+    let done: Vec<_> = done.into_iter().filter(|j| j.id != "j-hung").collect();
+    assert_eq!(done.len(), 200, "one job per request");
+    for j in &done {
+        assert_eq!((j.state, j.submits), (JobState::Done, 1), "{}: {:?}", j.id, j.error);
     }
     // Exactly once, as the emulator counts: one submit per job (+1 for the hung one).
-    assert_eq!(emu.count("POST", FLUX.submit), per_engine["flux-kontext"]);
-    assert_eq!(emu.count("POST", VEO.submit), per_engine["veo-3"] + 1);
+    assert_eq!(emu.count("POST", FLUX.submit), 100);
+    assert_eq!(emu.count("POST", VEO.submit), 100 + 1);
 
     // 3. Videos that take a while: once all are pending, the worker holding most is killed in
     //    the middle of its polls; the others poll them to the end after its lease runs out.

@@ -14,6 +14,10 @@ pub struct ServeArgs {
     /// Serve without bearer tokens, on a loopback address only (every caller is `anonymous`).
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Leave the jobs to `atelier worker` processes: queue them in the shared job store ([jobs]
+    /// database) and answer from it, with no worker in this process.
+    #[arg(long)]
+    no_worker: bool,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -27,7 +31,7 @@ pub async fn serve(cli: &Cli, a: &ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}; is another server using the port? Pick another with --listen ADDR or [server] listen"))?;
-    let running = server::start(rt, listener, ServeOptions { state_dir: a.state.dir(), insecure_no_auth: a.insecure_no_auth }).await?;
+    let running = server::start_scaled(rt, listener, ServeOptions { state_dir: a.state.dir(), insecure_no_auth: a.insecure_no_auth }, a.no_worker).await?;
     // Where artifacts go, in the line every operator sees (the store's own log line is info).
     eprintln!("atelier serve: OpenAI-compatible API on http://{}/v1 (state dir {}; artifacts in {})", running.addr, a.state.dir().display(), running.app.artifacts.location());
     tokio::select! {

@@ -441,3 +441,67 @@ impl Worker {
         }
     }
 }
+
+/// The workers running in this process (`atelier serve` without `--no-worker`), for `/metrics`.
+static IN_PROCESS: Mutex<Vec<std::sync::Weak<Worker>>> = Mutex::new(Vec::new());
+
+/// The live workers of this process.
+pub fn in_process() -> Vec<Arc<Worker>> {
+    let mut v = IN_PROCESS.lock().unwrap_or_else(PoisonError::into_inner);
+    v.retain(|w| w.strong_count() > 0);
+    v.iter().filter_map(std::sync::Weak::upgrade).collect()
+}
+
+/// How `atelier serve` takes part in a shared job store (`[jobs] database` or
+/// `ATELIER_DATABASE_URL`): its runner queues jobs for the workers and waits for their end, and,
+/// unless `--no-worker`, a worker in the process claims jobs like `atelier worker` does.
+pub struct ServeJobs {
+    store: Arc<dyn JobStore>,
+    opts: WorkerOptions,
+    no_worker: bool,
+}
+
+impl ServeJobs {
+    /// `None` with no shared store configured (jobs run in process on the state dir's SQLite,
+    /// as on one machine); `--no-worker` then is an error naming the setting.
+    pub async fn open(settings: &crate::settings::JobSettings, no_worker: bool) -> Result<Option<ServeJobs>> {
+        let env = std::env::var(super::store::DATABASE_URL_ENV).ok().filter(|v| !v.is_empty());
+        let Some(url) = settings.database.clone().or(env) else {
+            if no_worker {
+                anyhow::bail!(
+                    "--no-worker leaves the jobs to `atelier worker` processes, which need a shared job store: set [jobs] database = \"postgres://…\" in {} (or ATELIER_DATABASE_URL), or drop --no-worker",
+                    settings.at
+                );
+            }
+            return Ok(None);
+        };
+        let store = super::store::open(Some(&url), std::path::Path::new(".")).await?;
+        let mut opts = WorkerOptions::new(settings.lease_s.map(Duration::from_secs_f64));
+        opts.heartbeat_database = Some(url);
+        Ok(Some(ServeJobs { store, opts, no_worker }))
+    }
+
+    /// `runner` made a front end of the shared store.
+    pub fn runner(&self, runner: Runner) -> Runner {
+        runner.with_store(self.store.clone()).with_lease(&self.opts.id, self.opts.lease).queue_for_workers()
+    }
+
+    /// Start the in-process worker (unless `--no-worker`) over `runner`; it runs as long as the
+    /// process does.
+    pub fn start(self, rt: Arc<Runtime>, runner: Arc<Runner>) -> Option<Arc<Worker>> {
+        tracing::info!(target: "atelier::jobs", store = self.store.kind(), worker = !self.no_worker, "jobs are queued in the shared store");
+        if self.no_worker {
+            return None;
+        }
+        let worker = Worker::new(rt, runner, self.opts);
+        IN_PROCESS.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&worker));
+        let w = worker.clone();
+        tokio::spawn(async move {
+            let (_keep, stop) = tokio::sync::watch::channel(false);
+            if let Err(e) = w.run(stop).await {
+                tracing::error!(target: "atelier::jobs", "the in-process worker stopped: {e:#}");
+            }
+        });
+        Some(worker)
+    }
+}

@@ -1,5 +1,6 @@
 //! Request accounting: one `tracing` line per request and the Prometheus text at `/metrics`
-//! (requests by route and status, requests in flight, jobs by state).
+//! (requests by route and status, requests in flight, jobs by state, and with a shared job store
+//! its workers' leases and heartbeats).
 
 use super::App;
 use super::auth::Caller;
@@ -63,13 +64,32 @@ pub async fn render(State(app): State<Arc<App>>) -> Response {
     for s in ["queued", "in_progress", "completed", "failed"] {
         let _ = writeln!(out, "atelier_videos{{status=\"{s}\"}} {}", by_status.get(s).copied().unwrap_or(0));
     }
-    out.push_str("# HELP atelier_jobs Jobs in the state dir's jobs database, by state.\n# TYPE atelier_jobs gauge\n");
+    let store = app.runner.store();
+    out.push_str("# HELP atelier_jobs Jobs in the job store (the state dir's, or the shared one of [jobs] database), by state.\n# TYPE atelier_jobs gauge\n");
     let mut jobs: BTreeMap<String, u64> = BTreeMap::new();
-    for j in app.runner.db.list(&[]).unwrap_or_default() {
-        *jobs.entry(j.state.to_string()).or_default() += 1;
+    for (state, n) in store.count_by_state().await.unwrap_or_default() {
+        *jobs.entry(state.to_string()).or_default() += n;
     }
-    for s in ["submitting", "pending", "done", "failed", "cancelled", "unknown"] {
-        let _ = writeln!(out, "atelier_jobs{{state=\"{s}\"}} {}", jobs.get(s).copied().unwrap_or(0));
+    let states: &[&str] = if store.kind() == "sqlite" { &["submitting", "pending", "done", "failed", "cancelled", "unknown"] } else { &["queued", "submitting", "pending", "done", "failed", "cancelled", "unknown"] };
+    for s in states {
+        let _ = writeln!(out, "atelier_jobs{{state=\"{s}\"}} {}", jobs.get(*s).copied().unwrap_or(0));
+    }
+    // The workers of the shared store as their heartbeats show them (any front end can tell
+    // which worker holds how many leases and whether it still beats), then this process's own.
+    let workers = if store.kind() == "sqlite" { vec![] } else { store.workers().await.unwrap_or_default() };
+    if !workers.is_empty() {
+        let now = crate::jobs::db::now_ms();
+        out.push_str("# HELP atelier_store_worker_leases Leases each worker of the shared store holds.\n# TYPE atelier_store_worker_leases gauge\n");
+        for w in &workers {
+            let _ = writeln!(out, "atelier_store_worker_leases{{worker=\"{}\"}} {}", escape(&w.id), w.leases);
+        }
+        out.push_str("# HELP atelier_store_worker_heartbeat_age_seconds Seconds since each worker's last heartbeat.\n# TYPE atelier_store_worker_heartbeat_age_seconds gauge\n");
+        for w in &workers {
+            let _ = writeln!(out, "atelier_store_worker_heartbeat_age_seconds{{worker=\"{}\"}} {}", escape(&w.id), now.saturating_sub(w.heartbeat_ms) as f64 / 1000.0);
+        }
+    }
+    for w in crate::jobs::worker::in_process() {
+        w.render_metrics(&mut out);
     }
     out.push_str("# HELP atelier_plugins Plugins found.\n# TYPE atelier_plugins gauge\n");
     let _ = writeln!(out, "atelier_plugins {}", app.rt.manifests().count());

@@ -159,6 +159,13 @@ impl Running {
 
 /// Check the auth setup, open the databases, resume unfinished videos and serve on `listener`.
 pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Result<Running> {
+    start_scaled(rt, listener, opts, false).await
+}
+
+/// [`start`], for a server that may share its jobs with others (`[jobs] database`): it queues
+/// them in the shared store, and runs a worker too unless `no_worker` (see docs/deploy.md).
+pub async fn start_scaled(rt: Runtime, listener: TcpListener, opts: ServeOptions, no_worker: bool) -> Result<Running> {
+    let shared = crate::jobs::worker::ServeJobs::open(&rt.settings.jobs, no_worker).await?;
     let addr = listener.local_addr()?;
     let shown = rt.settings.shown_path();
     let tokens = if !rt.settings.server.tokens.is_empty() {
@@ -189,7 +196,11 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
     tracing::info!(target: "atelier::server", "artifacts: {}", artifacts.location());
     let (cancel, rx) = tokio::sync::watch::channel(false);
     let events = videos::progress_events(db.clone(), store.clone(), dir.join("videos"));
-    let runner = Arc::new(Runner::new(db, rx).with_events(Arc::new(move |e: RunnerEvent| events(e))));
+    let runner = Runner::new(db, rx).with_events(Arc::new(move |e: RunnerEvent| events(e)));
+    let runner = Arc::new(match &shared {
+        Some(s) => s.runner(runner),
+        None => runner,
+    });
     let max_body = rt.settings.server.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) << 20;
     let ss = &rt.settings.server;
     let conn = listen::ConnLimits {
@@ -213,6 +224,9 @@ pub async fn start(rt: Runtime, listener: TcpListener, opts: ServeOptions) -> Re
         video_tasks: Mutex::default(),
         _cancel: cancel,
     });
+    if let Some(s) = shared {
+        s.start(app.rt.clone(), app.runner.clone());
+    }
     videos::resume_all(&app)?;
     images::start_janitor(&app);
     // New, changed and removed plugins take effect for new requests without a restart.
