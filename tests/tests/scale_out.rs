@@ -241,7 +241,12 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     let unknown = io.block_on(store.list(&[JobState::Unknown])).unwrap();
     assert_eq!(unknown.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["j-hung"]);
 
-    // The workers' heartbeats are in the store, and each shows its leases in /metrics.
+    // The workers' heartbeats are in the store, and a front end's /metrics shows them.
     let seen = io.block_on(store.workers()).unwrap();
-    assert!(seen.len() >= 4, "every worker that ran beat: {seen:?}");
+    assert!(seen.len() >= 4, "every worker that ran beat (3, and the one replacing the first killed): {seen:?}");
+    let metrics = io.block_on(async { http.get(format!("{}/metrics", addrs[0])).send().await.unwrap().text().await.unwrap() });
+    let beats = metrics.lines().filter(|l| l.starts_with("atelier_store_worker_heartbeat_age_seconds{")).count();
+    assert!(beats >= 4 && metrics.contains("atelier_store_worker_leases{"), "{metrics}");
+    assert!(metrics.contains("atelier_jobs{state=\"done\"} 212"), "{metrics}");
+    assert!(metrics.contains("atelier_jobs{state=\"unknown\"} 1"), "{metrics}");
 }
