@@ -1,8 +1,10 @@
 //! atelier: a plugin host for image-to-image and image-to-video AI work.
 //!
 //! Model backends and filters are sandboxed WebAssembly components speaking the contract in
-//! `wit/`. [`Runtime`] finds and loads them; [`plugin::Plugin`] calls into them, each call in a
-//! fresh store with the plugin's memory cap and deadline; [`caps`] holds what a plugin can reach.
+//! `wit/` (0.2.0, and 0.1.0 still loaded); the host reasons in its own [`types`], converted at
+//! the boundary per contract version (`wasm::since_v0_1`, `wasm::since_v0_2`). [`Runtime`] finds
+//! and loads them; [`Plugin`] calls into them, each call in a fresh store with the plugin's memory
+//! cap and deadline; [`caps`] holds what a plugin can reach.
 
 pub mod caps;
 pub mod imageio;
@@ -23,5 +25,6 @@ pub mod types;
 pub mod wasm;
 pub mod workflow;
 
+pub use plugin::Plugin;
 pub use runtime::{Runtime, RuntimeOptions};
 pub use settings::Settings;

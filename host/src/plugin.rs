@@ -482,7 +482,7 @@ impl Plugin {
                 guest_call!(self, job, "apply", |store| {
                     let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
                     match inst.atelier_plugin_filters().call_apply(&mut *store, &img, &steps).await? {
-                        Ok(out) => Ok(Ok(Image::try_from(out).map_err(bad)?)),
+                        Ok(out) => Ok(Ok(out.into())),
                         Err(e) => Ok(Err(e.into())),
                     }
                 })?
@@ -492,7 +492,7 @@ impl Plugin {
                 guest_call!(self, job, "apply", |store| {
                     let inst = pre.instantiate_async(&mut *store).await.map_err(|e| self.shape(e))?;
                     match inst.atelier_plugin_filters().call_apply(&mut *store, &img, &steps).await? {
-                        Ok(out) => Ok(Ok(Image::try_from(out).map_err(bad)?)),
+                        Ok(out) => Ok(Ok(out.into())),
                         Err(e) => Ok(Err(e.into())),
                     }
                 })?

@@ -28,7 +28,7 @@ pub struct Image {
 impl Image {
     /// Whether the pixel buffer holds exactly `width * height * 4` bytes.
     pub fn is_consistent(&self) -> bool {
-        (self.width as u64) * (self.height as u64) * 4 == self.pixels.len() as u64
+        (self.width as u64).checked_mul(self.height as u64).and_then(|n| n.checked_mul(4)) == Some(self.pixels.len() as u64)
     }
 }
 

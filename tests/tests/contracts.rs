@@ -116,3 +116,53 @@ fn serve_answers_an_edit_with_a_0_1_model_beside_0_2_plugins() {
     let (s, v) = post("classic", "posterize");
     assert_eq!(s, 200, "the 0.2 model in the same server: {v}");
 }
+
+#[test]
+fn a_job_taken_under_0_1_is_refused_with_why_after_the_plugin_moved_to_0_2() {
+    // The in-tree hello speaks 0.2.0; a pending job recorded by the 0.1.0 build of `hello`
+    // (its token means nothing to the new build) is not polled by it.
+    let env = Env::new(&["hello"]);
+    let state = env.path("state");
+    let old_digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(fixture("hello-0.1.0/plugin.wasm")).unwrap()))
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = atelier::jobs::store::open(None, &state).await.unwrap();
+        let plan = serde_json::json!({});
+        let job = atelier::jobs::store::NewJob {
+            id: "j-taken-by-0-1",
+            plugin: "hello",
+            model: "hello",
+            plan: &plan,
+            contract: "0.1.0",
+            component_digest: &old_digest,
+            queued_request: None,
+            lease: None,
+        };
+        store.create(&job).await.unwrap();
+        store.set_pending("j-taken-by-0-1", "op/1").await.unwrap();
+    });
+    let o = env.run(&["jobs", "resume", "j-taken-by-0-1"]);
+    let e = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains("contract 0.1.0") && e.contains("speaks contract 0.2.0") && e.contains("atelier jobs cancel j-taken-by-0-1"), "{e}");
+    // Refused before any call: the job is still pending, for a 0.1 build to finish.
+    let shown = env.ok(&["jobs", "show", "j-taken-by-0-1"]);
+    assert!(shown.contains("pending"), "{shown}");
+}
+
+#[test]
+fn a_request_kept_before_contract_0_2_still_reads() {
+    // As 0.1-era hosts wrote request.json: no output kind, aspect or size; `aspect` a parameter.
+    let old = br#"{"prompt":"p","references":[],"mask":null,"n":1,"seed":3,"params":[{"name":"aspect","value":{"text":"16:9"}}]}"#;
+    let req = atelier::jobs::saved::from_bytes(old).unwrap();
+    assert_eq!((req.output, req.aspect.as_deref(), req.size.as_deref()), (atelier::types::OutputKind::Image, None, None));
+    assert_eq!(req.params[0].name, "aspect", "kept as the parameter it was; a 0.1 plugin gets it back as such");
+    // And what this host writes comes back whole.
+    let mut now = atelier_tests::request("q");
+    now.output = atelier::types::OutputKind::Video;
+    now.aspect = Some("9:16".into());
+    let back = atelier::jobs::saved::from_bytes(&atelier::jobs::saved::to_bytes(&now).unwrap()).unwrap();
+    assert_eq!(back, now);
+}

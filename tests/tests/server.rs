@@ -494,14 +494,15 @@ fn generations_run_on_a_model_that_makes_images_from_a_prompt_alone() {
         // classic is refused, and the answer names seedream, whose prepare() takes no input image.
         let (s, v) = post_json(&b, Some(ALICE), "/v1/images/generations", &json!({"prompt": "a red kite", "model": "classic"})).await;
         assert!(expect_error(s, &v, 400, Some("model")).contains("Models here that can: seedream"), "{v}");
-        // With no model named, the only able one is used; `size` reaches seedream's own size parameter.
-        let (s, v) = post_json(&b, Some(ALICE), "/v1/images/generations", &json!({"prompt": "a red kite over the sea", "size": "1024x1024", "seed": 5})).await;
+        // With no model named, the only able one is used; `size` reaches seedream as its typed
+        // size when seedream lists it (contract 0.2: `sizes` in its describe).
+        let (s, v) = post_json(&b, Some(ALICE), "/v1/images/generations", &json!({"prompt": "a red kite over the sea", "size": "1280x720", "seed": 5})).await;
         assert_eq!(s, 200, "{v}");
         let img = decode_b64(v["data"][0]["b64_json"].as_str().unwrap());
-        assert_eq!(img.dimensions(), (1024, 1024));
+        assert_eq!(img.dimensions(), (1280, 720));
         let create = emu.emu.state.requests().into_iter().find(|r| r.method == "POST").unwrap();
         assert!(!create.body.contains("\"image\""), "no reference image was sent: {}", create.body);
-        assert!(create.body.contains("1024x1024"), "{}", create.body);
+        assert!(create.body.contains("1280x720"), "{}", create.body);
         srv.stop().await;
     });
 }

@@ -464,9 +464,25 @@ pub struct Checked {
 }
 
 /// Check everything about the request against the model's `describe()`, before any call; every
-/// problem is reported, one per line. Returns the parameters (see [`check`] for the typed fields).
+/// problem is reported, one per line. Returns the parameters with the typed aspect, size and
+/// output kind appended as text parameters of those names, as the server's video rows and the
+/// price table read them ([`check`] keeps them apart, as the plugin gets them).
 pub fn check_request(plugin: &Plugin, info: &types::ModelInfo, req: &EditRequest) -> Result<Vec<Param>> {
-    check(plugin, info, req).map(|c| c.params)
+    let c = check(plugin, info, req)?;
+    let mut params = c.params;
+    let typed = [("aspect", c.aspect), ("size", c.size), ("output", Some(c.output.name().to_string()))];
+    for (name, value) in typed {
+        if let Some(v) = value.filter(|_| !params.iter().any(|p| p.name == name)) {
+            params.push(Param { name: name.into(), value: types::Value::Text(v) });
+        }
+    }
+    Ok(params)
+}
+
+/// Whether `name` is a typed request field of this model (`aspect`, `size`, `output`) rather
+/// than one of its parameters, so `--param name=…` and a recipe's `params.name` stand for it.
+pub fn is_typed_field(info: &types::ModelInfo, name: &str) -> bool {
+    matches!(name, "aspect" | "size" | "output") && !info.params.iter().any(|p| p.name == name)
 }
 
 /// [`check_request`], with the typed fields: output kind, aspect ratio and size checked against
@@ -501,13 +517,13 @@ pub fn check(plugin: &Plugin, info: &types::ModelInfo, req: &EditRequest) -> Res
     let (mut aspect, mut size, mut output_word) = (req.aspect.clone(), req.size.clone(), None::<String>);
     for (k, v) in &req.params {
         let typed = match k.as_str() {
+            _ if !is_typed_field(info, k) => None,
             "aspect" => Some(&mut aspect),
             "size" => Some(&mut size),
-            "output" => Some(&mut output_word),
-            _ => None,
+            _ => Some(&mut output_word),
         };
         match typed {
-            Some(slot) if !info.params.iter().any(|p| p.name == *k) => {
+            Some(slot) => {
                 if slot.as_ref().is_some_and(|x| x != v) {
                     problems.push(format!("{k} is given twice ({} and {v}); give it once", slot.as_deref().unwrap_or_default()));
                 }

@@ -125,11 +125,12 @@ fn scratch(app: &Arc<App>) -> Scratch {
     Scratch { app: app.clone(), dir: app.dir.join("images").join(&id), id, keep: false, jobs: vec![], ran: false, task: None }
 }
 
-/// `size`: the model's own sizes (typed, or a `size` parameter) when it has them, else an exact
-/// `fit` after the model.
+/// `size`: the model's own size when it lists this one (or takes a `size` parameter), else an
+/// exact `fit` after the model.
 async fn apply_size(app: &App, c: &Chosen, size: Option<(u32, u32)>, params: &mut Vec<(String, String)>, post: &mut Vec<String>) -> ApiResult<()> {
     let Some((w, h)) = size else { return Ok(()) };
-    if !c.info.sizes.is_empty() || c.info.params.iter().any(|p| p.name == "size") {
+    let exact = format!("{w}x{h}");
+    if c.info.sizes.contains(&exact) || c.info.params.iter().any(|p| p.name == "size") {
         if params.iter().any(|(k, _)| k == "size") {
             return Err(ApiError::field("size", "`size` is given twice"));
         }

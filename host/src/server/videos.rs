@@ -96,7 +96,9 @@ pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
     let mut params = request::model_params(&mut form, &c)?;
     for (field, value) in [("seconds", seconds), ("size", size)] {
         let Some(value) = value else { continue };
-        if !c.info.params.iter().any(|p| p.name == field) {
+        // `size` may be a typed field of the model (its list of sizes) rather than a parameter.
+        let typed = field == "size" && !c.info.sizes.is_empty();
+        if !typed && !c.info.params.iter().any(|p| p.name == field) {
             return Err(ApiError::field(field, format!("model `{}` has no `{field}` setting; omit `{field}`", c.plugin.id())));
         }
         if params.iter().any(|(k, _)| k == field) {

@@ -18,15 +18,11 @@ macro_rules! shared_conversions {
             }
         }
 
-        impl TryFrom<$t::Image> for crate::types::Image {
-            type Error = String;
-            /// A filter's output: its buffer must hold exactly width × height × 4 bytes.
-            fn try_from(i: $t::Image) -> Result<Self, String> {
-                let img = crate::types::Image { width: i.width, height: i.height, pixels: i.pixels };
-                if !img.is_consistent() {
-                    return Err(format!("returned an image of {}x{} with {} bytes of pixels (it must be width × height × 4)", img.width, img.height, img.pixels.len()));
-                }
-                Ok(img)
+        /// A filter's output, as given: its size against the limits and its buffer against its
+        /// size are checked where every filter's output is (`imageio::check_image`, naming the step).
+        impl From<$t::Image> for crate::types::Image {
+            fn from(i: $t::Image) -> Self {
+                crate::types::Image { width: i.width, height: i.height, pixels: i.pixels }
             }
         }
 
@@ -77,18 +73,16 @@ macro_rules! shared_conversions {
             }
         }
 
-        impl TryFrom<$t::Usage> for crate::types::Usage {
-            type Error = String;
-            fn try_from(u: $t::Usage) -> Result<Self, String> {
-                if u.video_seconds.is_some_and(|s| !s.is_finite() || s < 0.0) {
-                    return Err(format!("reported {:?} seconds of video", u.video_seconds));
-                }
-                Ok(crate::types::Usage {
+        /// Usage is the provider's report, kept as given: what is recorded of it is capped
+        /// where it is recorded (`jobs::runner::usage_json`), not refused (the job is billed).
+        impl From<$t::Usage> for crate::types::Usage {
+            fn from(u: $t::Usage) -> Self {
+                crate::types::Usage {
                     images: u.images.into_iter().map(|i| crate::types::ImageUsage { width: i.width, height: i.height, count: i.count }).collect(),
                     input_tokens: u.input_tokens,
                     output_tokens: u.output_tokens,
                     video_seconds: u.video_seconds,
-                })
+                }
             }
         }
 

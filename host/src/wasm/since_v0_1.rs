@@ -223,7 +223,7 @@ pub(crate) fn outcome(o: wit_backend::Outcome) -> Result<types::Outcome, String>
     Ok(types::Outcome {
         artifacts: o.artifacts.into_iter().map(artifact).collect(),
         failures: o.failures.into_iter().map(|f| types::ItemFailure { index: f.index, error: f.error.into() }).collect(),
-        usage: o.usage.try_into()?,
+        usage: o.usage.into(),
     })
 }
 
@@ -346,12 +346,11 @@ mod tests {
     fn bad_guest_data_is_refused() {
         use wit_types::ParamKind as K;
         assert!(model_info(info(vec![spec("mode", K::Choice, Some("z"), &["a", "b"])])).unwrap_err().contains("not one of its choices"));
-        let bad_image = wit_types::Image { width: 2, height: 2, pixels: vec![0; 15] };
-        assert!(types::Image::try_from(bad_image).unwrap_err().contains("2x2"));
         let running = wit_backend::Status::Running(wit_backend::Progress { fraction: Some(f32::NAN), retry_after_ms: 1, state: String::new() });
         assert!(status(running).is_err());
+        // The usage a provider reports is kept (capped where recorded), never a reason to drop a billed result.
         let usage = wit_types::Usage { images: vec![], input_tokens: None, output_tokens: None, video_seconds: Some(-1.0) };
         let done = wit_backend::Submission::Done(wit_backend::Outcome { artifacts: vec![], failures: vec![], usage });
-        assert!(submission(done).is_err());
+        assert!(submission(done).is_ok());
     }
 }

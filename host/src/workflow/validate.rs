@@ -186,6 +186,8 @@ pub async fn validate(rt: &Runtime, r: &Recipe, inputs: &[PathBuf], prices: &Pri
         for (k, v) in &s.params {
             let what = format!("model `{}`", s.engine);
             let problem = match info.params.iter().find(|spec| spec.name == *k) {
+                // A typed field (aspect, size, output): the request check below holds it to the model's lists.
+                None if crate::pipeline::edit::is_typed_field(&info, k) => None,
                 None => Some(format!(
                     "{what} has no parameter `{k}`; it takes: {}",
                     info.params.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
