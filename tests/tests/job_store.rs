@@ -246,3 +246,53 @@ async fn a_database_setting_that_is_not_postgres_is_refused_by_name() {
     let m = format!("{e:#}");
     assert!(m.contains("cannot connect to the jobs database") && m.contains("***") && !m.contains("secret"), "{m}");
 }
+
+/// `atelier jobs migrate --to` copies a state dir's jobs; `jobs list` then reads them from the
+/// shared store (`ATELIER_DATABASE_URL`); a second run copies nothing twice.
+#[test]
+fn jobs_migrate_copies_a_state_dir_into_postgres() {
+    let Some(pg) = common::postgres::Postgres::start() else { return };
+    let url = pg.database("migrated");
+    let env = common::Env::new(&["veo-3"]);
+    let state = env.path("state");
+    {
+        let db = JobDb::open(&state).unwrap();
+        db.create("j-a", "veo-3", "veo-3.1", &json!({"paths": ["a.mp4"]})).unwrap();
+        db.count_submit("j-a").unwrap();
+        db.set_pending("j-a", "operations/a").unwrap();
+        db.create("j-b", "flux-kontext", "flux-kontext-pro", &json!({})).unwrap();
+        db.set_done("j-b", &json!({"job": "j-b"})).unwrap();
+    }
+    let out = env.ok(&["jobs", "migrate", "--to", &url, "--json"]);
+    let v = common::json(&out);
+    assert_eq!((v["copied"].as_u64(), v["already_there"].as_u64()), (Some(2), Some(0)), "{v}");
+    let again = common::json(&env.ok(&["jobs", "migrate", "--to", &url, "--json"]));
+    assert_eq!((again["copied"].as_u64(), again["already_there"].as_u64()), (Some(0), Some(2)), "{again}");
+    assert_eq!(pg.psql("migrated", "SELECT state || ' ' || submits || ' ' || COALESCE(token, '-') FROM jobs ORDER BY id"), "pending 1 operations/a\ndone 0 -");
+    let listed = env.cmd().args(["jobs", "list", "--json"]).env("ATELIER_DATABASE_URL", &url).env("ATELIER_STATE_DIR", env.path("empty")).output().unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let jobs = common::json(&String::from_utf8_lossy(&listed.stdout));
+    assert_eq!(jobs.as_array().map(Vec::len), Some(2), "{jobs}");
+    let bad = env.fails(&["jobs", "migrate", "--to", "mysql://x/y"]);
+    assert!(bad.contains("--to must be a PostgreSQL URL"), "{bad}");
+}
+
+/// A pending job taken by a plugin speaking another contract is not polled by the installed one:
+/// `jobs resume` says what was recorded, what is installed and what to do, and changes nothing.
+#[tokio::test]
+async fn a_job_of_another_contract_is_refused_on_resume() {
+    let env = common::Env::new(&["veo-3"]);
+    let state = env.path("state");
+    let db: Store = Arc::new(JobDb::open(&state).unwrap());
+    let plan = json!({});
+    db.create(&NewJob { contract: "9.9.9", ..job("j-other", &plan, None) }).await.unwrap();
+    db.count_submit("j-other").await.unwrap();
+    db.set_pending("j-other", "operations/x").await.unwrap();
+    let o = env.run(&["jobs", "resume", "j-other"]);
+    assert!(!o.status.success());
+    // `jobs resume` reports each job's end on stdout.
+    let err = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(err.contains("contract 9.9.9") && err.contains("installed `veo-3` speaks contract") && err.contains("atelier jobs cancel j-other"), "{err}");
+    let j = db.get("j-other").await.unwrap().unwrap();
+    assert_eq!((j.state, j.polls), (JobState::Pending, 0), "nothing was polled or changed");
+}
