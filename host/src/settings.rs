@@ -714,6 +714,16 @@ GEMINI_API_KEY = "env:GEMINI_API_KEY"
     }
 
     #[test]
+    fn reads_the_shared_job_store_settings() {
+        let s = Settings::parse("[jobs]\ndatabase = \"postgres://atelier@db:5432/atelier\"\nlease_s = 1.5\n", None).unwrap();
+        assert_eq!((s.jobs.database.as_deref(), s.jobs.lease_s), (Some("postgres://atelier@db:5432/atelier"), Some(1.5)));
+        let e = Settings::parse("[jobs]\ndatabase = \"mysql://db/atelier\"\n", Some(Path::new("a.toml"))).unwrap_err();
+        assert!(format!("{e:#}").contains("[jobs] database must be a PostgreSQL URL"), "{e:#}");
+        let e = Settings::parse("[jobs]\nlease_s = 0\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("lease_s must be a number of seconds"), "{e:#}");
+    }
+
+    #[test]
     fn reads_the_storage_section() {
         let text = "[plugins.x]\nbase_url = \"https://a\"\n[storage]\nurl = \"s3://atelier-art/prod/\"\nendpoint = \"http://127.0.0.1:9\"\naccess_key_id = \"env:K\"\nsecret_access_key = \"file:/run/s\"\n";
         let s = Settings::parse(text, Some(Path::new("a.toml"))).unwrap();
