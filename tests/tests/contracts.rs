@@ -166,3 +166,57 @@ fn a_request_kept_before_contract_0_2_still_reads() {
     let back = atelier::jobs::saved::from_bytes(&atelier::jobs::saved::to_bytes(&now).unwrap()).unwrap();
     assert_eq!(back, now);
 }
+
+/// `atelier animate` with the `streamer` test plugin (tests/hostile/streamer), its prompt picking the case.
+fn animate_streamer(env: &Env, prompt: &str, out: &str) -> std::process::Output {
+    let photo = small_photo(env.dir.path(), "coffee.png", 16);
+    env.run(&["animate", photo.to_str().unwrap(), "--prompt", prompt, "--model", "streamer", "-o", env.path(out).to_str().unwrap(), "--json"])
+}
+
+#[test]
+fn a_streamed_video_is_kept_as_written_and_bad_streams_are_refused() {
+    let env = Env::new(&["streamer"]);
+    // 900 000 bytes in 64 KiB writes (under its max_stream_mb = 1): the file is the bytes written.
+    let o = animate_streamer(&env, "video:900000", "big.mp4");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    let path = v["outputs"][0]["path"].as_str().unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(bytes.len(), 900_000);
+    assert_eq!(&bytes[4..8], b"ftyp");
+    assert_eq!(bytes[100_000], (100_000 % (64 << 10) % 251) as u8, "the chunks arrive in order");
+    // Past the plugin's stream limit: the write is refused, naming the line that raises it.
+    let o = animate_streamer(&env, "over", "over.mp4");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("max_stream_mb = 1") && e.contains("[plugins.streamer.limits]"), "{e}");
+    // An artifact naming a stream the plugin never opened.
+    let o = animate_streamer(&env, "unknown-handle", "u.mp4");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("stream 99") && e.contains("did not open"), "{e}");
+    // No stream file outlives its call.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("atelier-streams-"))
+        .filter(|e| std::fs::read_dir(e.path()).map(|mut d| d.next().is_some()).unwrap_or(false))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn partial_results_a_poll_reports_are_kept_and_listed() {
+    let env = Env::new(&["streamer"]);
+    let o = animate_streamer(&env, "pending", "p.mp4");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    let job = v["jobs"][0].as_str().unwrap().to_string();
+    assert_eq!(std::fs::metadata(v["outputs"][0]["path"].as_str().unwrap()).unwrap().len(), 100_000);
+    let shown = env.ok(&["jobs", "show", &job]);
+    let partials: Vec<&str> = shown.lines().filter(|l| l.trim_start().starts_with("partial:")).collect();
+    assert!(!partials.is_empty(), "{shown}");
+    for p in partials {
+        let path = p.trim_start().trim_start_matches("partial:").trim();
+        assert!(path.contains("00-preview-") && path.ends_with(".png"), "{path}");
+        assert_eq!(image::open(path).unwrap().width(), 1);
+    }
+}
