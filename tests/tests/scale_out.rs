@@ -250,3 +250,55 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     assert!(metrics.contains("atelier_jobs{state=\"done\"} 212"), "{metrics}");
     assert!(metrics.contains("atelier_jobs{state=\"unknown\"} 1"), "{metrics}");
 }
+
+/// `atelier jobs cancel` on any machine: the worker holding the pending job hears the NOTIFY
+/// and cancels it; a queued job is cancelled at once and never sent.
+#[test]
+fn a_cancel_reaches_the_worker_holding_the_job() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("atelier");
+    let emu = Emu::start();
+    // A long lease, so only the NOTIFY (not a heartbeat reading the column) can be that quick.
+    let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 30\n---\n#veo-3\npoll_interval_ms = 100");
+    let mut env = Env::new(&["veo-3"]);
+    env.config(&emu.config_for(&["veo-3"], &extra));
+    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
+    env.ok(&["models", "--json"]);
+    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store = io.block_on(PgStore::connect(&url)).unwrap();
+    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["veo-3"]), &emu.config_for(&["veo-3"], ""), atelier_tests::cache_dir());
+    let veo = rt.model("veo-3").unwrap();
+    let png = {
+        let img = image::RgbaImage::from_pixel(1280, 720, image::Rgba([90, 120, 200, 255]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let queue = |id: &str| {
+        let mut request = atelier_tests::request("forever [fault:slow-op:100000]");
+        request.references[0].bytes = png.clone();
+        request.output = atelier::types::OutputKind::Video;
+        let req = atelier::jobs::saved::to_bytes(&request).unwrap();
+        let plan = serde_json::json!({});
+        let new = NewJob { id, plugin: "veo-3", model: "veo-3", plan: &plan, contract: veo.contract(), component_digest: veo.component_digest(), queued_request: Some(&req), lease: None };
+        io.block_on(store.create(&new)).unwrap();
+    };
+    // Queued with no worker running: cancelled at once, nothing sent.
+    queue("c-queued");
+    let out = env.ok(&["jobs", "cancel", "c-queued"]);
+    assert!(out.contains("nothing was sent"), "{out}");
+    let _worker = Worker::start(&env, "worker");
+    queue("c-pending");
+    let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
+    wait_until("the job is polled", Duration::from_secs(60), || get("c-pending").polls >= 2);
+    let t = Instant::now();
+    let out = env.ok(&["jobs", "cancel", "c-pending"]);
+    assert!(out.contains("the worker holding it cancels it"), "{out}");
+    wait_until("the worker cancels it", Duration::from_secs(5), || get("c-pending").state == JobState::Cancelled);
+    assert!(t.elapsed() < Duration::from_secs(5), "heard by NOTIFY, not a 10 s heartbeat");
+    let polls = get("c-pending").polls;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get("c-pending").polls, polls, "no poll after the cancel");
+    assert_eq!(get("c-queued").state, JobState::Cancelled);
+    assert_eq!(emu.count("POST", VEO.submit), 1, "the queued job was never sent");
+}
