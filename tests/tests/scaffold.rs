@@ -109,7 +109,7 @@ fn scaffolded_model_and_filter_build_load_and_run() {
     // inspect, models, filters: the host loads both and sees what the templates declare.
     for (id, kind) in [("tiny-echo", "model"), ("negative", "filter")] {
         let v = json(&env.ok(&["plugins", "inspect", id, "--json"]));
-        assert_eq!((v["id"].as_str(), v["kind"].as_str(), v["contract"].as_str()), (Some(id), Some(kind), Some("0.1.0")));
+        assert_eq!((v["id"].as_str(), v["kind"].as_str(), v["contract"].as_str()), (Some(id), Some(kind), Some("0.2.0")));
         assert_eq!(v["hosts_asked"], serde_json::json!([]), "no network by default");
         assert_eq!(v["secrets"], serde_json::json!([]), "no secrets by default");
     }
