@@ -174,7 +174,7 @@ fn a_plugin_replaced_under_a_running_server_serves_new_requests_while_old_jobs_f
         // A broken update (a contract this host does not speak) is refused: 2.0.0 keeps serving.
         let refused_before = metric(&metrics(&b).await, "atelier_plugin_reload_refusals_total");
         let toml = std::fs::read_to_string(plugins.join("sora-2/plugin.toml")).unwrap();
-        std::fs::write(plugins.join("sora-2/plugin.toml"), toml.replace("version = \"2.0.0-new\"", "version = \"3.0.0-broken\"").replace("contract = \"0.1.0\"", "contract = \"9.9.9\"")).unwrap();
+        std::fs::write(plugins.join("sora-2/plugin.toml"), toml.replace("version = \"2.0.0-new\"", "version = \"3.0.0-broken\"").replace("contract = \"0.1.0\"", "contract = \"9.9.9\"").replace("contract = \"0.2.0\"", "contract = \"9.9.9\"")).unwrap();
         let t = Instant::now();
         while metric(&metrics(&b).await, "atelier_plugin_reload_refusals_total") == refused_before {
             assert!(t.elapsed() < Duration::from_secs(60), "no reload refused the broken update");
@@ -261,7 +261,7 @@ fn serve_reloads_on_sighup_and_serves_a_plugin_added_while_it_runs() {
             assert!(t.elapsed() < Duration::from_secs(60), "hello not served after being added: {v}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        assert_eq!(hello["version"], "0.1.0");
+        assert_eq!(hello["version"], "0.2.0", "the in-tree hello's version (plugins/hello/plugin.toml)");
         assert!(sha256_hex_of_len(hello["digest"].as_str().unwrap()), "{hello}");
         drop(server);
     });

@@ -30,6 +30,11 @@ fn hello_wasm() -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hello-0.1.0/plugin.wasm")).expect("the checked-in 0.1.0 hello")
 }
 
+/// The in-tree hello, built for this run (it goes with the in-tree `plugin.toml`).
+fn in_tree_hello_wasm() -> Vec<u8> {
+    std::fs::read(plugins_dir().join("hello/plugin.wasm")).expect("tests/build.rs staged hello")
+}
+
 /// A one-line message that names `file` and contains every `needle`.
 fn assert_one_line(msg: &str, file: &Path, needles: &[&str]) {
     assert!(!msg.contains('\n'), "the message must be one line: {msg}");
@@ -213,7 +218,7 @@ async fn a_replaced_component_is_not_served_from_the_cache() {
     // Warm loads find their artifact without hashing the .wasm (a stamp index); replacing the
     // component must still load the new one.
     let cache = tempfile::tempdir().unwrap();
-    let tree = plugin_tree(&[("hello", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", &std::fs::read(plugins_dir().join("hello/plugin.toml")).unwrap())])]);
+    let tree = plugin_tree(&[("hello", &[("plugin.wasm", &in_tree_hello_wasm()), ("plugin.toml", &std::fs::read(plugins_dir().join("hello/plugin.toml")).unwrap())])]);
     let load = || runtime_over(vec![tree.path().to_path_buf()], "", cache.path().to_path_buf());
     assert_eq!(load().model("hello").unwrap().describe_model().await.unwrap().display_name, "Hello");
     assert_eq!(load().model("hello").unwrap().describe_model().await.unwrap().display_name, "Hello", "warm load");
@@ -240,7 +245,7 @@ fn my_engine_tree() -> tempfile::TempDir {
     let manifest = std::fs::read_to_string(plugins_dir().join("hello/plugin.toml")).unwrap();
     let renamed = manifest.replace("id = \"hello\"", "id = \"my-engine\"");
     assert_ne!(renamed, manifest);
-    let tree = plugin_tree(&[("my-engine", &[("plugin.wasm", &hello_wasm()), ("plugin.toml", renamed.as_bytes())])]);
+    let tree = plugin_tree(&[("my-engine", &[("plugin.wasm", &in_tree_hello_wasm()), ("plugin.toml", renamed.as_bytes())])]);
     std::fs::write(tree.path().join("atelier.toml"), "").unwrap();
     tree
 }
