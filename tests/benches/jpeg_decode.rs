@@ -1,7 +1,8 @@
-//! Issue 13's decode lever, measured: a 12 MP JPEG decoded the way the host does today
-//! (`imageio::decode`: the `image` crate's zune-jpeg, full size, to RGBA) vs decoded at a reduced
-//! DCT scale (`jpeg-decoder`'s `scale`, as libvips' shrink-on-load does) when the first step asks
-//! for 2000 px wide, each followed by the resize to 2000 px that the first step does, natively.
+//! Issue 13's I/O levers, measured in-process on a 12 MP JPEG that the first step shrinks to
+//! 2000 px wide: the full decode (`imageio::decode`: the `image` crate's zune-jpeg, full size, to
+//! RGBA) and the resize, against the host's shrink-on-load (`imageio::decode_shrinking`: the JPEG
+//! decoded at 1/2 DCT scale by `jpeg-decoder`, which already is the size asked); then the JPEG
+//! encoders at quality 90: the `image` crate's against the host's (`imageio::encode`, `jpeg-encoder`).
 //! Run: `cargo bench -p atelier-tests --bench jpeg_decode` (`ATELIER_BENCH_RUNS=n`).
 
 use atelier::imageio::{self, DecodeLimits};
@@ -46,17 +47,26 @@ fn main() {
     });
     let decode_only = time(runs, || imageio::decode(&jpeg, limits, "big.jpg").unwrap());
     let scaled = time(runs, || {
-        let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(&jpeg));
-        let (w, h) = d.scale(2000, 1500).unwrap();
-        let rgb = d.decode().unwrap();
-        let pixels: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
-        let img = atelier_sdk::Image { width: w as u32, height: h as u32, pixels };
-        // At exactly 2000 wide the resize has nothing left to do; still run it as the step would.
-        plugin_filters::run_step(img, &resize).unwrap()
+        let (img, _) = imageio::decode_shrinking(&jpeg, limits, "big.jpg", |_, _| Some((2000, 1500))).unwrap();
+        let img = imageio::to_image(img);
+        assert_eq!((img.width, img.height), (2000, 1500), "decoded at 1/2 scale");
+        // At exactly 2000 wide the host drops the resize (`steps::after_shrink_on_load`).
+        img
     });
+    let small = imageio::to_image(imageio::decode_shrinking(&jpeg, limits, "big.jpg", |_, _| Some((2000, 1500))).unwrap().0);
+    let image_q90 = time(runs, || {
+        let rgb: Vec<u8> = small.pixels.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        let mut out = vec![];
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode(&rgb, small.width, small.height, image::ExtendedColorType::Rgb8).unwrap();
+        out
+    });
+    let host_q90 = time(runs, || imageio::encode(&small, "image/jpeg").unwrap());
     println!("12 MP JPEG ({} KiB, q90) → 2000 px wide, {runs} runs, ms (best / median):", jpeg.len() >> 10);
-    println!("  host decode (zune-jpeg, full size) + resize   {:7.1} / {:7.1}", full.0, full.1);
+    println!("  full decode (zune-jpeg) + resize              {:7.1} / {:7.1}", full.0, full.1);
     println!("    of which the decode                         {:7.1} / {:7.1}", decode_only.0, decode_only.1);
-    println!("  jpeg-decoder at 1/2 DCT scale + resize        {:7.1} / {:7.1}", scaled.0, scaled.1);
-    println!("  ratio scaled / full: best {:.2}x, median {:.2}x", scaled.0 / full.0, scaled.1 / full.1);
+    println!("  shrink-on-load (jpeg-decoder at 1/2 scale)    {:7.1} / {:7.1}", scaled.0, scaled.1);
+    println!("  ratio shrink-on-load / full: best {:.2}x, median {:.2}x", scaled.0 / full.0, scaled.1 / full.1);
+    println!("2000x1500 → JPEG q90, ms (best / median):");
+    println!("  image crate encoder                           {:7.1} / {:7.1}", image_q90.0, image_q90.1);
+    println!("  host encoder (jpeg-encoder, AVX2)             {:7.1} / {:7.1}", host_q90.0, host_q90.1);
 }
