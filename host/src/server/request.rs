@@ -83,7 +83,8 @@ pub fn seed(form: &mut Form) -> ApiResult<Option<u64>> {
 }
 
 /// Every remaining field must be one of the model's parameters (atelier's extras, e.g. `levels=5`
-/// for classic); anything else is refused so nothing the caller meant is silently dropped.
+/// for classic) or one of its typed fields (`aspect`, `output`); anything else is refused so
+/// nothing the caller meant is silently dropped.
 pub fn model_params(form: &mut Form, c: &Chosen) -> ApiResult<Vec<(String, String)>> {
     let mut out = vec![];
     let mut unknown = vec![];
@@ -98,6 +99,11 @@ pub fn model_params(form: &mut Form, c: &Chosen) -> ApiResult<Vec<(String, Strin
                 )
                 .with_code("unsupported_parameter"));
             }
+            if let Some(v) = form.text(&name)? {
+                out.push((name, v));
+            }
+        } else if crate::pipeline::edit::is_typed_field(&c.info, &name) {
+            // `aspect`/`output` as typed fields of the model: the request check holds them to its lists.
             if let Some(v) = form.text(&name)? {
                 out.push((name, v));
             }
