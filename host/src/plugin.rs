@@ -121,7 +121,7 @@ pub struct Called<T> {
 /// state-changing request was answered 2xx, went unanswered or was under way: the provider may
 /// hold what it started. The runner records such a submit as `unknown`.
 #[derive(Debug)]
-pub struct CutOff(pub String);
+pub(crate) struct CutOff(pub(crate) String);
 
 impl std::fmt::Display for CutOff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
