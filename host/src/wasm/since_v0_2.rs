@@ -164,7 +164,7 @@ pub(crate) fn outcome(o: wit_backend::Outcome, streams: &mut Streams) -> Result<
     Ok(types::Outcome {
         artifacts: o.artifacts.into_iter().map(|a| artifact(a, streams)).collect::<Result<_, _>>()?,
         failures: o.failures.into_iter().map(|f| types::ItemFailure { index: f.index, error: f.error.into() }).collect(),
-        usage: o.usage.try_into()?,
+        usage: o.usage.into(),
     })
 }
 
