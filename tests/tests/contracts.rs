@@ -80,12 +80,11 @@ fn typed_aspect_size_and_seed_are_checked_against_the_model() {
     assert!(e.contains("--size"), "{e}");
     // A seed for a model that takes none is not silently accepted: the run says it is ignored.
     let models = json(&env.ok(&["models", "--json"]));
-    let unseeded = models.as_array().unwrap().iter().find(|m| m["supports_seed"] == false).map(|m| m["id"].as_str().unwrap().to_string());
-    if let Some(id) = unseeded {
-        let v = json(&env.ok(&["edit", p, "--prompt", "x", "--model", &id, "--seed", "7", "-o", env.path("c").to_str().unwrap(), "--json"]));
-        let warnings = v["warnings"].to_string();
-        assert!(warnings.contains("does not take a seed") && warnings.contains("--seed 7"), "{warnings}");
-    }
+    let hello = models.as_array().unwrap().iter().find(|m| m["id"] == "hello").unwrap();
+    assert_eq!(hello["supports_seed"], false, "the 0.1.0 hello takes no seed");
+    let v = json(&env.ok(&["edit", p, "--prompt", "x", "--model", "hello", "--seed", "7", "-o", env.path("c").to_str().unwrap(), "--json"]));
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("does not take a seed") && warnings.contains("--seed 7"), "{warnings}");
     // The models listing says which contract each speaks and what it makes.
     let hello = models.as_array().unwrap().iter().find(|m| m["id"] == "hello").unwrap();
     assert_eq!((hello["contract"].as_str(), hello["outputs"][0].as_str()), (Some("0.1.0"), Some("image")));
