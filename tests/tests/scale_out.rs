@@ -302,3 +302,47 @@ fn a_cancel_reaches_the_worker_holding_the_job() {
     assert_eq!(get("c-queued").state, JobState::Cancelled);
     assert_eq!(emu.count("POST", VEO.submit), 1, "the queued job was never sent");
 }
+
+/// A worker stopped with SIGTERM hands its pending jobs over at once (no wait for the lease),
+/// and another worker polls them to the end.
+#[test]
+fn a_stopped_worker_hands_its_pending_jobs_over_at_once() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("atelier");
+    let emu = Emu::start();
+    let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 60\n---\n#veo-3\npoll_interval_ms = 100");
+    let mut env = Env::new(&["veo-3"]);
+    env.config(&emu.config_for(&["veo-3"], &extra));
+    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
+    env.ok(&["models", "--json"]);
+    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store = io.block_on(PgStore::connect(&url)).unwrap();
+    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["veo-3"]), &emu.config_for(&["veo-3"], ""), atelier_tests::cache_dir());
+    let veo = rt.model("veo-3").unwrap();
+    let img = image::RgbaImage::from_pixel(1280, 720, image::Rgba([90, 120, 200, 255]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let mut request = atelier_tests::request("handed over [fault:slow-op:40]");
+    request.references[0].bytes = png.into_inner();
+    request.output = atelier::types::OutputKind::Video;
+    let req = atelier::jobs::saved::to_bytes(&request).unwrap();
+    let plan = serde_json::json!({});
+    let new = NewJob { id: "h-1", plugin: "veo-3", model: "veo-3", plan: &plan, contract: veo.contract(), component_digest: veo.component_digest(), queued_request: Some(&req), lease: None };
+    io.block_on(store.create(&new)).unwrap();
+    let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
+    let first = Worker::start(&env, "first");
+    wait_until("the job is polled", Duration::from_secs(60), || get("h-1").polls >= 2);
+    let st = std::process::Command::new("kill").args(["-TERM", &first.pid().to_string()]).status().unwrap();
+    assert!(st.success());
+    let mut first = first;
+    first.0.wait().unwrap();
+    let polls = get("h-1").polls;
+    let _second = Worker::start(&env, "second");
+    let t = Instant::now();
+    wait_until("the second worker polls on", Duration::from_secs(30), || get("h-1").polls > polls);
+    assert!(t.elapsed() < Duration::from_secs(30), "taken well before the 60 s lease ran out");
+    wait_until("the job ends", Duration::from_secs(60), || get("h-1").state == JobState::Done);
+    let j = get("h-1");
+    assert_eq!((j.state, j.submits), (JobState::Done, 1));
+    assert_eq!(emu.count("POST", VEO.submit), 1);
+}
