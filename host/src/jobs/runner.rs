@@ -51,6 +51,10 @@ pub struct StoredArtifact {
     pub seed: Option<u64>,
     /// Provider facts.
     pub notes: Vec<(String, String)>,
+    /// Its key in the `[storage]` bucket ([`crate::storage::job_artifact_key`]) when a worker of a
+    /// shared job store published it there: front ends fetch it from the bucket, not `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// What a finished job produced.
@@ -117,6 +121,9 @@ pub struct Runner {
     cancel: tokio::sync::watch::Receiver<bool>,
     /// The jobs being driven (by `run` or `wait`): each one's cancel token and how many drivers share it.
     driving: Mutex<HashMap<String, (CancellationToken, usize)>>,
+    /// The remote `[storage]` bucket when jobs are shared across machines: a worker publishes each
+    /// job's raw artifacts there before the job is done, and a front end fetches them back.
+    shared_artifacts: std::sync::OnceLock<Arc<crate::storage::ArtifactStore>>,
 }
 
 /// One `run` or `wait` driving a job: its cancel token, registered while it lasts.
@@ -151,7 +158,15 @@ impl Runner {
             events: None,
             cancel,
             driving: Mutex::default(),
+            shared_artifacts: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Move the raw artifacts of shared jobs through `bucket` (a remote `[storage]`): a worker
+    /// publishes them there before recording the job done, a front end fetches them from there.
+    /// The first bucket given stays.
+    pub(crate) fn share_artifacts_through(&self, bucket: Arc<crate::storage::ArtifactStore>) {
+        let _ = self.shared_artifacts.set(bucket);
     }
 
     /// Record the jobs in `store` (a shared PostgreSQL store) instead of the state dir's database.
@@ -294,7 +309,8 @@ impl Runner {
             let Some(rec) = self.store.get(job).await? else { bail!("job {job} is no longer in the job store") };
             match rec.state {
                 JobState::Done => {
-                    let out: JobOutcome = serde_json::from_value(rec.outcome.clone().unwrap_or_default())?;
+                    let mut out: JobOutcome = serde_json::from_value(rec.outcome.clone().unwrap_or_default())?;
+                    self.fetch_published(&mut out).await?;
                     self.db.set_done(job, &serde_json::to_value(&out)?)?;
                     return Ok(out);
                 }
@@ -754,7 +770,7 @@ impl Runner {
             };
             let path = dir.join(format!("raw-{i}.{}", crate::imageio::extension(&mime)));
             tokio::fs::rename(&tmp, &path).await?;
-            artifacts.push(StoredArtifact { index: i, path, mime, seed: a.seed, notes: a.notes });
+            artifacts.push(StoredArtifact { index: i, path, mime, seed: a.seed, notes: a.notes, key: None });
         }
         let out = JobOutcome {
             job: job.into(),
@@ -767,8 +783,64 @@ impl Runner {
             let why = out.failures.iter().map(|(i, m)| format!("output {}: {m}", u64::from(*i) + 1)).collect::<Vec<_>>().join("; ");
             return self.fail(job, JobState::Failed, format!("{id}: no output could be kept: {why}")).await;
         }
+        let mut out = out;
+        if let Err(e) = self.publish_artifacts(&mut out).await {
+            // Billed and fetched, but out of the front ends' reach: never recorded done with
+            // files missing; the message says where the files are kept.
+            let kept = out.artifacts.iter().map(|a| a.path.display().to_string()).collect::<Vec<_>>().join(", ");
+            let worker = self.lease.as_ref().map_or("this worker", |(w, _)| w.as_str());
+            return self.fail(job, JobState::Failed, format!("the job finished, but its results could not be stored in the [storage] bucket ({e:#}); they are kept on worker {worker} at {kept}")).await;
+        }
         self.store.set_done(job, &serde_json::to_value(&out)?).await?;
         Ok(out)
+    }
+
+    /// A worker of a shared job store with a remote `[storage]`: each artifact published under
+    /// [`crate::storage::job_artifact_key`], its key recorded in the outcome.
+    async fn publish_artifacts(&self, out: &mut JobOutcome) -> Result<()> {
+        let (Some(bucket), Some(_)) = (self.shared_artifacts.get(), &self.lease) else { return Ok(()) };
+        for a in &mut out.artifacts {
+            let name = a.path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
+            let key = crate::storage::job_artifact_key(&out.job, name);
+            bucket.publish(&key, &a.path).await?;
+            a.key = Some(key);
+        }
+        Ok(())
+    }
+
+    /// A front end's copy of each artifact a worker published to the bucket, streamed into this
+    /// state dir's job folder; `path` then names the copy.
+    async fn fetch_published(&self, out: &mut JobOutcome) -> Result<()> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let dir = self.db.job_dir(&out.job);
+        for a in &mut out.artifacts {
+            let Some(key) = &a.key else { continue };
+            // Published by this process's own worker: the file is already here.
+            if a.path.parent() == Some(dir.as_path()) {
+                continue;
+            }
+            let Some(bucket) = self.shared_artifacts.get() else {
+                bail!("job {}: its output is stored at `{key}` in the workers' [storage] bucket, but this front end has no [storage] url; set the same [storage] as the workers", out.job)
+            };
+            let Some(mut artifact) = bucket.read(key).await? else {
+                bail!("job {}: its output `{key}` is missing from {}", out.job, bucket.location())
+            };
+            tokio::fs::create_dir_all(&dir).await?;
+            let name = std::path::Path::new(key).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "artifact".into());
+            let path = dir.join(name);
+            let tmp = path.with_extension("part");
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            while let Some(chunk) = artifact.stream.next().await {
+                f.write_all(&chunk?).await?;
+            }
+            f.flush().await?;
+            f.sync_all().await?;
+            drop(f);
+            tokio::fs::rename(&tmp, &path).await?;
+            a.path = path;
+        }
+        Ok(())
     }
 
     async fn download(&self, plugin: &Plugin, d: &types::Download, dest: &std::path::Path) -> Result<(), String> {

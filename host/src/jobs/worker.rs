@@ -147,6 +147,14 @@ impl Worker {
     /// queue long must not delay the renewals, or a live worker would lose its leases and its
     /// submits would be made `unknown`.
     pub async fn run(self: &Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+        // Front ends on other machines cannot read this state dir: with a remote `[storage]`,
+        // results go to the bucket (checked before any job is taken, naming the line to fix).
+        if self.store.kind() == "postgres" && self.rt.settings.storage.url.is_some() {
+            let bucket = crate::storage::ArtifactStore::open(&self.rt.settings.storage, &self.runner.db.state_dir().join("server"))?;
+            bucket.check().await?;
+            tracing::info!(target: "atelier::jobs", "job results go to {}", bucket.location());
+            self.runner.share_artifacts_through(Arc::new(bucket));
+        }
         self.store.heartbeat(&self.opts.id, self.stats.started_ms).await.context("the first heartbeat")?;
         let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let beat = {

@@ -201,6 +201,10 @@ pub async fn start_scaled(rt: Runtime, listener: TcpListener, opts: ServeOptions
         Some(s) => s.runner(runner),
         None => runner,
     });
+    // Workers on other machines publish the jobs' results to a remote bucket; fetched from there.
+    if shared.is_some() && artifacts.is_remote() {
+        runner.share_artifacts_through(artifacts.clone());
+    }
     let max_body = rt.settings.server.max_body_mb.unwrap_or(DEFAULT_MAX_BODY_MB) << 20;
     let ss = &rt.settings.server;
     let conn = listen::ConnLimits {

@@ -51,6 +51,12 @@ pub fn video_key(video: &str, file: &Path) -> String {
     format!("videos/{video}/{}", file.file_name().and_then(|n| n.to_str()).unwrap_or("video"))
 }
 
+/// The key of a raw artifact a worker wrote for job `job` (`jobs/<job id>/<file name>`): front
+/// ends that share the job store read it from there instead of the worker's state dir.
+pub fn job_artifact_key(job: &str, name: &str) -> String {
+    format!("jobs/{job}/{name}")
+}
+
 /// The key of a `url` result: `images/<request id>/out/<file name>` (the local default's layout).
 pub fn image_result_key(request: &str, name: &str) -> String {
     format!("images/{request}/out/{name}")
