@@ -810,7 +810,7 @@ impl Runner {
 
     /// A front end's copy of each artifact a worker published to the bucket, streamed into this
     /// state dir's job folder; `path` then names the copy.
-    async fn fetch_published(&self, out: &mut JobOutcome) -> Result<()> {
+    pub(crate) async fn fetch_published(&self, out: &mut JobOutcome) -> Result<()> {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
         let dir = self.db.job_dir(&out.job);

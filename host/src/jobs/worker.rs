@@ -489,6 +489,16 @@ impl ServeJobs {
         Ok(Some(ServeJobs { store, opts, no_worker }))
     }
 
+    /// The shared store's URL (the server keeps its video records there too).
+    pub fn database(&self) -> &str {
+        self.opts.heartbeat_database.as_deref().unwrap_or_default()
+    }
+
+    /// The lease of `[jobs] lease_s`.
+    pub fn lease(&self) -> Duration {
+        self.opts.lease
+    }
+
     /// `runner` made a front end of the shared store.
     pub fn runner(&self, runner: Runner) -> Runner {
         runner.with_store(self.store.clone()).with_lease(&self.opts.id, self.opts.lease).queue_for_workers()

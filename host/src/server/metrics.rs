@@ -60,7 +60,7 @@ pub async fn render(State(app): State<Arc<App>>) -> Response {
         let _ = writeln!(out, "atelier_model_requests{{model=\"{}\",state=\"waiting\"}} {waiting}", escape(&model));
     }
     out.push_str("# HELP atelier_videos Video jobs made through this server, by status.\n# TYPE atelier_videos gauge\n");
-    let by_status = app.store.count_by_status().unwrap_or_default();
+    let by_status = app.store.count_by_status().await.unwrap_or_default();
     for s in ["queued", "in_progress", "completed", "failed"] {
         let _ = writeln!(out, "atelier_videos{{status=\"{s}\"}} {}", by_status.get(s).copied().unwrap_or(0));
     }

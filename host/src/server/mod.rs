@@ -187,7 +187,12 @@ pub async fn start_scaled(rt: Runtime, listener: TcpListener, opts: ServeOptions
     // Absolute, because jobs find their video through the output paths stored in their plans.
     let state_dir = std::path::absolute(&opts.state_dir).unwrap_or(opts.state_dir.clone());
     let db = Arc::new(JobDb::open(&state_dir)?);
-    let store = Arc::new(store::Store::open(&state_dir)?);
+    // With a shared job store the video records are shared too, so any front end answers for
+    // any video and finishes those of a front end that stopped.
+    let store = Arc::new(match &shared {
+        Some(s) => store::Store::open_shared(s.database(), &new_id("frontend_"), s.lease()).await?,
+        None => store::Store::open(&state_dir)?,
+    });
     let dir = state_dir.join("server");
     std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}; check --state-dir", dir.display()))?;
     // Checked before any job is accepted or resumed: a wrong bucket fails the start, naming the line.
@@ -231,7 +236,8 @@ pub async fn start_scaled(rt: Runtime, listener: TcpListener, opts: ServeOptions
     if let Some(s) = shared {
         s.start(app.rt.clone(), app.runner.clone());
     }
-    videos::resume_all(&app)?;
+    videos::resume_all(&app).await?;
+    videos::start_sweep(&app);
     images::start_janitor(&app);
     // New, changed and removed plugins take effect for new requests without a restart.
     app.spawn(crate::reload::watch(app.rt.clone()));

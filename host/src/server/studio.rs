@@ -564,7 +564,7 @@ async fn check_recipe(app: &Arc<App>, name: &str, text: &str, files: &[(String, 
 /// `GET /v1/atelier/videos/{id}/provenance`: the caller's finished video's provenance, with the
 /// server's file paths reduced to file names.
 async fn video_provenance(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let v = match app.store.get(&id) {
+    let v = match app.store.get(&id).await {
         Ok(Some(v)) if v.owner == caller.0 => v,
         Ok(_) => return Err(ApiError::not_found(format!("No video found with id '{id}' for this API key; GET /v1/videos lists yours"))),
         Err(e) => return Err(ApiError::internal(format!("cannot read the server database: {e:#}"))),

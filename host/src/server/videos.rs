@@ -28,8 +28,22 @@ const POLL_AFTER_MS: &str = "1000";
 /// The runner's progress reports, turned into the video's status and percentage. A job is tied
 /// to its video through its stored plan: the output path lies in `<videos_dir>/<video id>/`.
 pub fn progress_events(db: Arc<JobDb>, store: Arc<Store>, videos_dir: PathBuf) -> impl Fn(RunnerEvent) + Send + Sync + 'static {
+    use futures_util::FutureExt;
     move |e| {
         let (job, fraction) = match e {
+            // Shared records: the job goes on the video as soon as it is queued, so a front end
+            // that finishes the video for this one (stopped) finds it.
+            RunnerEvent::Created { job } if store.is_shared() => {
+                let Ok(Some(rec)) = db.get(&job) else { return };
+                let Some(vid) = video_of(&rec, &videos_dir) else { return };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.set_job(&vid, &job).await {
+                        tracing::warn!(target: "atelier::server", "{vid}: cannot record its job: {e:#}");
+                    }
+                });
+                return;
+            }
             RunnerEvent::Pending { job } => (job, None),
             RunnerEvent::Progress { job, fraction, .. } => (job, fraction),
             RunnerEvent::Fetching { job } => (job, Some(0.99)),
@@ -38,8 +52,18 @@ pub fn progress_events(db: Arc<JobDb>, store: Arc<Store>, videos_dir: PathBuf) -
         let Ok(Some(rec)) = db.get(&job) else { return };
         if let Some(vid) = video_of(&rec, &videos_dir) {
             let pct = fraction.map(|f| (f.clamp(0.0, 1.0) * 100.0) as u32).unwrap_or(0);
-            if let Err(e) = store.set_running(&vid, &job, pct) {
-                tracing::warn!(target: "atelier::server", "{vid}: cannot record progress: {e:#}");
+            let shared = store.is_shared();
+            let store = store.clone();
+            let record = async move {
+                if let Err(e) = store.set_running(&vid, &job, pct).await {
+                    tracing::warn!(target: "atelier::server", "{vid}: cannot record progress: {e:#}");
+                }
+            };
+            // SQLite answers at once (recorded in step, as ever); the shared database in the background.
+            if shared {
+                tokio::spawn(record);
+            } else {
+                let _ = record.now_or_never();
             }
         }
     }
@@ -75,8 +99,8 @@ fn no_such_video(id: &str) -> ApiError {
 }
 
 /// The caller's own video, or 404 (also for someone else's: its existence is not revealed).
-fn owned(app: &App, caller: &Caller, id: &str) -> ApiResult<VideoRow> {
-    match app.store.get(id) {
+async fn owned(app: &App, caller: &Caller, id: &str) -> ApiResult<VideoRow> {
+    match app.store.get(id).await {
         Ok(Some(v)) if v.owner == caller.0 => Ok(v),
         Ok(_) => Err(no_such_video(id)),
         Err(e) => Err(ApiError::internal(format!("cannot read the server database: {e:#}"))),
@@ -147,7 +171,7 @@ pub async fn create(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
         mime: None,
         request: vreq,
     };
-    app.store.insert(&row).map_err(|e| ApiError::internal(format!("cannot record the video: {e:#}")))?;
+    app.store.insert(&row).await.map_err(|e| ApiError::internal(format!("cannot record the video: {e:#}")))?;
     tracing::info!(target: "atelier::server", "{id}: video by {} with {}", caller.0, row.model);
     let a = app.clone();
     app.spawn_video(&row.id, async move { run(&a, &id, place, ereq).await });
@@ -182,7 +206,7 @@ async fn run(app: &App, id: &str, place: Place, req: EditRequest) {
 /// (the runner's first report) for the others.
 async fn run_pipeline(app: &App, id: &str, req: &EditRequest) {
     let in_process = app.rt.model(&req.model).is_ok_and(|p| super::admission::works_in_process(&p));
-    if in_process && let Err(e) = app.store.set_started(id) {
+    if in_process && let Err(e) = app.store.set_started(id).await {
         tracing::warn!(target: "atelier::server", "{id}: cannot record the start: {e:#}");
     }
     let r = tokio::select! {
@@ -192,12 +216,12 @@ async fn run_pipeline(app: &App, id: &str, req: &EditRequest) {
     match r {
         Ok(r) => match r.outputs.first() {
             Some(o) => completed(app, id, o).await,
-            None => failed(app, id, "video_generation_failed", &r.failures.join("; ")),
+            None => failed(app, id, "video_generation_failed", &r.failures.join("; ")).await,
         },
         Err(e) => {
             let Err(e) = poll_stalled(app, id, e).await else { return };
             let ae = ApiError::from_run(&e);
-            failed(app, id, ae.code.unwrap_or("video_generation_failed"), &ae.message)
+            failed(app, id, ae.code.unwrap_or("video_generation_failed"), &ae.message).await
         }
     }
 }
@@ -226,7 +250,7 @@ async fn poll_stalled(app: &App, id: &str, mut err: anyhow::Error) -> anyhow::Re
                 app.runner.db.set_outputs(&j.id, &serde_json::to_value(&files)?)?;
                 match files.first() {
                     Some(f) => completed(app, id, f).await,
-                    None => failed(app, id, "video_generation_failed", "the job finished without a video"),
+                    None => failed(app, id, "video_generation_failed", "the job finished without a video").await,
                 }
                 return Ok(());
             }
@@ -241,12 +265,12 @@ async fn poll_stalled(app: &App, id: &str, mut err: anyhow::Error) -> anyhow::Re
 /// at 95 %. Stops counting as soon as the runner reports for the job (the row then names it).
 async fn estimate_progress(app: &App, id: &str, model: &str) -> std::convert::Infallible {
     let started = Instant::now();
-    let typical = app.store.typical_seconds(model).ok().flatten().map(|s| s.max(1.0));
+    let typical = app.store.typical_seconds(model).await.ok().flatten().map(|s| s.max(1.0));
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Some(typical) = typical else { continue };
         let pct = (started.elapsed().as_secs_f64() / typical * 100.0) as u32;
-        if let Err(e) = app.store.set_estimate(id, pct) {
+        if let Err(e) = app.store.set_estimate(id, pct).await {
             tracing::warn!(target: "atelier::server", "{id}: cannot record progress: {e:#}");
         }
     }
@@ -268,25 +292,25 @@ async fn completed(app: &App, id: &str, o: &OutputFile) {
         Err(e) => {
             let msg = format!("the video was made but could not be stored ({e:#}); the server's operator has it at {}", o.path.display());
             tracing::error!(target: "atelier::server", "{id}: {msg}");
-            return failed(app, id, "storage_error", &msg);
+            return failed(app, id, "storage_error", &msg).await;
         }
     }
     tracing::info!(target: "atelier::server", "{id}: completed ({key})");
-    if let Err(e) = app.store.set_completed(id, &o.job, &o.path, &o.mime, now_s()) {
+    if let Err(e) = app.store.set_completed(id, &o.job, &o.path, &o.mime, now_s()).await {
         tracing::error!(target: "atelier::server", "{id}: cannot record completion: {e:#}");
     }
 }
 
-fn failed(app: &App, id: &str, code: &str, message: &str) {
+async fn failed(app: &App, id: &str, code: &str, message: &str) {
     tracing::warn!(target: "atelier::server", "{id}: failed: {message}");
-    if let Err(e) = app.store.set_failed(id, code, message, now_s()) {
+    if let Err(e) = app.store.set_failed(id, code, message, now_s()).await {
         tracing::error!(target: "atelier::server", "{id}: cannot record the failure: {e:#}");
     }
 }
 
 /// `GET /v1/videos/{id}`.
 pub async fn retrieve(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(with_poll_header(&owned(&app, &caller, &id)?))
+    Ok(with_poll_header(&owned(&app, &caller, &id).await?))
 }
 
 /// Page size when `limit` is not given (OpenAI's default for its cursor-paged lists).
@@ -320,11 +344,11 @@ pub async fn list(
     let db_err = |e: anyhow::Error| ApiError::internal(format!("cannot read the server database: {e:#}"));
     let after = match q.get("after") {
         None => None,
-        Some(id) => Some(app.store.cursor(&caller.0, id).map_err(db_err)?.ok_or_else(|| {
+        Some(id) => Some(app.store.cursor(&caller.0, id).await.map_err(db_err)?.ok_or_else(|| {
             ApiError::field("after", format!("`after` is `{id}`, which is not one of your videos; pass the `last_id` of a page you were given, or omit `after` for the first page"))
         })?),
     };
-    let (rows, has_more) = app.store.page(&caller.0, after, desc, limit).map_err(db_err)?;
+    let (rows, has_more) = app.store.page(&caller.0, after, desc, limit).await.map_err(db_err)?;
     let data: Vec<Value> = rows.iter().map(object).collect();
     Ok(Json(json!({
         "object": "list", "data": data, "first_id": rows.first().map(|r| &r.id), "last_id": rows.last().map(|r| &r.id),
@@ -337,7 +361,7 @@ pub async fn list(
 /// `failed` before it is removed.
 pub async fn delete(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let db_err = |e: anyhow::Error| ApiError::internal(format!("cannot update the server database: {e:#}"));
-    let v = match app.store.delete_finished(&caller.0, &id).map_err(db_err)? {
+    let v = match app.store.delete_finished(&caller.0, &id).await.map_err(db_err)? {
         Deleted::Gone(v) => v,
         Deleted::Missing => return Err(no_such_video(&id)),
         Deleted::Unfinished(v) => {
@@ -347,8 +371,8 @@ pub async fn delete(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
                 cancel::stop(&app, &task, app.dir.join("videos").join(&id), offline, "cancelled: the video was deleted before it finished").await;
             }
             // The task ended (or there was none): whatever it recorded, the video is over now.
-            app.store.set_failed(&id, "video_cancelled", "deleted by its owner before it finished", now_s()).map_err(db_err)?;
-            match app.store.delete_finished(&caller.0, &id).map_err(db_err)? {
+            app.store.set_failed(&id, "video_cancelled", "deleted by its owner before it finished", now_s()).await.map_err(db_err)?;
+            match app.store.delete_finished(&caller.0, &id).await.map_err(db_err)? {
                 Deleted::Gone(v) => v,
                 Deleted::Missing => return Err(no_such_video(&id)),
                 Deleted::Unfinished(v) => return Err(ApiError::internal(format!("video {id} is still {} after being stopped; try the DELETE again", v.status))),
@@ -390,7 +414,7 @@ pub async fn content(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let v = owned(&app, &caller, &id)?;
+    let v = owned(&app, &caller, &id).await?;
     match q.get("variant").map(String::as_str) {
         None | Some("video") => {}
         Some(other) => return Err(ApiError::field("variant", format!("variant `{other}` is not available from atelier; ask for variant=video (or omit it)"))),
@@ -416,12 +440,15 @@ pub async fn content(
 /// Pick up every unfinished video: poll what the provider accepted, finish what is done, run again
 /// what never reached a provider (also what an engine that reaches no host was making), and fail
 /// (without resubmitting) what was cut off mid-submit to a provider.
-pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
-    let rows = app.store.unfinished()?;
+pub async fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
+    let rows = app.store.unfinished().await?;
     if !rows.is_empty() {
         tracing::info!(target: "atelier::server", "resuming {} unfinished video(s)", rows.len());
     }
     for row in rows {
+        if app.video_task(&row.id).is_some() {
+            continue;
+        }
         let a = app.clone();
         let vid = row.id.clone();
         app.spawn_video(&vid, async move {
@@ -438,14 +465,37 @@ pub fn resume_all(app: &Arc<App>) -> anyhow::Result<()> {
             drop(turn);
             if let Err(e) = r {
                 let ae = ApiError::from_run(&e);
-                failed(&a, &id, ae.code.unwrap_or("video_generation_failed"), &ae.message);
+                failed(&a, &id, ae.code.unwrap_or("video_generation_failed"), &ae.message).await;
             }
         });
     }
     Ok(())
 }
 
+/// Shared video records: this front end's claim on the videos it makes is renewed, and the
+/// videos whose front end stopped (its claim ran out) are taken over and finished here, each by
+/// exactly one front end (see [`Store::unfinished`]).
+pub fn start_sweep(app: &Arc<App>) {
+    let Some(every) = app.store.sweep_every() else { return };
+    let weak = Arc::downgrade(app);
+    app.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(app) = weak.upgrade() else { return };
+            if let Err(e) = app.store.renew().await {
+                tracing::warn!(target: "atelier::server", "cannot renew the claim on this front end's videos: {e:#}");
+            }
+            if let Err(e) = resume_all(&app).await {
+                tracing::warn!(target: "atelier::server", "cannot look for videos left by a stopped front end: {e:#}");
+            }
+        }
+    });
+}
+
 async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
+    if app.store.is_shared() {
+        return resume_shared(app, row).await;
+    }
     let db = &app.runner.db;
     let dir = app.dir.join("videos");
     let job = match &row.job {
@@ -460,7 +510,7 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
     };
     let outcome: JobOutcome = match j.state {
         JobState::Pending => {
-            app.store.set_running(&row.id, &j.id, row.progress)?;
+            app.store.set_running(&row.id, &j.id, row.progress).await?;
             let plugin = app.rt.model(&j.plugin)?;
             let token = j.token.clone().ok_or_else(|| anyhow::anyhow!("job {} is pending but has no token", j.id))?;
             app.runner.wait(&plugin, &j.id, &token, Duration::ZERO, Instant::now()).await?
@@ -475,7 +525,7 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
         // Cut off while its plugin ran in this process (it reaches no host, so nothing was sent
         // or billed): made again, as the same job with the request it had.
         JobState::Submitting | JobState::Unknown if app.rt.model(&j.plugin).is_ok_and(|p| app.runner.can_rerun(&p, &j)) => {
-            app.store.set_started(&row.id)?;
+            app.store.set_started(&row.id).await?;
             let plugin = app.rt.model(&j.plugin)?;
             tracing::info!(target: "atelier::server", "{}: made again (job {} was cut off by the stop; its engine works offline)", row.id, j.id);
             app.runner.rerun(&plugin, &j.id).await?
@@ -489,11 +539,11 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
         JobState::Submitting => {
             let msg = "the server stopped while submitting this video, so whether the provider accepted it is unknown; it is not submitted again automatically (that could bill twice). Check the provider's dashboard, then create the video again if needed";
             db.set_final(&j.id, JobState::Unknown, msg)?;
-            failed(app, &row.id, "unknown_outcome", msg);
+            failed(app, &row.id, "unknown_outcome", msg).await;
             return Ok(());
         }
         JobState::Failed | JobState::Cancelled | JobState::Unknown | JobState::Queued => {
-            failed(app, &row.id, "video_generation_failed", j.error.as_deref().unwrap_or("the job failed"));
+            failed(app, &row.id, "video_generation_failed", j.error.as_deref().unwrap_or("the job failed")).await;
             return Ok(());
         }
     };
@@ -501,7 +551,76 @@ async fn resume(app: &App, row: VideoRow) -> anyhow::Result<()> {
     db.set_outputs(&j.id, &serde_json::to_value(&files)?)?;
     match files.first() {
         Some(f) => completed(app, &row.id, f).await,
-        None => failed(app, &row.id, "video_generation_failed", "the job finished without a video"),
+        None => failed(app, &row.id, "video_generation_failed", "the job finished without a video").await,
     }
     Ok(())
+}
+
+/// A video of the shared records whose front end stopped (perhaps another one): its job is in the
+/// shared store, queued for or driven by the workers, so it is only waited for, never sent
+/// again; its end is finished here (outputs written under this front end's state dir).
+async fn resume_shared(app: &App, row: VideoRow) -> anyhow::Result<()> {
+    let store = app.runner.store();
+    let job = match &row.job {
+        Some(j) => store.get(j).await?,
+        None => store.list(&[]).await?.into_iter().find(|j| video_named(j).as_deref() == Some(row.id.as_str())),
+    };
+    let Some(mut j) = job else {
+        // Stopped before its job was queued, so nothing was sent: made again when its first
+        // frame is here (the same front end restarted).
+        if row.request.input.exists() {
+            run_pipeline(app, &row.id, &edit_request(&row.request, true)).await;
+        } else {
+            failed(app, &row.id, "video_generation_failed", "the front end that took this video stopped before queuing it, so nothing was sent; create the video again").await;
+        }
+        return Ok(());
+    };
+    tracing::info!(target: "atelier::server", "{}: finishing it (job {}, {})", row.id, j.id, j.state);
+    let mut pending = false;
+    while !(j.state == JobState::Done || j.state.is_final() || j.state == JobState::Unknown) {
+        if j.state == JobState::Pending && !pending {
+            pending = true;
+            app.store.set_running(&row.id, &j.id, row.progress).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        j = store.get(&j.id).await?.ok_or_else(|| anyhow::anyhow!("job {} is no longer in the job store", j.id))?;
+    }
+    match j.state {
+        JobState::Done => {}
+        JobState::Unknown => {
+            failed(app, &row.id, "unknown_outcome", j.error.as_deref().unwrap_or("whether the provider accepted this video is unknown")).await;
+            return Ok(());
+        }
+        _ => {
+            failed(app, &row.id, "video_generation_failed", j.error.as_deref().unwrap_or("the job failed")).await;
+            return Ok(());
+        }
+    }
+    let mut outcome: JobOutcome = serde_json::from_value(j.outcome.clone().unwrap_or_default())?;
+    app.runner.fetch_published(&mut outcome).await?;
+    // The plan names the outputs under the state dir of the front end that made the video.
+    let here = app.dir.join("videos").join(&row.id);
+    tokio::fs::create_dir_all(&here).await?;
+    let mut plan = j.plan.clone();
+    if let Some(paths) = plan.get_mut("paths").and_then(Value::as_array_mut) {
+        for p in paths {
+            if let Some(name) = p.as_str().and_then(|s| std::path::Path::new(s).file_name()).map(|n| here.join(n)) {
+                *p = Value::String(name.display().to_string());
+            }
+        }
+    }
+    let files = finish_job(&app.rt, &plan, &outcome, true).await?;
+    match files.first() {
+        Some(f) => completed(app, &row.id, f).await,
+        None => failed(app, &row.id, "video_generation_failed", "the job finished without a video").await,
+    }
+    Ok(())
+}
+
+/// The video a job belongs to, whichever front end's state dir its plan names
+/// (`…/server/videos/<video id>/…`).
+fn video_named(rec: &JobRecord) -> Option<String> {
+    let first = PathBuf::from(rec.plan["paths"].get(0)?.as_str()?);
+    let dir = first.parent()?;
+    (dir.parent()?.file_name()? == "videos").then(|| dir.file_name()?.to_str().map(str::to_string))?
 }

@@ -1,0 +1,127 @@
+//! Shared video records: two `atelier serve --no-worker` front ends on their own state dirs and one
+//! `atelier worker` share PostgreSQL (jobs and video records) and a moto bucket (`[storage]`). A
+//! slow Veo video created on front end A is answered for by front end B while it runs; A is then
+//! SIGKILLed, and B, seeing A's claim on the video run out, finishes it (without sending it
+//! again) and serves its content byte for byte as the bucket holds it; B deletes it too.
+//!
+//! Without PostgreSQL or moto the test prints SKIPPED (with CI set it fails).
+
+mod common;
+
+use common::postgres::Postgres;
+use common::s3::Moto;
+use common::{Emu, Env, Serve, VEO};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A worker process, SIGKILLed when the test ends however it ends.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn png64() -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(64, 64, |x, y| image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn front_end(env: &Env, dir: &std::path::Path) -> (Serve, String) {
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--no-worker", "--state-dir"]).arg(dir);
+    let (serve, addr) = Serve::start(cmd);
+    (serve, format!("http://{addr}"))
+}
+
+#[test]
+fn any_front_end_answers_for_a_video_and_finishes_it_when_its_maker_is_killed() {
+    let Some(pg) = Postgres::start() else { return };
+    let Some(moto) = Moto::start() else { return };
+    let url = pg.database("atelier");
+    let emu = Emu::start();
+    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    io.block_on(moto.create_bucket("atelier-results"));
+    let mut env = Env::new(&["veo-3", "filters"]);
+    std::fs::write(env.path("s3.id"), "atelier-test-key\n").unwrap();
+    std::fs::write(env.path("s3.secret"), "atelier-test-secret\n").unwrap();
+    let extra = format!(
+        "#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 2\nmax_backoff_s = 0.5\n[storage]\nurl = \"s3://atelier-results/prod\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"file:{}\"\nsecret_access_key = \"file:{}\"\n---\n#veo-3\npoll_interval_ms = 100",
+        moto.endpoint,
+        env.path("s3.id").display(),
+        env.path("s3.secret").display()
+    );
+    env.config(&emu.config_for(&["veo-3"], &extra));
+    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
+    env.ok(&["models", "--json"]);
+    let mut child = env.cmd().arg("worker").arg("--state-dir").arg(env.path("worker")).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("atelier worker starts");
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[worker] {line}");
+        }
+    });
+    let _worker = Worker(child);
+    let (mut a, base_a) = front_end(&env, &env.path("front-a"));
+    let (_b, base_b) = front_end(&env, &env.path("front-b"));
+    let http = reqwest::Client::new();
+    let png = png64();
+
+    // Made on A: a Veo video the emulator finishes on its 60th poll (about 6 s at 100 ms).
+    let id: String = io.block_on(async {
+        let (ct, form) = common::multipart(&[("input_reference", Some("f.png"), &png), ("prompt", None, b"waves [fault:slow-op:60]"), ("model", None, b"veo-3"), ("seconds", None, b"8")]);
+        let r = http.post(format!("{base_a}/v1/videos")).header("content-type", ct).body(form).send().await.unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(status.is_success(), "video: {status} {body}");
+        body["id"].as_str().unwrap().to_string()
+    });
+    // Pending at the provider: B answers for it while it runs.
+    emu.wait_for_operation_polls(3, 60);
+    let running: serde_json::Value = io.block_on(async { http.get(format!("{base_b}/v1/videos/{id}")).send().await.unwrap().json().await.unwrap() });
+    assert_eq!(running["id"], id.as_str(), "B answers for A's video: {running}");
+    assert!(matches!(running["status"].as_str(), Some("queued" | "in_progress")), "still running: {running}");
+
+    // A dies mid-job; B takes the video over once A's claim runs out, and finishes it.
+    a.kill();
+    let served: Vec<u8> = io.block_on(async {
+        let t = Instant::now();
+        loop {
+            assert!(t.elapsed() < Duration::from_secs(90), "the video did not complete within 90 s of A's death");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let v: serde_json::Value = http.get(format!("{base_b}/v1/videos/{id}")).send().await.unwrap().json().await.unwrap();
+            match v["status"].as_str() {
+                Some("completed") => break,
+                Some("failed") => panic!("the video failed instead of being finished by B: {v}"),
+                _ => {}
+            }
+        }
+        let r = http.get(format!("{base_b}/v1/videos/{id}/content")).send().await.unwrap();
+        assert!(r.status().is_success(), "content from B: {}", r.status());
+        r.bytes().await.unwrap().to_vec()
+    });
+    let keys = io.block_on(moto.keys("atelier-results", &format!("prod/videos/{id}/")));
+    assert_eq!(keys.len(), 1, "one object for the video: {keys:?}");
+    let in_bucket = io.block_on(moto.object("atelier-results", &keys[0])).unwrap();
+    assert!(in_bucket.len() > 1000 && &in_bucket[4..8] == b"ftyp", "an MP4 from the emulator");
+    assert_eq!(served, in_bucket, "B serves the video byte for byte as the bucket holds it");
+    assert_eq!(emu.count("POST", VEO.submit), 1, "the video was sent to the provider once");
+
+    assert!(env.path("front-b").join("server/videos").join(&id).is_dir(), "B finished the video in its own state dir");
+
+    // B deletes it: gone from the records and the bucket.
+    io.block_on(async {
+        let r = http.delete(format!("{base_b}/v1/videos/{id}")).send().await.unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(status.is_success() && body["deleted"] == true, "DELETE via B: {status} {body}");
+        let r = http.get(format!("{base_b}/v1/videos/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "deleted");
+    });
+    assert!(io.block_on(moto.keys("atelier-results", &format!("prod/videos/{id}/"))).is_empty(), "its object is gone from the bucket");
+}
