@@ -1,13 +1,17 @@
 //! Shared video records: two `atelier serve --no-worker` front ends on their own state dirs and one
 //! `atelier worker` share PostgreSQL (jobs and video records) and a moto bucket (`[storage]`). A
-//! slow Veo video created on front end A is answered for by front end B while it runs; A is then
-//! SIGKILLed, and B, seeing A's claim on the video run out, finishes it (without sending it
-//! again) and serves its content byte for byte as the bucket holds it; B deletes it too.
+//! slow Veo video created on front end A is answered for by front end B while it runs, and B
+//! deletes another of A's while A makes it (its job is cancelled). A is then SIGKILLed, and B,
+//! seeing A's claim on the video run out, finishes it (without sending it again), serves its
+//! content byte for byte as the bucket holds it, lists and counts it, and deletes it.
 //!
 //! Without PostgreSQL or moto the test prints SKIPPED (with CI set it fails).
 
 mod common;
 
+use atelier::jobs::JobState;
+use atelier::jobs::store::JobStore;
+use atelier::jobs::store::postgres::PgStore;
 use common::postgres::Postgres;
 use common::s3::Moto;
 use common::{Emu, Env, Serve, VEO};
@@ -72,20 +76,48 @@ fn any_front_end_answers_for_a_video_and_finishes_it_when_its_maker_is_killed() 
     let http = reqwest::Client::new();
     let png = png64();
 
-    // Made on A: a Veo video the emulator finishes on its 60th poll (about 6 s at 100 ms).
-    let id: String = io.block_on(async {
-        let (ct, form) = common::multipart(&[("input_reference", Some("f.png"), &png), ("prompt", None, b"waves [fault:slow-op:60]"), ("model", None, b"veo-3"), ("seconds", None, b"8")]);
-        let r = http.post(format!("{base_a}/v1/videos")).header("content-type", ct).body(form).send().await.unwrap();
-        let status = r.status();
-        let body: serde_json::Value = r.json().await.unwrap();
-        assert!(status.is_success(), "video: {status} {body}");
-        body["id"].as_str().unwrap().to_string()
-    });
+    // Made on A: a Veo video the emulator finishes on its 60th poll (about 6 s at 100 ms), and
+    // one it would take minutes over.
+    let create = |prompt: &'static [u8]| {
+        let (http, png, base_a) = (&http, &png, &base_a);
+        async move {
+            let (ct, form) = common::multipart(&[("input_reference", Some("f.png"), png), ("prompt", None, prompt), ("model", None, b"veo-3"), ("seconds", None, b"8")]);
+            let r = http.post(format!("{base_a}/v1/videos")).header("content-type", ct).body(form).send().await.unwrap();
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert!(status.is_success(), "video: {status} {body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let id = io.block_on(create(b"waves [fault:slow-op:60]"));
+    let long = io.block_on(create(b"tides [fault:slow-op:5000]"));
     // Pending at the provider: B answers for it while it runs.
     emu.wait_for_operation_polls(3, 60);
     let running: serde_json::Value = io.block_on(async { http.get(format!("{base_b}/v1/videos/{id}")).send().await.unwrap().json().await.unwrap() });
     assert_eq!(running["id"], id.as_str(), "B answers for A's video: {running}");
     assert!(matches!(running["status"].as_str(), Some("queued" | "in_progress")), "still running: {running}");
+
+    // B deletes A's long video while A makes it: gone at once, and its job is cancelled.
+    io.block_on(async {
+        let r = http.delete(format!("{base_b}/v1/videos/{long}")).send().await.unwrap();
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(status.is_success() && body["deleted"] == true, "DELETE via B of a running video: {status} {body}");
+        assert_eq!(http.get(format!("{base_a}/v1/videos/{long}")).send().await.unwrap().status(), 404, "deleted for A too");
+    });
+    let jobs = io.block_on(PgStore::connect(&url)).unwrap();
+    let long_job = {
+        let t = Instant::now();
+        loop {
+            let all = io.block_on(jobs.list(&[])).unwrap();
+            let j = all.into_iter().find(|j| j.plan["paths"][0].as_str().is_some_and(|p| p.contains(&long))).expect("the long video's job");
+            if j.state == JobState::Cancelled {
+                break j;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "the deleted video's job was not cancelled within 30 s: {j:?} {}", pg.psql("atelier", "SELECT id, state, cancel_requested, lease_owner FROM jobs"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
 
     // A dies mid-job; B takes the video over once A's claim runs out, and finishes it.
     a.kill();
@@ -110,7 +142,22 @@ fn any_front_end_answers_for_a_video_and_finishes_it_when_its_maker_is_killed() 
     let in_bucket = io.block_on(moto.object("atelier-results", &keys[0])).unwrap();
     assert!(in_bucket.len() > 1000 && &in_bucket[4..8] == b"ftyp", "an MP4 from the emulator");
     assert_eq!(served, in_bucket, "B serves the video byte for byte as the bucket holds it");
-    assert_eq!(emu.count("POST", VEO.submit), 1, "the video was sent to the provider once");
+    assert_eq!(emu.count("POST", VEO.submit), 2, "each video was sent to the provider once");
+    let all = io.block_on(jobs.list(&[])).unwrap();
+    let done: Vec<_> = all.iter().filter(|j| j.id != long_job.id).collect();
+    assert_eq!(done.len(), 1, "one job per video: {all:?}");
+    assert_eq!((done[0].state, done[0].submits), (JobState::Done, 1), "{:?}", done[0].error);
+
+    // B lists it (A's video, the caller's), and counts it.
+    io.block_on(async {
+        let page: serde_json::Value = http.get(format!("{base_b}/v1/videos?limit=1")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(page["data"][0]["id"], id.as_str(), "B lists A's video: {page}");
+        assert_eq!(page["has_more"], false, "the deleted one is not listed: {page}");
+        let after: serde_json::Value = http.get(format!("{base_b}/v1/videos?after={long}&order=asc")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(after["data"].as_array().map(Vec::len), Some(0), "a deleted video stays a cursor: {after}");
+        let metrics = http.get(format!("{base_b}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("atelier_videos{status=\"completed\"} 1"), "{metrics}");
+    });
 
     assert!(env.path("front-b").join("server/videos").join(&id).is_dir(), "B finished the video in its own state dir");
 

@@ -369,6 +369,12 @@ pub async fn delete(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
             if let Some(task) = app.video_task(&id) {
                 let offline = app.rt.model(&v.model).is_ok_and(|p| super::admission::works_in_process(&p));
                 cancel::stop(&app, &task, app.dir.join("videos").join(&id), offline, "cancelled: the video was deleted before it finished").await;
+            } else if app.store.is_shared()
+                && let Some(job) = &v.job
+            {
+                // Another front end is making it: the worker holding its job cancels it (at the
+                // provider too), as for a delete on the front end that made it.
+                app.runner.store().request_cancel(job).await.map_err(db_err)?;
             }
             // The task ended (or there was none): whatever it recorded, the video is over now.
             app.store.set_failed(&id, "video_cancelled", "deleted by its owner before it finished", now_s()).await.map_err(db_err)?;
