@@ -3,7 +3,8 @@
 //! slow Veo video created on front end A is answered for by front end B while it runs, and B
 //! deletes another of A's while A makes it (its job is cancelled). A is then SIGKILLed, and B,
 //! seeing A's claim on the video run out, finishes it (without sending it again), serves its
-//! content byte for byte as the bucket holds it, lists and counts it, and deletes it.
+//! content byte for byte as the bucket holds it, lists and counts it, and deletes it; a third
+//! video, whose job fails after A's death, ends failed.
 //!
 //! Without PostgreSQL or moto the test prints SKIPPED (with CI set it fails).
 
@@ -91,6 +92,7 @@ fn any_front_end_answers_for_a_video_and_finishes_it_when_its_maker_is_killed() 
     };
     let id = io.block_on(create(b"waves [fault:slow-op:60]"));
     let long = io.block_on(create(b"tides [fault:slow-op:5000]"));
+    let failing = io.block_on(create(b"storm [fault:slow-op:60] [fault:op-error]"));
     // Pending at the provider: B answers for it while it runs.
     emu.wait_for_operation_polls(3, 60);
     let running: serde_json::Value = io.block_on(async { http.get(format!("{base_b}/v1/videos/{id}")).send().await.unwrap().json().await.unwrap() });
@@ -142,21 +144,39 @@ fn any_front_end_answers_for_a_video_and_finishes_it_when_its_maker_is_killed() 
     let in_bucket = io.block_on(moto.object("atelier-results", &keys[0])).unwrap();
     assert!(in_bucket.len() > 1000 && &in_bucket[4..8] == b"ftyp", "an MP4 from the emulator");
     assert_eq!(served, in_bucket, "B serves the video byte for byte as the bucket holds it");
-    assert_eq!(emu.count("POST", VEO.submit), 2, "each video was sent to the provider once");
+    // The one whose job failed after A died gets that state from B.
+    let ended: serde_json::Value = io.block_on(async {
+        let t = Instant::now();
+        loop {
+            let v: serde_json::Value = http.get(format!("{base_b}/v1/videos/{failing}")).send().await.unwrap().json().await.unwrap();
+            if !matches!(v["status"].as_str(), Some("queued" | "in_progress")) {
+                break v;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "the failing video did not end within 60 s: {v}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert_eq!((ended["status"].as_str(), ended["error"]["code"].as_str()), (Some("failed"), Some("video_generation_failed")), "{ended}");
+    assert_eq!(emu.count("POST", VEO.submit), 3, "each video was sent to the provider once");
     let all = io.block_on(jobs.list(&[])).unwrap();
-    let done: Vec<_> = all.iter().filter(|j| j.id != long_job.id).collect();
-    assert_eq!(done.len(), 1, "one job per video: {all:?}");
-    assert_eq!((done[0].state, done[0].submits), (JobState::Done, 1), "{:?}", done[0].error);
+    assert_eq!(all.len(), 3, "one job per video: {all:?}");
+    for j in all.iter().filter(|j| j.id != long_job.id) {
+        let made = j.plan["paths"][0].as_str().is_some_and(|p| p.contains(&id));
+        assert_eq!((j.state, j.submits), (if made { JobState::Done } else { JobState::Failed }, 1), "{:?}", j.error);
+    }
 
     // B lists it (A's video, the caller's), and counts it.
     io.block_on(async {
         let page: serde_json::Value = http.get(format!("{base_b}/v1/videos?limit=1")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(page["data"][0]["id"], id.as_str(), "B lists A's video: {page}");
+        assert_eq!(page["data"][0]["id"], failing.as_str(), "B lists A's videos, newest first: {page}");
+        let page: serde_json::Value = http.get(format!("{base_b}/v1/videos?after={failing}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(page["data"][0]["id"], id.as_str(), "B pages on through A's videos: {page}");
         assert_eq!(page["has_more"], false, "the deleted one is not listed: {page}");
         let after: serde_json::Value = http.get(format!("{base_b}/v1/videos?after={long}&order=asc")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(after["data"].as_array().map(Vec::len), Some(0), "a deleted video stays a cursor: {after}");
+        let ids: Vec<_> = after["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [failing.as_str()], "a deleted video stays a cursor: {after}");
         let metrics = http.get(format!("{base_b}/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("atelier_videos{status=\"completed\"} 1"), "{metrics}");
+        assert!(metrics.contains("atelier_videos{status=\"completed\"} 1") && metrics.contains("atelier_videos{status=\"failed\"} 1"), "{metrics}");
     });
 
     assert!(env.path("front-b").join("server/videos").join(&id).is_dir(), "B finished the video in its own state dir");

@@ -3,7 +3,8 @@
 //! Routes: `POST /v1/images/edits`, `POST /v1/images/generations`, `POST /v1/videos`,
 //! `GET /v1/videos[/{id}[/content]]`, `DELETE /v1/videos/{id}`, `GET /v1/models[/{id}]` (bearer tokens from `[server]
 //! tokens`), plus `/healthz` and `/metrics`. Videos run in background tasks on the shared job
-//! runner; they are recorded in `<state dir>/server.sqlite` and resumed when the server starts.
+//! runner; they are recorded in `<state dir>/server.sqlite` (or, with a shared job store, in its
+//! PostgreSQL database, for every front end) and resumed when the server starts.
 
 pub(crate) mod admission;
 pub mod auth;

@@ -1,6 +1,8 @@
 //! `POST /v1/videos`, `GET /v1/videos[/{id}[/content]]`, `DELETE /v1/videos/{id}`: image-to-video jobs in the background on
 //! the shared runner, owned by their caller, persisted in `server.sqlite` + the jobs database, and
 //! resumed (by polling, never by submitting again) when a server starts on the same state dir.
+//! With a shared job store (`[jobs] database`) the records are in its database: every front end
+//! answers for every video, and finishes those whose front end stopped ([`start_sweep`]).
 
 use super::auth::Caller;
 use super::errors::{ApiError, ApiResult};
