@@ -15,42 +15,13 @@ use atelier::jobs::store::{JobStore, NewJob};
 use atelier::jobs::JobState;
 use common::postgres::Postgres;
 use common::{Emu, Env, FLUX, Serve, VEO};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use common::worker::Worker;
 use std::time::{Duration, Instant};
 
 const IDS: [&str; 2] = ["flux-kontext", "veo-3"];
 
-/// A worker process, SIGKILLed when the test ends however it ends.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Worker {
-    fn start(env: &Env, name: &str) -> Worker {
-        let mut child = env.cmd().args(["worker", "--metrics", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("atelier worker starts");
-        let stderr = child.stderr.take().unwrap();
-        let name = name.to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{name}] {line}");
-            }
-        });
-        Worker(child)
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-    fn kill(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
+/// Each worker serves its metrics on a free port.
+const METRICS: [&str; 2] = ["--metrics", "127.0.0.1:0"];
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -119,7 +90,7 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
     let owner = |id: &str| pg.psql("atelier", &format!("SELECT COALESCE(lease_owner, '') FROM jobs WHERE id = '{id}'"));
 
-    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::start(&env, &format!("worker{i}"))).collect();
+    let mut workers: Vec<Worker> = (0..3).map(|i| Worker::start(&env, &format!("worker{i}"), METRICS)).collect();
 
     // 1. A submit that hangs at the provider; its worker is killed in the middle of it.
     queue("j-hung", "veo-3", "dusk [fault:hang]");
@@ -127,7 +98,7 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     let pid = pid_of(&owner("j-hung")).expect("the submitting job has a lease owner");
     let victim = workers.iter().position(|w| w.pid() == pid).expect("the owner is one of ours");
     workers[victim].kill();
-    workers[victim] = Worker::start(&env, "worker3");
+    workers[victim] = Worker::start(&env, "worker3", METRICS);
 
     // 2. Two front ends (`serve --no-worker`, each with its own state dir) take 100 image edits
     //    (answered when done) and 100 videos (polled by id), half each: all finish, each
@@ -287,7 +258,7 @@ fn a_cancel_reaches_the_worker_holding_the_job() {
     queue("c-queued");
     let out = env.ok(&["jobs", "cancel", "c-queued"]);
     assert!(out.contains("nothing was sent"), "{out}");
-    let _worker = Worker::start(&env, "worker");
+    let _worker = Worker::start(&env, "worker", METRICS);
     queue("c-pending");
     let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
     wait_until("the job is polled", Duration::from_secs(60), || get("c-pending").polls >= 2);
@@ -330,14 +301,14 @@ fn a_stopped_worker_hands_its_pending_jobs_over_at_once() {
     let new = NewJob { id: "h-1", plugin: "veo-3", model: "veo-3", plan: &plan, contract: veo.contract(), component_digest: veo.component_digest(), queued_request: Some(&req), lease: None };
     io.block_on(store.create(&new)).unwrap();
     let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
-    let first = Worker::start(&env, "first");
+    let first = Worker::start(&env, "first", METRICS);
     wait_until("the job is polled", Duration::from_secs(60), || get("h-1").polls >= 2);
     let st = std::process::Command::new("kill").args(["-TERM", &first.pid().to_string()]).status().unwrap();
     assert!(st.success());
     let mut first = first;
-    first.0.wait().unwrap();
+    first.wait();
     let polls = get("h-1").polls;
-    let _second = Worker::start(&env, "second");
+    let _second = Worker::start(&env, "second", METRICS);
     let t = Instant::now();
     wait_until("the second worker polls on", Duration::from_secs(30), || get("h-1").polls > polls);
     assert!(t.elapsed() < Duration::from_secs(30), "taken well before the 60 s lease ran out");

@@ -16,29 +16,11 @@ use atelier::jobs::store::postgres::PgStore;
 use base64::Engine as _;
 use common::postgres::Postgres;
 use common::s3::Moto;
-use common::{Emu, Env, Serve};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use common::{Emu, Env, Serve, png64};
+use common::worker::Worker;
 use std::time::{Duration, Instant};
 
 const IDS: [&str; 2] = ["flux-kontext", "veo-3"];
-
-/// A worker process, SIGKILLed when the test ends however it ends.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn png64() -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(64, 64, |x, y| image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
 
 /// PostgreSQL, a moto bucket `atelier-results`, the emulator, one worker and one `serve
 /// --no-worker` front end on their own state dirs.
@@ -80,14 +62,7 @@ impl Cluster {
         }
         env.ok(&["models", "--json"]);
         let (fe_dir, worker_dir) = (env.path("front-end"), env.path("worker"));
-        let mut child = env.cmd().arg("worker").arg("--state-dir").arg(&worker_dir).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("atelier worker starts");
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[worker] {line}");
-            }
-        });
-        let worker = Worker(child);
+        let worker = Worker::start(&env, "worker", [std::ffi::OsStr::new("--state-dir"), worker_dir.as_os_str()]);
         let mut cmd = env.cmd();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--no-worker", "--state-dir"]).arg(&fe_dir);
         let (serve, addr) = Serve::start(cmd);

@@ -15,27 +15,9 @@ use atelier::jobs::store::JobStore;
 use atelier::jobs::store::postgres::PgStore;
 use common::postgres::Postgres;
 use common::s3::Moto;
-use common::{Emu, Env, Serve, VEO};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use common::{Emu, Env, Serve, VEO, png64};
+use common::worker::Worker;
 use std::time::{Duration, Instant};
-
-/// A worker process, SIGKILLed when the test ends however it ends.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn png64() -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(64, 64, |x, y| image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
 
 fn front_end(env: &Env, dir: &std::path::Path) -> (Serve, String) {
     let mut cmd = env.cmd();
@@ -64,14 +46,7 @@ fn any_front_end_answers_for_a_video_and_finishes_it_when_its_maker_is_killed() 
     env.config(&emu.config_for(&["veo-3"], &extra));
     env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
     env.ok(&["models", "--json"]);
-    let mut child = env.cmd().arg("worker").arg("--state-dir").arg(env.path("worker")).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("atelier worker starts");
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[worker] {line}");
-        }
-    });
-    let _worker = Worker(child);
+    let _worker = Worker::start(&env, "worker", [std::ffi::OsStr::new("--state-dir"), env.path("worker").as_os_str()]);
     let (mut a, base_a) = front_end(&env, &env.path("front-a"));
     let (_b, base_b) = front_end(&env, &env.path("front-b"));
     let http = reqwest::Client::new();

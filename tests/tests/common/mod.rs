@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod s3;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -280,4 +281,12 @@ pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A 64×64 PNG with a gradient (distinct pixels, so a changed byte shows).
+pub fn png64() -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(64, 64, |x, y| image::Rgba([(x * 4) as u8, (y * 4) as u8, 200, 255]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
 }
