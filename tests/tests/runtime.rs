@@ -189,7 +189,10 @@ async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
     assert_eq!(std::fs::read(&cwasm).unwrap(), art);
 
     // Tampered artifact, digest untouched, modification time set back: not deserialized (the
-    // change time still moved); recompiled and rewritten.
+    // change time still moved); recompiled and rewritten. The runtime that mapped the artifact goes
+    // first: rewriting a mapped file in place would kill this process with SIGBUS (the host itself
+    // only ever replaces cache files by rename).
+    drop(rt);
     let mut bad = art.clone();
     let mid = bad.len() / 2;
     bad[mid..mid + 64].fill(0xCC);
@@ -203,6 +206,7 @@ async fn compile_cache_is_reused_and_a_tampered_artifact_is_recompiled() {
     let rewritten = std::fs::read(&cwasm).unwrap();
     assert_eq!(std::fs::read_to_string(&digest).unwrap().trim(), blake3::hash(&rewritten).to_hex().to_string());
     assert!(rewritten != bad);
+    drop(rt);
 
     // Garbage with a matching digest: deserialization fails cleanly and the host recompiles.
     let garbage = vec![0x5Au8; 4096];

@@ -171,10 +171,10 @@ impl WasmEngine {
             let _ = std::fs::set_permissions(&self.cache_dir, std::fs::Permissions::from_mode(0o700));
         }
         let artifact = self.cache_dir.join(format!("{key}.cwasm"));
-        let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = temp_path_for(&artifact);
         std::fs::write(&tmp, art)?;
         std::fs::rename(&tmp, &artifact)?;
-        std::fs::write(self.cache_dir.join(format!("{key}.blake3")), blake3::hash(art).to_hex().as_str())?;
+        write_small(&self.cache_dir.join(format!("{key}.blake3")), blake3::hash(art).to_hex().as_str())?;
         write_small(&self.cache_dir.join(format!("{key}.stamp")), &FileStamp::of(&artifact)?.text())?;
         Ok(())
     }
@@ -243,9 +243,19 @@ fn write_small(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = temp_path_for(path);
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+/// A temporary name beside `path` that no other write in any process uses. Cache files are only
+/// ever replaced by rename: an artifact may be memory-mapped by a live engine, and truncating a
+/// mapped file (two writers sharing one temporary name did) kills the process with SIGBUS.
+fn temp_path_for(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp{}-{n}", std::process::id()))
 }
 
 /// A core module or random bytes get a message that says what to do instead.
