@@ -10,7 +10,7 @@ mod common;
 use common::{Part, multipart};
 
 use atelier::server::{self, Running, ServeOptions};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -591,6 +591,46 @@ fn the_images_endpoints_answer_pictures_and_never_read_the_servers_own_files() {
         // Control: the same model without it is served.
         let (s, _, v) = post_form(&b, "/v1/images/edits", &[("model", None, b"classic"), ("prompt", None, b"warm"), ("image", Some("a.png"), &photo)]).await;
         assert_eq!(s, 200, "{v}");
+        srv.stop().await;
+    });
+}
+
+#[test]
+fn the_studio_recipe_endpoint_tells_nothing_of_the_servers_own_files() {
+    tokio_rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let srv = start_with(&["classic", "filters", "exfil"], &config(dir.path(), ""), &dir.path().join("state")).await;
+        let b = base(&srv);
+        let c = reqwest::Client::new();
+        let recipe = |stage: Value| {
+            let c = c.clone();
+            let url = format!("{b}/v1/atelier/recipe");
+            async move {
+                let r = c.post(url).bearer_auth(ALICE).json(&json!({"name": "probe", "stages": [stage]})).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        // A picture that exists on the server and a path that does not get the same refusal: the
+        // answer must not tell them apart (validating the path would).
+        let there = dir.path().join("someone-elses.png");
+        std::fs::write(&there, png(16, 16)).unwrap();
+        let absent = dir.path().join("nothing-here.png");
+        let mut answers = vec![];
+        for path in [&there, &absent] {
+            let step = format!("watermark:image={}", path.display());
+            let (s, v) = recipe(json!({"name": "s1", "engine": "classic", "prompt": "warm", "post": [step]})).await;
+            let m = expect_error(s, &v, 400);
+            assert!(m.contains("reads no file of its own disk") && v["error"]["param"] == "stages[0].post", "{v}");
+            let (s, v) = recipe(json!({"name": "s1", "engine": "exfil", "prompt": "config color", "params": {"reference": path.display().to_string()}})).await;
+            let m2 = expect_error(s, &v, 400);
+            assert!(m2.contains("does not read from its own disk") && v["error"]["param"] == "stages[0].params.reference", "{v}");
+            answers.push((m.replace(&path.display().to_string(), "PATH"), m2));
+        }
+        assert_eq!(answers[0], answers[1], "an existing and a missing file must be answered alike");
+        // Control: the same stage without a file makes a recipe.
+        let (s, v) = recipe(json!({"name": "s1", "engine": "classic", "prompt": "warm", "post": ["grayscale"]})).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v["toml"].as_str().unwrap().contains("post = [\"grayscale\"]"), "{v}");
         srv.stop().await;
     });
 }

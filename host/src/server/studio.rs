@@ -431,6 +431,7 @@ async fn recipe(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
     if b.stages.is_empty() {
         return Err(ApiError::field("stages", "the path has no stages yet; run at least one stage before saving it as a recipe"));
     }
+    refuse_server_files(&app, &b.stages).await?;
     let name = slug(&b.name, "studio");
     let mut text = format!("# Made in atelier's studio by {} on {}.\n# Run: atelier run {name}.toml PHOTO -o runs/{name}\n", caller.0, now_text());
     text.push_str(&format!("name = {}\n", toml_str(&name)));
@@ -530,6 +531,31 @@ async fn recipe(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
         })
         .collect();
     Ok(Json(json!({"file_name": format!("{name}.toml"), "toml": text, "files": files})))
+}
+
+/// A recipe from the studio names no file on the server's disk: pictures come as `data:` URLs.
+/// A filter step or model parameter that takes an image would be a server path, and validating it
+/// would tell the caller whether that file exists and is a picture — so it is refused before
+/// anything looks at it, as `/v1/atelier/filter` and the images endpoints do.
+async fn refuse_server_files(app: &Arc<App>, stages: &[StudioStage]) -> ApiResult<()> {
+    let catalog = crate::pipeline::Catalog::load(&app.rt).await.map_err(|e| ApiError::internal(format!("cannot load the filter plugins: {e:#}")))?;
+    for (i, s) in stages.iter().enumerate() {
+        for (field, steps) in [("pre", &s.pre), ("post", &s.post)] {
+            catalog.parse_all_remote(steps).map_err(|e| ApiError::field(&format!("stages[{i}].{field}"), format!("{e:#}")))?;
+        }
+        // An unknown engine is the validator's to report (it names no file).
+        let Ok(c) = app.models.get(app, &s.engine).await else { continue };
+        for (k, v) in &s.params {
+            if !v.trim().is_empty() && c.info.params.iter().any(|p| p.name == *k && p.kind() == types::ParamKind::Media) {
+                return Err(ApiError::field(
+                    &format!("stages[{i}].params.{k}"),
+                    format!("`{k}` takes an image, which the server does not read from its own disk; give the picture as a reference (`@input`, `@STAGE` or a data: URL), or set `{k}` in the saved recipe and run it with the CLI"),
+                )
+                .with_code("unsupported_parameter"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The time now as an HTTP date (`Fri, 04 Dec 2026 19:00:00 GMT`), for the recipe's header comment.
