@@ -231,8 +231,9 @@ async fn the_store_contract_holds_on_postgres() {
     // Migrations are versioned and applied once: a second connection finds nothing to do.
     let url = pg.url("t0");
     let again = PgStore::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
-    assert_eq!(pg.psql("t0", "SELECT count(*) FROM schema_version"), "1");
+    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(pg.psql("t0", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version"), "1,2");
+    assert_eq!(pg.psql("t0", "SELECT count(*) FROM videos"), "0", "migration 2 made the server's video records");
 }
 
 #[tokio::test]

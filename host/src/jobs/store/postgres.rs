@@ -28,6 +28,21 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX jobs_claimable ON jobs (created_ms, id) WHERE state IN ('queued', 'pending', 'submitting');
      CREATE INDEX jobs_lease_owner ON jobs (lease_owner) WHERE lease_owner IS NOT NULL;
      CREATE TABLE workers (id TEXT PRIMARY KEY, started_ms BIGINT NOT NULL, heartbeat_ms BIGINT NOT NULL);",
+    // 2: the server's video records (`crate::server::store`), shared by every front end: any of
+    // them answers for any video, and one whose handler's claim ran out is finished by another.
+    // `IF NOT EXISTS`: builds before this step made the same tables outside the numbered schema.
+    "CREATE SEQUENCE IF NOT EXISTS videos_seq;
+     CREATE TABLE IF NOT EXISTS videos (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT NOT NULL, prompt TEXT NOT NULL,
+        seconds TEXT, size TEXT, created_at BIGINT NOT NULL, completed_at BIGINT,
+        status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0, error TEXT, job TEXT,
+        output TEXT, mime TEXT, request TEXT NOT NULL, seq BIGINT NOT NULL DEFAULT nextval('videos_seq'),
+        handler TEXT, handler_until_ms BIGINT);
+     CREATE INDEX IF NOT EXISTS videos_status ON videos (status);
+     CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_order ON videos (owner, created_at, seq);
+     CREATE TABLE IF NOT EXISTS deleted_videos (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at BIGINT NOT NULL, seq BIGINT NOT NULL,
+        deleted_at BIGINT NOT NULL);",
 ];
 
 const COLS: &str = "id, plugin, model, state, token, plan, error, outcome, submits, polls, created_ms, updated_ms, outputs, contract, component_digest";
@@ -99,29 +114,8 @@ impl PgStore {
 pub(crate) async fn client(url: &str) -> Result<Client> {
     let mut client = connect(url, None).await?;
     migrate(&mut client).await.with_context(|| format!("the jobs database {}: cannot apply the schema", super::redact(url)))?;
-    let tx = client.transaction().await?;
-    // Outside the jobs' versioned schema (workers never read it); created once, under the same
-    // lock, by the first front end.
-    tx.batch_execute(VIDEOS_SCHEMA).await.with_context(|| format!("the jobs database {}: cannot create the videos table", super::redact(url)))?;
-    tx.commit().await?;
     Ok(client)
 }
-
-/// The server's video records (`crate::server::store`), shared by every front end: any of them
-/// answers for any video, and one whose handler's lease ran out is finished by another.
-const VIDEOS_SCHEMA: &str = "SELECT pg_advisory_xact_lock(7406143532);
-     CREATE SEQUENCE IF NOT EXISTS videos_seq;
-     CREATE TABLE IF NOT EXISTS videos (
-        id TEXT PRIMARY KEY, owner TEXT NOT NULL, model TEXT NOT NULL, prompt TEXT NOT NULL,
-        seconds TEXT, size TEXT, created_at BIGINT NOT NULL, completed_at BIGINT,
-        status TEXT NOT NULL, progress INTEGER NOT NULL DEFAULT 0, error TEXT, job TEXT,
-        output TEXT, mime TEXT, request TEXT NOT NULL, seq BIGINT NOT NULL DEFAULT nextval('videos_seq'),
-        handler TEXT, handler_until_ms BIGINT);
-     CREATE INDEX IF NOT EXISTS videos_status ON videos (status);
-     CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_order ON videos (owner, created_at, seq);
-     CREATE TABLE IF NOT EXISTS deleted_videos (
-        id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at BIGINT NOT NULL, seq BIGINT NOT NULL,
-        deleted_at BIGINT NOT NULL);";
 
 async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
