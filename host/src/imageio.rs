@@ -502,6 +502,12 @@ pub fn read_shrinking(path: &Path, limits: DecodeLimits, max_bytes: u64, shrink_
     Ok(Decoded { image: to_image(img), bytes, info })
 }
 
+/// Decode a picture file's bytes, already read ([`read_file`]); `name` is how errors call it. Blocking.
+pub fn decode_file_bytes(bytes: Vec<u8>, limits: DecodeLimits, name: &str) -> Result<Decoded> {
+    let (img, info) = decode_shrinking(&bytes, limits, name, |_, _| None)?;
+    Ok(Decoded { image: to_image(img), bytes, info })
+}
+
 /// Which limit a `w`×`h` picture breaks, if any: how (to follow "is") and the `[limits]` key that
 /// governs it. In `u64`, `w × h` of two `u32`s cannot overflow.
 fn over_limit(w: u32, h: u32, limits: DecodeLimits) -> Option<(String, &'static str)> {

@@ -2,7 +2,8 @@
 //! on decode and recorded in provenance, every file checked before it is read (sparse giants,
 //! `/dev/zero`), truncated files reported; outputs published without clobbering (racing writers,
 //! 20 concurrent edits into one folder, sidecars per output name, `jobs resume` to a free name);
-//! `-n 0`, `-o` without an extension, a zero cost, a closed stdout.
+//! `-n 0`, `-o` without an extension, a zero cost, a closed stdout; and pixels a caller (the
+//! server) already decoded are taken by the pipeline, not decoded again.
 
 mod common;
 
@@ -448,4 +449,37 @@ fn jobs_resume_delivers_to_a_free_name_when_the_original_is_taken() {
     assert_eq!(&std::fs::read(path).unwrap()[4..8], b"ftyp");
     assert!(env.path("clip-2.mp4.json").exists());
     assert_eq!(emu.count("POST", ":predictLongRunning"), 1, "exactly one submit");
+}
+
+/// The server decodes an upload to refuse it by its field name; the pipeline then takes those
+/// pixels rather than decoding the file a second time (here the file and the pixels differ, so the
+/// output shows which was used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pictures_the_caller_already_decoded_are_not_decoded_again() {
+    use atelier::pipeline::edit::DecodedInputs;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["classic"]), "", atelier_tests::cache_dir());
+    let db = std::sync::Arc::new(atelier::jobs::JobDb::open(&dir.path().join("state")).unwrap());
+    let (_cancel, rx) = tokio::sync::watch::channel(false);
+    let runner = atelier::jobs::Runner::new(db, rx);
+    let file = dir.path().join("in.png");
+    std::fs::write(&file, atelier_tests::tiny_png()).unwrap();
+    let mut other = Cursor::new(Vec::new());
+    image::RgbaImage::from_pixel(20, 10, image::Rgba([10, 20, 200, 255])).write_to(&mut other, image::ImageFormat::Png).unwrap();
+    let limits = atelier::imageio::DecodeLimits { max_pixels: 1 << 20, max_dimension: 4096 };
+    let decoded = atelier::imageio::decode_file_bytes(other.into_inner(), limits, "upload").unwrap();
+    let edit = |decoded_inputs: DecodedInputs, out: &str| atelier::pipeline::EditRequest {
+        inputs: vec![file.clone()],
+        prompt: "warm".into(),
+        model: "classic".into(),
+        n: 1,
+        out_dir: dir.path().join(out),
+        decoded_inputs,
+        ..Default::default()
+    };
+    let size = |r: &atelier::pipeline::EditResult| image::image_dimensions(&r.outputs[0].path).unwrap();
+    let given = atelier::pipeline::edit(&rt, &runner, &edit(DecodedInputs::new(vec![decoded]), "given")).await.unwrap();
+    assert_eq!(size(&given), (20, 10), "the pipeline used the pixels it was handed");
+    let read = atelier::pipeline::edit(&rt, &runner, &edit(DecodedInputs::default(), "read")).await.unwrap();
+    assert_eq!(size(&read), (8, 8), "without them it reads the file");
 }

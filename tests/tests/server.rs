@@ -229,6 +229,13 @@ fn auth_generation_refusal_and_bad_input_name_the_field() {
         assert!(expect_error(s, &v, 400, Some("image")).contains("PNG, JPEG, WebP or GIF"));
         let (s, v) = post_form(&b, Some(ALICE), "/v1/images/edits", &[("prompt", None, b"x"), ("model", None, b"classic")]).await;
         assert!(expect_error(s, &v, 400, Some("image")).contains("`image` is required"));
+        // A readable header over broken pixel data: refused by its field when decoded (once, at the
+        // request's turn; the pipeline takes those pixels).
+        let mut broken = input.clone();
+        let idat = broken.windows(4).position(|w| w == b"IDAT").unwrap() + 4;
+        broken[idat..idat + 24].fill(0xA5);
+        let (s, v) = post_form(&b, Some(ALICE), "/v1/images/edits", &[("image", Some("a.png"), &broken), ("prompt", None, b"x"), ("model", None, b"classic")]).await;
+        assert!(expect_error(s, &v, 400, Some("image")).contains("`image`"), "{v}");
         let mut extra = good.clone();
         extra.push(("levles", None, b"3"));
         let (s, v) = post_form(&b, Some(ALICE), "/v1/images/edits", &extra).await;

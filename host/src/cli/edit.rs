@@ -140,6 +140,7 @@ pub async fn edit(cli: &Cli, a: &EditArgs) -> Result<ExitCode> {
         force: c.force,
         video: false,
         only: vec![],
+        decoded_inputs: Default::default(),
     };
     run_stage(cli, &c.state, req, c.json).await
 }
@@ -167,6 +168,7 @@ pub async fn animate(cli: &Cli, a: &AnimateArgs) -> Result<ExitCode> {
         force: c.force,
         video: true,
         only: vec![],
+        decoded_inputs: Default::default(),
     };
     run_stage(cli, &c.state, req, c.json).await
 }

@@ -54,6 +54,33 @@ pub struct EditRequest {
     /// Produce only these outputs (1-based, with the seeds and names they have in the whole batch
     /// of `n`), e.g. the ones an interrupted batch never sent; empty: all of them.
     pub only: Vec<u32>,
+    /// `inputs` already read and decoded by the caller; empty: the pipeline reads them.
+    pub decoded_inputs: DecodedInputs,
+}
+
+/// Pictures a caller has already read and decoded from [`EditRequest::inputs`] (the server does,
+/// to refuse a bad upload by its field name before the model's turn), handed to the pipeline once
+/// so it does not decode them again.
+#[derive(Clone, Default)]
+pub struct DecodedInputs(std::sync::Arc<std::sync::Mutex<Option<Vec<imageio::Decoded>>>>);
+
+impl DecodedInputs {
+    /// Hand over `decoded`, in the order of `inputs`.
+    pub fn new(decoded: Vec<imageio::Decoded>) -> DecodedInputs {
+        DecodedInputs(std::sync::Arc::new(std::sync::Mutex::new(Some(decoded))))
+    }
+
+    /// The pictures, if they were given and not taken yet.
+    fn take(&self) -> Option<Vec<imageio::Decoded>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for DecodedInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|d| d.as_ref().map_or(0, Vec::len)).unwrap_or(0);
+        write!(f, "DecodedInputs({n})")
+    }
 }
 
 /// What came out.
@@ -149,8 +176,12 @@ pub async fn edit_named(rt: &Runtime, runner: &Runner, req: &EditRequest, stem: 
     // 2. Decode once, with limits (upright, in sRGB), off the async workers; then pre-filters on RGBA.
     let t = Instant::now();
     let (paths, mask_path) = (req.inputs.clone(), req.mask.clone());
+    let given = req.decoded_inputs.take().filter(|d| d.len() == req.inputs.len());
     let (decoded, mask_decoded) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let ins = paths.iter().map(|p| imageio::read(p, limits, max_bytes)).collect::<Result<Vec<_>>>()?;
+        let ins = match given {
+            Some(d) => d,
+            None => paths.iter().map(|p| imageio::read(p, limits, max_bytes)).collect::<Result<Vec<_>>>()?,
+        };
         let mask = mask_path.as_ref().map(|m| imageio::read(m, limits, max_bytes)).transpose()?;
         Ok((ins, mask))
     })

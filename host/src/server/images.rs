@@ -310,7 +310,7 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
     let mut s = scratch(&app);
     let inputs: Vec<PathBuf> = heads.iter().enumerate().map(|(i, (_, ext))| s.dir.join(format!("in-{:02}.{ext}", i + 1))).collect();
     let mask = mask_head.as_ref().map(|_| s.dir.join("mask.png"));
-    let req = EditRequest { inputs, prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, mask, post, out_dir: s.dir.join("out"), ..Default::default() };
+    let mut req = EditRequest { inputs, prompt, model: c.plugin.id().to_string(), n: common.n, seed, params, mask, post, out_dir: s.dir.join("out"), ..Default::default() };
     check(&c, &req)?;
     let place = app.admission.enter(&c.plugin)?;
     // Waiting requests hold no image bytes: the uploads go to disk first.
@@ -322,9 +322,11 @@ pub async fn edits(State(app): State<Arc<App>>, Extension(caller): Extension<Cal
         _ => None,
     };
     let turn = place.turn().await;
+    let mut decoded = vec![];
     for (i, p) in req.inputs.iter().enumerate() {
-        request::check_decodes(&app, &field(i), p).await?;
+        decoded.push(request::read_decoded(&app, &field(i), p).await?);
     }
+    req.decoded_inputs = crate::pipeline::edit::DecodedInputs::new(decoded);
     if let Some(raw) = raw_mask {
         let bytes = tokio::fs::read(&raw).await.map_err(|e| ApiError::internal(format!("{}: cannot read the mask back: {e}", raw.display())))?;
         let png = openai_mask(&app, bytes.into(), heads[0].0).await?;

@@ -41,16 +41,18 @@ pub async fn decode(app: &App, field: &str, bytes: bytes::Bytes) -> ApiResult<Im
         .map_err(|e| ApiError::internal(format!("decoding `{field}` stopped: {e}")))?
 }
 
-/// [`decode`] of a file saved earlier, dropping the pixels: only whether they decode matters.
-pub async fn check_decodes(app: &App, field: &str, path: &Path) -> ApiResult<()> {
+/// A file saved earlier, read back and decoded as [`decode`] does: a bad picture is refused by its
+/// field name; the pipeline then takes the pixels instead of decoding the file again.
+pub async fn read_decoded(app: &App, field: &str, path: &Path) -> ApiResult<imageio::Decoded> {
     // The upload was written by the server itself, within max_body_mb; it is read back through the
     // host's one checked reader all the same (a regular picture file within max_input_mb).
-    let (p, max) = (path.to_path_buf(), imageio::max_input_bytes(app.rt.settings.limits.max_input_mb));
-    let bytes = tokio::task::spawn_blocking(move || imageio::read_file(&p, max, imageio::FileKind::Image))
-        .await
-        .map_err(|e| ApiError::internal(format!("reading `{field}` back stopped: {e}")))?
-        .map_err(|e| ApiError::field(field, format!("{e:#}")))?;
-    decode(app, field, bytes.into()).await.map(drop)
+    let (p, max, lim, f) = (path.to_path_buf(), imageio::max_input_bytes(app.rt.settings.limits.max_input_mb), limits(app), field.to_string());
+    tokio::task::spawn_blocking(move || {
+        let bytes = imageio::read_file(&p, max, imageio::FileKind::Image).map_err(|e| ApiError::field(&f, format!("{e:#}")))?;
+        imageio::decode_file_bytes(bytes, lim, &format!("`{f}`")).map_err(|e| ApiError::field(&f, format!("{e:#}")))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("decoding `{field}` stopped: {e}")))?
 }
 
 /// Write bytes into a request's folder.

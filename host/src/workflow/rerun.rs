@@ -162,6 +162,7 @@ pub fn plan(prov: &Value, opts: &RerunOptions) -> Result<Rerun> {
         aspect: text("aspect"),
         size: text("size"),
         only: vec![],
+        decoded_inputs: Default::default(),
     };
     Ok(Rerun { request, warnings, original_model: text("model").unwrap_or_default() })
 }

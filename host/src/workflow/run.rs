@@ -509,6 +509,7 @@ impl Ctx<'_> {
             // Resuming a batch cut short: send only the outputs that never reached the provider,
             // with the seeds they had in the batch.
             only: adopted.as_ref().map(|a| a.missing.clone()).unwrap_or_default(),
+            decoded_inputs: Default::default(),
         };
         let req = match &adopted {
             Some(a) => EditRequest { seed: a.seed.or(req.seed), ..req },
