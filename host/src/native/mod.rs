@@ -213,13 +213,7 @@ enum Outcome {
 
 /// One `apply` through the C ABI, on the calling (blocking-pool) thread.
 fn call_apply(table: &NativeTable, image: &types::Image, steps: &[u8]) -> Outcome {
-    let view = ImageView {
-        pixels: image.pixels.as_ptr(),
-        len: image.pixels.len(),
-        width: image.width,
-        height: image.height,
-        stride: image.width.saturating_mul(4),
-    };
+    let view = ImageView::packed(image.width, image.height, &image.pixels);
     let mut got = Collected::default();
     let sink = got.sink();
     // SAFETY: the view borrows `image` and the sink `got`, both alive across the call; `steps`

@@ -7,87 +7,19 @@
 //! for the call, and every result (image, describe bytes, error text) is handed to a host
 //! callback that copies it into host-allocated memory before the call returns. Every entry point
 //! catches panics (a panic unwinding out of `extern "C"` aborts the host since Rust 1.81).
+//!
+//! The ABI itself (the `#[repr(C)]` structs, status codes and byte encoding) is the
+//! `atelier-native-abi` crate, shared with the host; this module only converts between the SDK's
+//! types and that crate's wire model.
 
 use crate::params;
+use atelier_native_abi::{
+    ABI_MAJOR, ABI_MINOR, ImageView, NativeTable, STATUS_BAD_ARGUMENT, STATUS_INTERNAL, STATUS_INVALID_INPUT, STATUS_OK, STATUS_PANIC, Sink,
+    WireFilterInfo, WireParam, WireParamKind, WireStep, WireValue,
+};
 use atelier_sdk::{Error, FilterInfo, Image, Media, Param, ParamSpec, ParamType, Step, Value};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-
-/// Incompatible changes bump the major; the host refuses a library whose major differs.
-pub const ABI_MAJOR: u32 = 1;
-/// Compatible additions (fields appended to [`NativeTable`]) bump the minor.
-pub const ABI_MINOR: u32 = 0;
-
-/// The call succeeded; the result went to the sink.
-pub const STATUS_OK: i32 = 0;
-/// The request cannot succeed as given (WIT `error::invalid-input`); the message went to the sink.
-pub const STATUS_INVALID_INPUT: i32 = 1;
-/// A fault inside the plugin (WIT `error::internal`); the message went to the sink.
-pub const STATUS_INTERNAL: i32 = 2;
-/// The plugin panicked; the panic message went to the sink.
-pub const STATUS_PANIC: i32 = 3;
-/// The host passed something malformed (a null pointer, a short buffer, bad step encoding).
-pub const STATUS_BAD_ARGUMENT: i32 = 4;
-
-/// A borrowed RGBA8 image: `height` rows of `stride` bytes, the first `width * 4` of each used.
-#[repr(C)]
-pub struct ImageView {
-    /// First byte of the first row.
-    pub pixels: *const u8,
-    /// Bytes readable from `pixels` (at least `stride * (height - 1) + width * 4`).
-    pub len: usize,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Bytes from one row to the next.
-    pub stride: u32,
-}
-
-/// Host callbacks that copy a result into host memory during the call.
-#[repr(C)]
-pub struct Sink {
-    /// The host's context for this call, passed back to the callbacks.
-    pub ctx: *mut c_void,
-    /// Take the result image (copied before returning); returns 0, or nonzero when the host
-    /// refuses it (too large), which the plugin reports as an internal error.
-    pub image: unsafe extern "C" fn(ctx: *mut c_void, image: *const ImageView) -> i32,
-    /// Take bytes: the encoded describe answer or an error message (UTF-8).
-    pub bytes: unsafe extern "C" fn(ctx: *mut c_void, ptr: *const u8, len: usize),
-}
-
-/// What [`atelier_native_plugin`] returns: the ABI version, the table's own size and the entry
-/// points. It lives as long as the library, which the host never unloads.
-#[repr(C)]
-pub struct NativeTable {
-    /// [`ABI_MAJOR`].
-    pub abi_major: u32,
-    /// [`ABI_MINOR`].
-    pub abi_minor: u32,
-    /// `size_of::<NativeTable>()` as the library was built: fields appended by later minors are
-    /// present only when this says so.
-    pub size: usize,
-    /// The WIT contract whose `describe`/`apply` semantics the entry points follow (UTF-8).
-    pub contract: *const u8,
-    /// Length of `contract`.
-    pub contract_len: usize,
-    /// Opaque plugin state handed back to every entry point.
-    pub ctx: *mut c_void,
-    /// `describe`: the filters, encoded (docs/native.md), written to `out.bytes`.
-    pub describe: unsafe extern "C" fn(ctx: *mut c_void, out: *const Sink) -> i32,
-    /// `apply`: run the encoded `steps` on `input`; the result goes to `out.image`, an error's
-    /// message to `out.bytes`.
-    pub apply: unsafe extern "C" fn(
-        ctx: *mut c_void,
-        input: *const ImageView,
-        steps: *const u8,
-        steps_len: usize,
-        out: *const Sink,
-    ) -> i32,
-}
-
-// SAFETY: the table is immutable and its pointers are to static data; `ctx` is unused (null).
-unsafe impl Sync for NativeTable {}
 
 const CONTRACT: &str = "0.1.0";
 
@@ -129,7 +61,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 unsafe extern "C" fn describe(_ctx: *mut c_void, out: *const Sink) -> i32 {
     // SAFETY: the host passes a sink valid for the call, or null (refused below).
     let Some(out) = (unsafe { out.as_ref() }) else { return STATUS_BAD_ARGUMENT };
-    match catch_unwind(|| encode_infos(&params::filter_infos())) {
+    match catch_unwind(|| atelier_native_abi::encode_infos(&wire_infos(&params::filter_infos()))) {
         Ok(bytes) => {
             unsafe { (out.bytes)(out.ctx, bytes.as_ptr(), bytes.len()) };
             STATUS_OK
@@ -162,20 +94,20 @@ unsafe extern "C" fn apply(
         } else {
             unsafe { std::slice::from_raw_parts(steps, steps_len) }
         };
-        let steps = match decode_steps(bytes) {
-            Ok(s) => s,
+        let steps = match atelier_native_abi::decode_steps(bytes) {
+            Ok(s) => sdk_steps(s),
             Err(m) => return (STATUS_BAD_ARGUMENT, Some(format!("steps: {m}")), None),
         };
         // Packed rows are read where they lie (no full-size copy before a leading resize).
-        let row = view.width as usize * 4;
-        let packed = view.stride as usize == row && !view.pixels.is_null() && view.len >= row * view.height as usize;
-        let result = if packed {
-            let pixels = unsafe { std::slice::from_raw_parts(view.pixels, row * view.height as usize) };
-            crate::run_chain_borrowed(view.width, view.height, pixels, &steps)
+        let result = if view.is_packed() {
+            match unsafe { view.checked_bytes() } {
+                Ok(pixels) => crate::run_chain_borrowed(view.width, view.height, pixels, &steps),
+                Err(m) => return (STATUS_BAD_ARGUMENT, Some(m.to_string()), None),
+            }
         } else {
-            match unsafe { owned_image(view) } {
-                Ok(image) => crate::run_chain(image, &steps),
-                Err(m) => return (STATUS_BAD_ARGUMENT, Some(m), None),
+            match unsafe { view.to_packed() } {
+                Ok(pixels) => crate::run_chain(Image { width: view.width, height: view.height, pixels }, &steps),
+                Err(m) => return (STATUS_BAD_ARGUMENT, Some(m.to_string()), None),
             }
         };
         match result {
@@ -187,13 +119,7 @@ unsafe extern "C" fn apply(
     }));
     match result {
         Ok((STATUS_OK, _, Some(image))) => {
-            let view = ImageView {
-                pixels: image.pixels.as_ptr(),
-                len: image.pixels.len(),
-                width: image.width,
-                height: image.height,
-                stride: image.width * 4,
-            };
+            let view = ImageView::packed(image.width, image.height, &image.pixels);
             // SAFETY: `view` borrows `image`, alive until the host's copy returns.
             if unsafe { (out.image)(out.ctx, &view) } != 0 {
                 unsafe { say(out, "the host refused the result image") };
@@ -212,206 +138,68 @@ unsafe extern "C" fn apply(
     }
 }
 
-/// Copy a borrowed view into an owned, packed image (the chain works in place on its own buffer).
-///
-/// SAFETY: `v.pixels` is readable for `v.len` bytes.
-unsafe fn owned_image(v: &ImageView) -> Result<Image, String> {
-    let row = v.width as usize * 4;
-    let (h, stride) = (v.height as usize, v.stride as usize);
-    if stride < row {
-        return Err(format!("stride {stride} is less than width {} x 4", v.width));
-    }
-    let need = if h == 0 { 0 } else { stride * (h - 1) + row };
-    if v.len < need || (need > 0 && v.pixels.is_null()) {
-        return Err(format!("{}x{} image with stride {stride} needs {need} bytes, got {}", v.width, v.height, v.len));
-    }
-    if need == 0 {
-        return Ok(Image { width: v.width, height: v.height, pixels: vec![] });
-    }
-    let src = unsafe { std::slice::from_raw_parts(v.pixels, need) };
-    let pixels = if stride == row {
-        src.to_vec()
-    } else {
-        let mut p = Vec::with_capacity(row * h);
-        for y in 0..h {
-            p.extend_from_slice(&src[y * stride..y * stride + row]);
-        }
-        p
+/// The SDK's filter descriptions in the ABI's flat shape (contract 0.1's: kind, default, min, max,
+/// choices), which the host reads as it always has.
+fn wire_infos(infos: &[FilterInfo]) -> Vec<WireFilterInfo> {
+    infos
+        .iter()
+        .map(|f| WireFilterInfo { name: f.name.clone(), description: f.description.clone(), params: f.params.iter().map(wire_param).collect() })
+        .collect()
+}
+
+fn wire_param(s: &ParamSpec) -> WireParam {
+    let (kind, min, max, choices) = match &s.type_ {
+        ParamType::Boolean(_) => (WireParamKind::Boolean, None, None, vec![]),
+        ParamType::Integer(i) => (WireParamKind::Integer, i.min.map(|m| m as f64), i.max.map(|m| m as f64), vec![]),
+        ParamType::Number(n) => (WireParamKind::Number, n.min, n.max, vec![]),
+        ParamType::Text(_) => (WireParamKind::Text, None, None, vec![]),
+        ParamType::Choice(c) => (WireParamKind::Choice, None, None, c.choices.clone()),
+        ParamType::Media => (WireParamKind::Media, None, None, vec![]),
     };
-    Ok(Image { width: v.width, height: v.height, pixels })
+    WireParam {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        kind,
+        default: s.default_value().map(wire_value),
+        min,
+        max,
+        choices,
+        required: s.required,
+    }
 }
 
-// The encoding of steps and describe answers (docs/native.md): little-endian; a string or byte
-// list is a u32 length and its bytes; an option is a u8 (0 none, 1 some) and the value; f64 is
-// its IEEE bits (exact, so both tiers see the same parameters).
-
-/// Value tags.
-const V_BOOLEAN: u8 = 0;
-const V_INTEGER: u8 = 1;
-const V_NUMBER: u8 = 2;
-const V_TEXT: u8 = 3;
-const V_MEDIA: u8 = 4;
-
-fn put_u32(out: &mut Vec<u8>, n: u32) {
-    out.extend_from_slice(&n.to_le_bytes());
-}
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_u32(out, b.len() as u32);
-    out.extend_from_slice(b);
-}
-fn put_f64_opt(out: &mut Vec<u8>, v: Option<f64>) {
+fn wire_value(v: Value) -> WireValue {
     match v {
-        None => out.push(0),
-        Some(f) => {
-            out.push(1);
-            out.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
-    }
-}
-fn put_value(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::Boolean(b) => out.extend_from_slice(&[V_BOOLEAN, *b as u8]),
-        Value::Integer(i) => {
-            out.push(V_INTEGER);
-            out.extend_from_slice(&i.to_le_bytes());
-        }
-        Value::Number(f) => {
-            out.push(V_NUMBER);
-            out.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
-        Value::Text(t) => {
-            out.push(V_TEXT);
-            put_bytes(out, t.as_bytes());
-        }
-        Value::Media(m) => {
-            out.push(V_MEDIA);
-            put_bytes(out, m.mime.as_bytes());
-            put_bytes(out, &m.bytes);
-        }
+        Value::Boolean(b) => WireValue::Boolean(b),
+        Value::Integer(i) => WireValue::Integer(i),
+        Value::Number(f) => WireValue::Number(f),
+        Value::Text(t) => WireValue::Text(t),
+        Value::Media(m) => WireValue::Media { mime: m.mime, bytes: m.bytes },
     }
 }
 
-/// Encode `describe`'s answer.
-pub fn encode_infos(infos: &[FilterInfo]) -> Vec<u8> {
-    let mut out = vec![];
-    put_u32(&mut out, infos.len() as u32);
-    for f in infos {
-        put_bytes(&mut out, f.name.as_bytes());
-        put_bytes(&mut out, f.description.as_bytes());
-        put_u32(&mut out, f.params.len() as u32);
-        for s in &f.params {
-            encode_spec(&mut out, s);
-        }
-    }
-    out
-}
-
-fn encode_spec(out: &mut Vec<u8>, s: &ParamSpec) {
-    put_bytes(out, s.name.as_bytes());
-    put_bytes(out, s.description.as_bytes());
-    // The native ABI keeps contract 0.1's flat spec (kind, default, min, max, choices): the host
-    // reads it as it always has.
-    let (kind, min, max, choices): (u8, Option<f64>, Option<f64>, &[String]) = match &s.type_ {
-        ParamType::Boolean(_) => (0, None, None, &[]),
-        ParamType::Integer(i) => (1, i.min.map(|m| m as f64), i.max.map(|m| m as f64), &[]),
-        ParamType::Number(n) => (2, n.min, n.max, &[]),
-        ParamType::Text(_) => (3, None, None, &[]),
-        ParamType::Choice(c) => (4, None, None, &c.choices),
-        ParamType::Media => (5, None, None, &[]),
-    };
-    out.push(kind);
-    match s.default_value() {
-        None => out.push(0),
-        Some(v) => {
-            out.push(1);
-            put_value(out, &v);
-        }
-    }
-    put_f64_opt(out, min);
-    put_f64_opt(out, max);
-    put_u32(out, choices.len() as u32);
-    for c in choices {
-        put_bytes(out, c.as_bytes());
-    }
-    out.push(s.required as u8);
-}
-
-/// Encode steps as the host does (used by tests and benchmarks that call the library directly).
-pub fn encode_steps(steps: &[Step]) -> Vec<u8> {
-    let mut out = vec![];
-    put_u32(&mut out, steps.len() as u32);
-    for s in steps {
-        put_bytes(&mut out, s.name.as_bytes());
-        put_u32(&mut out, s.params.len() as u32);
-        for p in &s.params {
-            put_bytes(&mut out, p.name.as_bytes());
-            put_value(&mut out, &p.value);
-        }
-    }
-    out
-}
-
-/// A bounds-checked reader over the host's bytes.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err(format!("truncated: wanted {n} more bytes, {} left", self.0.len()));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    fn string(&mut self) -> Result<String, String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a string is not UTF-8".to_string())
-    }
-    fn value(&mut self) -> Result<Value, String> {
-        Ok(match self.u8()? {
-            V_BOOLEAN => Value::Boolean(self.u8()? != 0),
-            V_INTEGER => Value::Integer(self.u64()? as i64),
-            V_NUMBER => Value::Number(f64::from_bits(self.u64()?)),
-            V_TEXT => Value::Text(self.string()?),
-            V_MEDIA => Value::Media(Media { mime: self.string()?, bytes: self.bytes()?.to_vec() }),
-            other => return Err(format!("unknown value tag {other}")),
+/// The host's steps as the SDK's, for [`run_chain`](crate::run_chain).
+fn sdk_steps(steps: Vec<WireStep>) -> Vec<Step> {
+    steps
+        .into_iter()
+        .map(|s| Step {
+            name: s.name,
+            params: s
+                .params
+                .into_iter()
+                .map(|(name, value)| Param {
+                    name,
+                    value: match value {
+                        WireValue::Boolean(b) => Value::Boolean(b),
+                        WireValue::Integer(i) => Value::Integer(i),
+                        WireValue::Number(f) => Value::Number(f),
+                        WireValue::Text(t) => Value::Text(t),
+                        WireValue::Media { mime, bytes } => Value::Media(Media { mime, bytes }),
+                    },
+                })
+                .collect(),
         })
-    }
-}
-
-/// Decode the host's steps.
-pub fn decode_steps(bytes: &[u8]) -> Result<Vec<Step>, String> {
-    if bytes.is_empty() {
-        return Ok(vec![]);
-    }
-    let mut r = Reader(bytes);
-    let n = r.u32()?;
-    let mut steps = Vec::with_capacity(n.min(1024) as usize);
-    for _ in 0..n {
-        let name = r.string()?;
-        let count = r.u32()?;
-        let mut params = Vec::with_capacity(count.min(1024) as usize);
-        for _ in 0..count {
-            params.push(Param { name: r.string()?, value: r.value()? });
-        }
-        steps.push(Step { name, params });
-    }
-    if !r.0.is_empty() {
-        return Err(format!("{} bytes after the last step", r.0.len()));
-    }
-    Ok(steps)
+        .collect()
 }
 
 #[cfg(test)]
@@ -427,12 +215,33 @@ mod tests {
 
     unsafe extern "C" fn keep_image(ctx: *mut c_void, v: *const ImageView) -> i32 {
         let (kept, v) = unsafe { (&mut *(ctx as *mut Kept), &*v) };
-        kept.image = Some(unsafe { owned_image(v) }.unwrap());
+        let pixels = unsafe { v.to_packed() }.unwrap();
+        kept.image = Some(Image { width: v.width, height: v.height, pixels });
         0
     }
     unsafe extern "C" fn keep_bytes(ctx: *mut c_void, p: *const u8, n: usize) {
         let kept = unsafe { &mut *(ctx as *mut Kept) };
         kept.bytes.extend_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
+    }
+
+    /// The SDK's steps as the host sends them (the inverse of [`sdk_steps`]).
+    fn wire_steps(steps: &[Step]) -> Vec<WireStep> {
+        let wire = |v: &Value| match v {
+            Value::Boolean(b) => WireValue::Boolean(*b),
+            Value::Integer(i) => WireValue::Integer(*i),
+            Value::Number(f) => WireValue::Number(*f),
+            Value::Text(t) => WireValue::Text(t.clone()),
+            Value::Media(m) => WireValue::Media { mime: m.mime.clone(), bytes: m.bytes.clone() },
+        };
+        steps.iter().map(|s| WireStep { name: s.name.clone(), params: s.params.iter().map(|p| (p.name.clone(), wire(&p.value))).collect() }).collect()
+    }
+
+    fn encode_steps(steps: &[Step]) -> Vec<u8> {
+        atelier_native_abi::encode_steps(&wire_steps(steps))
+    }
+
+    fn decode_steps(bytes: &[u8]) -> Result<Vec<Step>, atelier_native_abi::AbiError> {
+        atelier_native_abi::decode_steps(bytes).map(sdk_steps)
     }
 
     fn call(image: &Image, stride: u32, steps: &[Step]) -> (i32, Kept) {
@@ -495,5 +304,20 @@ mod tests {
         }];
         assert_eq!(format!("{:?}", decode_steps(&encode_steps(&steps)).unwrap()), format!("{steps:?}"));
         assert!(decode_steps(&encode_steps(&steps)[..20]).is_err());
+    }
+
+    #[test]
+    fn describe_answers_the_filters_in_the_flat_shape() {
+        let mut kept = Kept::default();
+        let sink = Sink { ctx: &mut kept as *mut Kept as *mut c_void, image: keep_image, bytes: keep_bytes };
+        let table = unsafe { &*atelier_native_plugin() };
+        assert_eq!((table.abi_major, table.abi_minor, table.size), (ABI_MAJOR, ABI_MINOR, size_of::<NativeTable>()));
+        assert_eq!(unsafe { (table.describe)(table.ctx, &sink) }, STATUS_OK);
+        let infos = atelier_native_abi::decode_infos(&kept.bytes).unwrap();
+        assert_eq!(infos, wire_infos(&params::filter_infos()));
+        let resize = infos.iter().find(|f| f.name == "resize").expect("resize is described");
+        let width = resize.params.iter().find(|p| p.name == "width").expect("resize has a width");
+        assert_eq!(width.kind, WireParamKind::Integer);
+        assert!(infos.iter().any(|f| f.params.iter().any(|p| p.kind == WireParamKind::Choice && !p.choices.is_empty())));
     }
 }
