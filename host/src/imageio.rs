@@ -490,21 +490,12 @@ pub struct Decoded {
 
 /// Read ([`read_file`]) and decode ([`decode_with_info`]) a picture file. Blocking.
 pub fn read(path: &Path, limits: DecodeLimits, max_bytes: u64) -> Result<Decoded> {
-    read_shrinking(path, limits, max_bytes, |_, _| None)
-}
-
-/// [`read`] for a caller that resizes straight away ([`decode_shrinking`]): `shrink_to` gets the
-/// upright full size and returns the size the caller resizes to; the pixels may then come at a
-/// reduced scale, at least that size. Blocking.
-pub fn read_shrinking(path: &Path, limits: DecodeLimits, max_bytes: u64, shrink_to: impl FnOnce(u32, u32) -> Option<(u32, u32)>) -> Result<Decoded> {
-    let bytes = read_file(path, max_bytes, FileKind::Image)?;
-    let (img, info) = decode_shrinking(&bytes, limits, &path.display().to_string(), shrink_to)?;
-    Ok(Decoded { image: to_image(img), bytes, info })
+    decode_file_bytes(read_file(path, max_bytes, FileKind::Image)?, limits, &path.display().to_string())
 }
 
 /// Decode a picture file's bytes, already read ([`read_file`]); `name` is how errors call it. Blocking.
 pub fn decode_file_bytes(bytes: Vec<u8>, limits: DecodeLimits, name: &str) -> Result<Decoded> {
-    let (img, info) = decode_shrinking(&bytes, limits, name, |_, _| None)?;
+    let (img, info) = decode_with_info(&bytes, limits, name)?;
     Ok(Decoded { image: to_image(img), bytes, info })
 }
 

@@ -1,6 +1,7 @@
 //! `filter` on a JPEG whose chain starts by shrinking it: the JPEG is decoded at a reduced DCT
 //! scale (shrink-on-load, issue 13) and the resize step still produces exactly the size asked,
-//! with pixels close to those of the full decode; `--quality` sets the JPEG output's quality.
+//! with pixels close to those of the full decode (the server's filter endpoint gives the very same
+//! pixels); `--quality` sets the JPEG output's quality.
 
 mod common;
 
@@ -94,4 +95,30 @@ fn jpeg_output_quality_is_90_unless_set() {
     assert!(std::fs::metadata(&low).unwrap().len() < std::fs::metadata(&default).unwrap().len());
     let e = env.fails(&["filter", s(&jpg), "--step", "grayscale", "-o", s(&env.path("bad.jpg")), "--quality", "0"]);
     assert!(e.contains("quality") && e.contains("1..=100"), "{e}");
+}
+
+/// The studio's filter endpoint (`POST /v1/atelier/filter`) shrinks on load as `atelier filter`
+/// does: the same JPEG and steps give the very same pixels both ways (a full decode would differ).
+#[test]
+fn the_servers_filter_endpoint_shrinks_on_load_like_the_cli() {
+    use std::io::{Read, Write};
+    let env = Env::new(&["filters"]);
+    let (jpg, png) = jpeg_and_its_pixels(&env, "odd", 803, 601);
+    let cli = filter(&env, &jpg, &["resize:width=200"], &env.path("cli.png"));
+    assert_ne!(cli, filter(&env, &png, &["resize:width=200"], &env.path("full.png")), "the CLI shrank on load");
+    let mut cmd = env.cmd();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth"]);
+    let (_srv, addr) = common::Serve::start(cmd);
+    let body = std::fs::read(&jpg).unwrap();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "POST /v1/atelier/filter?step=resize:width%3D200 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut answer = vec![];
+    s.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{}", String::from_utf8_lossy(&answer[split..]));
+    let served = image::load_from_memory(&answer[split + 4..]).unwrap().into_rgba8();
+    assert_eq!(served.dimensions(), (200, 150));
+    assert!(served == cli, "the server's pixels are the CLI's");
 }

@@ -236,23 +236,19 @@ pub async fn filter(cli: &Cli, a: &FilterArgs) -> Result<ExitCode> {
     // scale and the leading resize finishes the job from there (or is dropped when the decoder
     // already gave its exact size).
     let steps_for_size = steps.clone();
-    let d = tokio::task::spawn_blocking(move || {
-        imageio::read_shrinking(&input, limits, max_bytes, |w, h| pipeline::steps::shrink_target(&steps_for_size, w, h))
+    let (bytes, image, info, run_steps) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let bytes = imageio::read_file(&input, max_bytes, imageio::FileKind::Image)?;
+        let (image, info, run_steps) = pipeline::steps::decode_for(&bytes, limits, &input.display().to_string(), &steps_for_size)?;
+        Ok((bytes, image, info, run_steps))
     })
     .await??;
-    let warnings = d.info.warnings(&a.input.display().to_string());
-    let shrunk = d.info.shrunk_on_load_from.and_then(|[w, h]| Some(((w, h), pipeline::steps::shrink_target(&steps, w, h)?)));
-    let run_steps = match shrunk {
-        Some((full, target)) => pipeline::steps::after_shrink_on_load(&steps, full, (d.image.width, d.image.height), target),
-        None => steps.clone(),
-    };
+    let warnings = info.warnings(&a.input.display().to_string());
     // The input's hash (for provenance) on the other core while the chain runs.
-    let bytes = d.bytes;
     let hashing = tokio::task::spawn_blocking(move || hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
-    let out = pipeline::steps::run("filter", d.image, &run_steps).await?;
+    let out = pipeline::steps::run("filter", image, &run_steps).await?;
     let mut source = json!({"path": a.input.display().to_string(), "sha256": hashing.await?});
-    if !d.info.is_plain() {
-        source["decode"] = d.info.to_json();
+    if !info.is_plain() {
+        source["decode"] = info.to_json();
     }
     let prov = json!({
         "atelier_version": env!("CARGO_PKG_VERSION"), "engine": null, "steps": a.steps,

@@ -158,6 +158,20 @@ pub fn shrink_target(steps: &[Step], width: u32, height: u32) -> Option<(u32, u3
     (w < width && h < height).then_some((w, h))
 }
 
+/// Decode a picture file's bytes for a chain of `steps` (blocking): when the chain starts by
+/// shrinking, a JPEG is decoded at a reduced DCT scale (shrink-on-load) and the steps returned
+/// finish the job from there — the leading resize rewritten to the exact size, or dropped when the
+/// decoder already made it. Otherwise a plain decode and the steps as given.
+pub fn decode_for(bytes: &[u8], limits: DecodeLimits, name: &str, steps: &[Step]) -> Result<(Image, imageio::DecodeInfo, Vec<Step>)> {
+    let (img, info) = imageio::decode_shrinking(bytes, limits, name, |w, h| shrink_target(steps, w, h))?;
+    let img = imageio::to_image(img);
+    let run = match info.shrunk_on_load_from.and_then(|[w, h]| Some(((w, h), shrink_target(steps, w, h)?))) {
+        Some((full, target)) => after_shrink_on_load(steps, full, (img.width, img.height), target),
+        None => steps.to_vec(),
+    };
+    Ok((img, info, run))
+}
+
 /// The steps to run on a picture decoded at `decoded` instead of its full size `full`, after
 /// [`shrink_target`] gave `target`: the leading `resize` now names the exact `target` size (its
 /// aspect ratio is taken from the full picture, not the rounded smaller one), and is dropped when

@@ -295,8 +295,13 @@ async fn filter(State(app): State<Arc<App>>, axum::extract::RawQuery(q): axum::e
     let catalog = crate::pipeline::Catalog::load(&app.rt).await.map_err(|e| ApiError::internal(format!("cannot load the filter plugins: {e:#}")))?;
     let parsed = catalog.parse_all_remote(&steps).map_err(|e| ApiError::field("step", format!("{e:#}")))?;
     let prov = if keep { crate::imageio::read_png_provenance(&body) } else { None };
-    let img = request::decode(&app, "body", body).await?;
-    let img = crate::pipeline::steps::run(&super::new_id("studio_filter_"), img, &parsed).await.map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    // Shrink-on-load when the chain starts by shrinking, as `atelier filter` does.
+    let lim = request::limits(&app);
+    let (img, _, run_steps) = tokio::task::spawn_blocking(move || crate::pipeline::steps::decode_for(&body, lim, "`body`", &parsed))
+        .await
+        .map_err(|e| ApiError::internal(format!("decoding `body` stopped: {e}")))?
+        .map_err(|e| ApiError::field("body", format!("{e:#}")))?;
+    let img = crate::pipeline::steps::run(&super::new_id("studio_filter_"), img, &run_steps).await.map_err(|e| ApiError::bad(format!("{e:#}")))?;
     let prov = prov.and_then(|t| serde_json::from_str::<Value>(&t).ok()).map(|mut p| {
         let mut post: Vec<Value> = p["post"].as_array().cloned().unwrap_or_default();
         post.extend(steps.iter().map(|s| json!(s)));
