@@ -591,7 +591,7 @@ impl Contract {
 
 /// The manifest's limits with the operator's overrides; a bad override is refused with its
 /// `file:line`, the key, what is wrong and the line to write instead.
-fn effective_limits(manifest: &Manifest, ops: &PluginSettings) -> Result<Limits> {
+pub(crate) fn effective_limits(manifest: &Manifest, ops: &PluginSettings) -> Result<Limits> {
     let mut l = manifest.limits.clone();
     let section = format!("[plugins.{}.limits]", manifest.id);
     for (key, o) in &ops.limits {

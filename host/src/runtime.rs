@@ -262,6 +262,18 @@ impl Runtime {
         self.table().entries.values().map(|e| e.manifest.clone()).collect::<Vec<_>>().into_iter()
     }
 
+    /// Each model plugin's `max_in_flight` (manifest, then the operator's `[plugins.<id>.limits]`),
+    /// from the manifests alone: a worker's claims keep every provider within it across workers.
+    pub(crate) fn in_flight_caps(&self) -> crate::jobs::store::InFlightCaps {
+        self.manifests()
+            .filter(|m| m.kind == crate::manifest::Kind::Model)
+            .filter_map(|m| {
+                let cap = crate::plugin::effective_limits(&m, &self.settings.plugin(&m.id)).ok()?.max_in_flight?;
+                Some((m.id.clone(), cap))
+            })
+            .collect()
+    }
+
     /// Every plugin with its version and component digest (reads each component once: blocking).
     pub fn installed(&self) -> Vec<Installed> {
         self.table()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use atelier::jobs::store::{CancelAsked, JobStore, NewJob, postgres::PgStore};
+use atelier::jobs::store::{CancelAsked, InFlightCaps, JobStore, NewJob, postgres::PgStore};
 use atelier::jobs::{JobDb, JobState};
 use serde_json::json;
 use std::sync::Arc;
@@ -16,6 +16,10 @@ const LEASE: Duration = Duration::from_millis(400);
 
 fn job<'a>(id: &'a str, plan: &'a serde_json::Value, request: Option<&'a [u8]>) -> NewJob<'a> {
     NewJob { id, plugin: "veo-3", model: "veo-3.1", plan, contract: "0.2.0", component_digest: "ab12", queued_request: request, lease: None }
+}
+
+fn no_caps() -> InFlightCaps {
+    InFlightCaps::new()
 }
 
 async fn after_lease() {
@@ -63,7 +67,7 @@ async fn claims_each_queued_job_once(s: Store) {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = vec![];
-            while let Some(c) = s.claim(&format!("w{w}"), LEASE * 10).await.unwrap() {
+            while let Some(c) = s.claim(&format!("w{w}"), LEASE * 10, &no_caps()).await.unwrap() {
                 assert_eq!(c.job.state, JobState::Submitting, "a queued job is claimed to be submitted");
                 let want = format!("request {}", c.job.id[2..].parse::<u32>().unwrap());
                 assert_eq!(c.request.as_deref(), Some(want.as_bytes()));
@@ -81,7 +85,7 @@ async fn claims_each_queued_job_once(s: Store) {
     all.dedup();
     assert_eq!((before, all.len()), (30, 30), "every job claimed exactly once");
     // Held leases: nothing more to claim.
-    assert!(s.claim("w9", LEASE).await.unwrap().is_none());
+    assert!(s.claim("w9", LEASE, &no_caps()).await.unwrap().is_none());
 }
 
 /// A worker that stops while submitting: with a submit counted, the job becomes `unknown` and is
@@ -90,8 +94,8 @@ async fn an_expired_submit_is_unknown_never_resent(s: Store) {
     let plan = json!({});
     s.create(&job("sent", &plan, Some(b"r1"))).await.unwrap();
     s.create(&job("unsent", &plan, Some(b"r2"))).await.unwrap();
-    let a = s.claim("w1", LEASE).await.unwrap().unwrap();
-    let b = s.claim("w1", LEASE).await.unwrap().unwrap();
+    let a = s.claim("w1", LEASE, &no_caps()).await.unwrap().unwrap();
+    let b = s.claim("w1", LEASE, &no_caps()).await.unwrap().unwrap();
     assert_eq!((a.job.id.as_str(), b.job.id.as_str()), ("sent", "unsent"));
     s.count_submit("sent").await.unwrap();
     assert!(s.expire_submitting().await.unwrap().is_empty(), "leases still live");
@@ -101,9 +105,9 @@ async fn an_expired_submit_is_unknown_never_resent(s: Store) {
     assert_eq!((sent.state, sent.submits), (JobState::Unknown, 1));
     assert!(sent.error.unwrap().contains("not submitted again"));
     assert_eq!(s.get("unsent").await.unwrap().unwrap().state, JobState::Queued);
-    let again = s.claim("w2", LEASE).await.unwrap().expect("the unsent job is claimed again");
+    let again = s.claim("w2", LEASE, &no_caps()).await.unwrap().expect("the unsent job is claimed again");
     assert_eq!((again.job.id.as_str(), again.request.as_deref()), ("unsent", Some(&b"r2"[..])));
-    assert!(s.claim("w2", LEASE).await.unwrap().is_none(), "an unknown job is never claimed");
+    assert!(s.claim("w2", LEASE, &no_caps()).await.unwrap().is_none(), "an unknown job is never claimed");
     // The first worker lost both leases.
     assert!(s.renew("w1", &["sent".into(), "unsent".into()], LEASE).await.unwrap().is_empty());
 }
@@ -112,24 +116,24 @@ async fn an_expired_submit_is_unknown_never_resent(s: Store) {
 async fn a_pending_job_moves_on_when_its_lease_runs_out(s: Store) {
     let plan = json!({});
     s.create(&job("p", &plan, Some(b"r"))).await.unwrap();
-    s.claim("w1", LEASE).await.unwrap().unwrap();
+    s.claim("w1", LEASE, &no_caps()).await.unwrap().unwrap();
     s.count_submit("p").await.unwrap();
     s.set_pending("p", "operations/p").await.unwrap();
     for _ in 0..3 {
         tokio::time::sleep(LEASE / 2).await;
         let held = s.renew("w1", &["p".into()], LEASE).await.unwrap();
         assert_eq!(held.len(), 1, "renewed in time, kept");
-        assert!(s.claim("w2", LEASE).await.unwrap().is_none(), "a live lease is not taken");
+        assert!(s.claim("w2", LEASE, &no_caps()).await.unwrap().is_none(), "a live lease is not taken");
     }
     after_lease().await;
-    let c = s.claim("w2", LEASE).await.unwrap().expect("claimed after the lease ran out");
+    let c = s.claim("w2", LEASE, &no_caps()).await.unwrap().expect("claimed after the lease ran out");
     assert_eq!((c.job.state, c.job.token.as_deref(), c.job.submits), (JobState::Pending, Some("operations/p"), 1));
     assert!(s.expire_submitting().await.unwrap().is_empty(), "a pending job is never made unknown");
     assert!(s.renew("w1", &["p".into()], LEASE).await.unwrap().is_empty(), "w1 lost it");
     assert_eq!(s.renew("w2", &["p".into()], LEASE).await.unwrap().len(), 1);
     // Let go on a graceful stop: another worker takes it at once.
     s.release("w2", "p").await.unwrap();
-    assert_eq!(s.claim("w3", LEASE).await.unwrap().unwrap().job.id, "p");
+    assert_eq!(s.claim("w3", LEASE, &no_caps()).await.unwrap().unwrap().job.id, "p");
     s.set_done("p", &json!({})).await.unwrap();
     assert!(s.renew("w3", &["p".into()], LEASE).await.unwrap().is_empty(), "a finished job holds no lease");
 }
@@ -140,9 +144,9 @@ async fn cancel_is_a_column_the_holder_reads(s: Store) {
     s.create(&job("c-queued", &plan, Some(b"r"))).await.unwrap();
     assert_eq!(s.request_cancel("c-queued").await.unwrap(), CancelAsked::Cancelled);
     assert_eq!(s.get("c-queued").await.unwrap().unwrap().state, JobState::Cancelled);
-    assert!(s.claim("w1", LEASE).await.unwrap().is_none(), "a cancelled job is not claimed");
+    assert!(s.claim("w1", LEASE, &no_caps()).await.unwrap().is_none(), "a cancelled job is not claimed");
     s.create(&job("c-run", &plan, Some(b"r"))).await.unwrap();
-    s.claim("w1", LEASE).await.unwrap().unwrap();
+    s.claim("w1", LEASE, &no_caps()).await.unwrap().unwrap();
     let listener = match s.as_any().downcast_ref::<PgStore>() {
         Some(pg) => Some(pg.listen_cancels().await.unwrap()),
         None => None,
@@ -165,7 +169,7 @@ async fn heartbeats_show_workers_and_leases(s: Store) {
     s.heartbeat("w1", 1).await.unwrap();
     s.heartbeat("w2", 2).await.unwrap();
     s.create(&job("h", &plan, Some(b"r"))).await.unwrap();
-    s.claim("w2", LEASE * 10).await.unwrap().unwrap();
+    s.claim("w2", LEASE * 10, &no_caps()).await.unwrap().unwrap();
     let first = s.workers().await.unwrap();
     s.heartbeat("w1", 1).await.unwrap();
     let w = s.workers().await.unwrap();
@@ -192,13 +196,66 @@ async fn imports_jobs_as_they_were(s: Store) {
     assert_eq!((p.state, p.token.as_deref(), p.submits, p.plan["paths"][0].as_str()), (JobState::Pending, Some("operations/m"), 1, Some("x.mp4")));
     assert_eq!(s.get("m-done").await.unwrap().unwrap().state, JobState::Done);
     assert_eq!(s.expire_submitting().await.unwrap(), ["m-cut"], "cut off while submitting: unknown");
-    assert_eq!(s.claim("w1", LEASE).await.unwrap().unwrap().job.id, "m-pending", "a worker polls on");
+    assert_eq!(s.claim("w1", LEASE, &no_caps()).await.unwrap().unwrap().job.id, "m-pending", "a worker polls on");
 }
 
 type Body = fn(Store) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 macro_rules! bodies {
     ($($f:ident),*) => { &[$((stringify!($f), (|s| Box::pin($f(s))) as Body)),*] };
+}
+
+/// A plugin's `max_in_flight` holds across workers: of six workers claiming at once, no more than
+/// the cap take its queued jobs (a claim that finds it exceeded once committed puts the job back,
+/// unsent); another plugin's jobs are not held back; a job that ends frees a place; and a pending
+/// job whose lease ran out is still taken over (it is in flight already).
+async fn a_plugins_cap_holds_across_workers(s: Store) {
+    let plan = json!({});
+    for i in 0..12 {
+        s.create(&job(&format!("c-{i:02}"), &plan, Some(b"r"))).await.unwrap();
+    }
+    s.create(&NewJob { plugin: "flux-kontext", ..job("other", &plan, Some(b"r")) }).await.unwrap();
+    let caps: InFlightCaps = [("veo-3".to_string(), 3)].into();
+    let mut tasks = vec![];
+    for w in 0..6 {
+        let (s, caps) = (s.clone(), caps.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = vec![];
+            for _ in 0..5 {
+                while let Some(c) = s.claim(&format!("w{w}"), LEASE * 10, &caps).await.unwrap() {
+                    got.push(c.job.id);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            got
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let in_flight = |all: &[String]| all.iter().filter(|id| id.starts_with("c-")).count();
+    assert_eq!(in_flight(&all), 3, "exactly the cap of veo-3 jobs taken: {all:?}");
+    assert!(all.contains(&"other".to_string()), "another plugin is not held back: {all:?}");
+    let flying = s.list(&[JobState::Submitting, JobState::Pending]).await.unwrap();
+    assert_eq!(flying.iter().filter(|j| j.plugin == "veo-3").count(), 3);
+    assert_eq!(s.list(&[JobState::Queued]).await.unwrap().len(), 9, "the rest wait, unsent");
+    assert!(s.list(&[]).await.unwrap().iter().all(|j| j.submits == 0));
+    // Full: nothing more of veo-3.
+    assert!(s.claim("w9", LEASE, &caps).await.unwrap().is_none());
+    // One ends: one more is taken.
+    let first = all.iter().find(|id| id.starts_with("c-")).unwrap().clone();
+    s.set_done(&first, &json!({"job": first, "artifacts": []})).await.unwrap();
+    let next = s.claim("w9", LEASE, &caps).await.unwrap().expect("a place was freed");
+    assert!(next.job.id.starts_with("c-") && !all.contains(&next.job.id), "{}", next.job.id);
+    assert!(s.claim("w9", LEASE, &caps).await.unwrap().is_none(), "full again");
+    // In flight and its worker gone: taken over although the cap is reached.
+    s.count_submit(&next.job.id).await.unwrap();
+    s.set_pending(&next.job.id, "operations/n").await.unwrap();
+    after_lease().await;
+    let taken = s.claim("w8", LEASE, &caps).await.unwrap().expect("the pending job is taken over");
+    assert_eq!((taken.job.id.as_str(), taken.job.state), (next.job.id.as_str(), JobState::Pending));
 }
 
 const BODIES: &[(&str, Body)] = bodies!(
@@ -208,7 +265,8 @@ const BODIES: &[(&str, Body)] = bodies!(
     a_pending_job_moves_on_when_its_lease_runs_out,
     cancel_is_a_column_the_holder_reads,
     heartbeats_show_workers_and_leases,
-    imports_jobs_as_they_were
+    imports_jobs_as_they_were,
+    a_plugins_cap_holds_across_workers
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,11 +286,38 @@ async fn the_store_contract_holds_on_postgres() {
         let url = pg.database(&format!("t{i}"));
         body(Arc::new(PgStore::connect(&url).await.unwrap())).await;
     }
+    // Workers on connections of their own claim truly at once: the cap still holds.
+    let url = pg.database("race");
+    let mut stores = vec![];
+    for _ in 0..6 {
+        stores.push(Arc::new(PgStore::connect(&url).await.unwrap()));
+    }
+    for i in 0..12 {
+        stores[0].create(&job(&format!("c-{i:02}"), &json!({}), Some(b"r"))).await.unwrap();
+    }
+    let caps: InFlightCaps = [("veo-3".to_string(), 3)].into();
+    for round in 0..3 {
+        let start = Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let mut tasks = vec![];
+        for (w, s) in stores.iter().enumerate() {
+            let (s, caps, start) = (s.clone(), caps.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                s.claim(&format!("r{round}-w{w}"), LEASE * 20, &caps).await.unwrap().map(|c| c.job.id)
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let flying = stores[0].list(&[JobState::Submitting, JobState::Pending]).await.unwrap();
+        assert!(flying.len() <= 3, "round {round}: {} in flight, cap 3", flying.len());
+    }
+
     // Migrations are versioned and applied once: a second connection finds nothing to do.
     let url = pg.url("t0");
     let again = PgStore::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
-    assert_eq!(pg.psql("t0", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version"), "1,2");
+    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(pg.psql("t0", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_version"), "1,2,3");
     assert_eq!(pg.psql("t0", "SELECT count(*) FROM videos"), "0", "migration 2 made the server's video records");
 }
 

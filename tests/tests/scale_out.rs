@@ -6,7 +6,8 @@
 //! - the worker holding the most of 12 pending videos is SIGKILLed mid-poll: the others poll them
 //!   to the end once its lease runs out, with no submit sent again;
 //! - a worker SIGKILLed in the middle of a submit (the emulator hangs it): the job becomes
-//!   `unknown` with one submit, never sent again.
+//!   `unknown` with one submit, never sent again;
+//! - a provider's limit on active tasks (`max_in_flight`) holds across the workers.
 
 mod common;
 
@@ -41,10 +42,11 @@ fn workers_share_the_jobs_and_never_submit_twice() {
     let Some(pg) = Postgres::start() else { return };
     let url = pg.database("atelier");
     let emu = Emu::start();
-    // BFL allows 24 active tasks per key: each of the 3 workers takes 8 at a time (a limit per
-    // process, split across the workers as an operator would), so no submit is refused.
+    // BFL allows 24 active tasks per key (the emulator refuses the 25th with 429): the plugin's
+    // `max_in_flight = 24` holds across the 3 workers (claims count the store's jobs in flight), so
+    // no submit is refused and retried — 100 edits, 100 submits.
     let extra = format!(
-        "#global\n[server]\nmax_queue = 200\n[jobs]\ndatabase = \"{url}\"\nlease_s = 4\nmax_backoff_s = 0.5\n---\n#flux-kontext\npoll_interval_ms = \"100\"\nlimits.max_in_flight = 8\n---\n#veo-3\npoll_interval_ms = 100"
+        "#global\n[server]\nmax_queue = 200\n[jobs]\ndatabase = \"{url}\"\nlease_s = 4\nmax_backoff_s = 0.5\n---\n#flux-kontext\npoll_interval_ms = \"100\"\nlimits.max_in_flight = 24\n---\n#veo-3\npoll_interval_ms = 100"
     );
     // The filters plugin for the front ends (Veo's input is fitted to 1280x720 before it is queued).
     let mut env = Env::new(&["flux-kontext", "veo-3", "filters"]);
@@ -316,4 +318,45 @@ fn a_stopped_worker_hands_its_pending_jobs_over_at_once() {
     let j = get("h-1");
     assert_eq!((j.state, j.submits), (JobState::Done, 1));
     assert_eq!(emu.count("POST", VEO.submit), 1);
+}
+
+/// A provider's limit on active tasks holds across workers: flux-kontext-max allows 6 (the
+/// emulator refuses a 7th with 429); with the plugin's `max_in_flight = 6` and three workers, 18
+/// slow edits go through with 18 submits and no refusal — each worker on its own would take 6.
+#[test]
+fn a_providers_limit_holds_across_workers() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("atelier");
+    let emu = Emu::start();
+    let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 10\n---\n#flux-kontext\npoll_interval_ms = \"100\"\nmodel = \"flux-kontext-max\"\nlimits.max_in_flight = 6");
+    let mut env = Env::new(&["flux-kontext"]);
+    env.config(&emu.config_for(&["flux-kontext"], &extra));
+    env.envs.push(("BFL_API_KEY".into(), "emu-bfl-key".into()));
+    env.ok(&["models", "--json"]);
+    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store = io.block_on(PgStore::connect(&url)).unwrap();
+    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["flux-kontext"]), &emu.config_for(&["flux-kontext"], ""), atelier_tests::cache_dir());
+    let flux = rt.model("flux-kontext").unwrap();
+    let plan = serde_json::json!({});
+    let ids: Vec<String> = (0..18).map(|i| format!("f-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let req = atelier::jobs::saved::to_bytes(&atelier_tests::request(&format!("night {i} [fault:slow:10]"))).unwrap();
+        let new = NewJob { id, plugin: "flux-kontext", model: "flux-kontext", plan: &plan, contract: flux.contract(), component_digest: flux.component_digest(), queued_request: Some(&req), lease: None };
+        io.block_on(store.create(&new)).unwrap();
+    }
+    let _workers: Vec<Worker> = (0..3).map(|i| Worker::start(&env, &format!("worker{i}"), METRICS)).collect();
+    // Sent and not ended. (A claim that raced past the cap shows as `submitting` for a moment
+    // before it is put back; it never counts a submit.)
+    let in_flight = || pg.psql("atelier", "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'pending') AND submits > 0").parse::<u32>().unwrap();
+    let mut most = 0;
+    wait_until("18 edits done", Duration::from_secs(90), || {
+        most = most.max(in_flight());
+        io.block_on(store.list(&[JobState::Done])).unwrap().len() == ids.len()
+    });
+    assert!(most <= 6, "{most} sent and not ended at once, the limit is 6");
+    for id in &ids {
+        let j = io.block_on(store.get(id)).unwrap().unwrap();
+        assert_eq!((j.state, j.submits), (JobState::Done, 1), "{id}: {:?}", j.error);
+    }
+    assert_eq!(emu.count("POST", "/v1/flux-kontext-max"), 18, "no submit was refused by the provider and sent again");
 }

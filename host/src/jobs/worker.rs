@@ -182,7 +182,8 @@ impl Worker {
                 continue;
             }
             let t = Instant::now();
-            let claimed = match self.store.claim(&self.opts.id, self.opts.lease).await {
+            let caps = self.rt.in_flight_caps();
+            let claimed = match self.store.claim(&self.opts.id, self.opts.lease, &caps).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(target: "atelier::jobs", "claiming a job failed: {e:#}");

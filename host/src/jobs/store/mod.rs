@@ -16,6 +16,9 @@ pub use crate::jobs::db::{JobRecord, JobState};
 use anyhow::Result;
 use std::time::Duration;
 
+/// Plugin id → the most of its jobs in flight at once across every worker (its `max_in_flight`).
+pub type InFlightCaps = std::collections::BTreeMap<String, u32>;
+
 /// The setting that points the jobs at PostgreSQL, when `[jobs] database` is not set.
 pub const DATABASE_URL_ENV: &str = "ATELIER_DATABASE_URL";
 
@@ -122,8 +125,10 @@ pub trait JobStore: Send + Sync {
     async fn set_outputs(&self, id: &str, outputs: &serde_json::Value) -> Result<()>;
     /// Take one job that needs a worker — queued (it becomes `submitting`), or pending with a
     /// lease that ran out — under a lease of `ttl` for `worker`. Several workers never take the
-    /// same job.
-    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Claimed>>;
+    /// same job. A queued job of a plugin in `caps` is taken only while fewer than its cap of that
+    /// plugin's jobs are in flight (`submitting` or `pending`) in the whole store, whichever worker
+    /// drives them: a provider's limit on active tasks holds across workers.
+    async fn claim(&self, worker: &str, ttl: Duration, caps: &InFlightCaps) -> Result<Option<Claimed>>;
     /// Renew `worker`'s leases on `jobs` by `ttl`; the ones it still holds come back (a job
     /// missing from the answer was lost: stop driving it).
     async fn renew(&self, worker: &str, jobs: &[String], ttl: Duration) -> Result<Vec<Held>>;

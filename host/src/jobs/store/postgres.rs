@@ -3,7 +3,7 @@
 //! hold leases on the store's clock (`atelier_now_ms()`, so workers' clocks do not matter) and
 //! hear cancels by `LISTEN`. Every call is one short statement over one pipelined connection.
 
-use super::{CancelAsked, Claimed, Held, JobStore, NewJob, WorkerRow};
+use super::{CancelAsked, Claimed, Held, InFlightCaps, JobStore, NewJob, WorkerRow};
 use crate::jobs::db::{JobRecord, JobState};
 use anyhow::{Context, Result, bail};
 use std::time::Duration;
@@ -43,6 +43,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE IF NOT EXISTS deleted_videos (
         id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at BIGINT NOT NULL, seq BIGINT NOT NULL,
         deleted_at BIGINT NOT NULL);",
+    // 3: counting a plugin's jobs in flight (its `max_in_flight` across workers) on every claim.
+    "CREATE INDEX jobs_in_flight ON jobs (plugin) WHERE state IN ('submitting', 'pending');",
 ];
 
 const COLS: &str = "id, plugin, model, state, token, plan, error, outcome, submits, polls, created_ms, updated_ms, outputs, contract, component_digest";
@@ -250,23 +252,51 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Claimed>> {
+    async fn claim(&self, worker: &str, ttl: Duration, caps: &InFlightCaps) -> Result<Option<Claimed>> {
+        let (plugins, limits): (Vec<&str>, Vec<i64>) = caps.iter().map(|(p, n)| (p.as_str(), i64::from(*n))).unzip();
         let row = self
             .client
             .query_opt(
                 &format!(
                     "UPDATE jobs SET lease_owner = $1, lease_until_ms = atelier_now_ms() + $2, updated_ms = atelier_now_ms(),
                         state = CASE WHEN state = 'queued' THEN 'submitting' ELSE state END
-                     WHERE id = (SELECT id FROM jobs
-                                 WHERE state = 'queued' OR (state = 'pending' AND lease_owner IS NOT NULL AND lease_until_ms < atelier_now_ms())
+                     WHERE id = (SELECT id FROM jobs j
+                                 WHERE (state = 'queued' AND NOT EXISTS (
+                                          SELECT 1 FROM unnest($3::text[], $4::bigint[]) AS c(plugin, cap)
+                                          WHERE c.plugin = j.plugin
+                                            AND (SELECT count(*) FROM jobs f WHERE f.plugin = j.plugin AND f.state IN ('submitting', 'pending')) >= c.cap))
+                                    OR (state = 'pending' AND lease_owner IS NOT NULL AND lease_until_ms < atelier_now_ms())
                                  ORDER BY created_ms, id
                                  FOR UPDATE SKIP LOCKED LIMIT 1)
                      RETURNING {COLS}, request, cancel_requested"
                 ),
-                &[&worker, &ms(ttl)],
+                &[&worker, &ms(ttl), &plugins, &limits],
             )
             .await?;
-        row.map(|r| Ok(Claimed { job: record(&r)?, request: r.try_get("request")?, cancel_requested: r.try_get("cancel_requested")? })).transpose()
+        let Some(r) = row else { return Ok(None) };
+        let claimed = Claimed { job: record(&r)?, request: r.try_get("request")?, cancel_requested: r.try_get("cancel_requested")? };
+        // Workers claiming at once each counted before the others' claims were committed; now that
+        // this one is, count again: over the cap, the job goes back to the queue untouched (nothing
+        // was sent) and this worker claims nothing this time. Of racing claims, at least every one
+        // beyond the cap sees the cap exceeded, so no more than the cap proceed.
+        if let (JobState::Submitting, Some(cap)) = (claimed.job.state, caps.get(&claimed.job.plugin)) {
+            let n: i64 = self
+                .client
+                .query_one("SELECT count(*) FROM jobs WHERE plugin = $1 AND state IN ('submitting', 'pending')", &[&claimed.job.plugin])
+                .await?
+                .get(0);
+            if n > i64::from(*cap) {
+                self.client
+                    .execute(
+                        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until_ms = NULL
+                         WHERE id = $1 AND lease_owner = $2 AND state = 'submitting' AND submits = 0",
+                        &[&claimed.job.id, &worker],
+                    )
+                    .await?;
+                return Ok(None);
+            }
+        }
+        Ok(Some(claimed))
     }
 
     async fn renew(&self, worker: &str, jobs: &[String], ttl: Duration) -> Result<Vec<Held>> {

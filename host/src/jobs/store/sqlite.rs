@@ -3,7 +3,7 @@
 //! worker: SQLite is one machine's file). Each call is one short statement on a local file, made
 //! in place as the runner always has.
 
-use super::{CancelAsked, Claimed, Held, JobStore, NewJob, WorkerRow};
+use super::{CancelAsked, Claimed, Held, InFlightCaps, JobStore, NewJob, WorkerRow};
 use crate::jobs::db::{COLS, JobDb, JobRecord, JobState, now_ms, row};
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
@@ -89,21 +89,26 @@ impl JobStore for JobDb {
         JobDb::set_outputs(self, id, outputs)
     }
 
-    async fn claim(&self, worker: &str, ttl: Duration) -> Result<Option<Claimed>> {
+    async fn claim(&self, worker: &str, ttl: Duration, caps: &InFlightCaps) -> Result<Option<Claimed>> {
         let now = now_ms() as i64;
         let conn = self.conn.lock().unwrap();
-        // One statement under SQLite's write lock: nobody else can take the same row.
+        // One statement under SQLite's write lock: nobody else can take the same row, and the
+        // in-flight counts it checks cannot change under it.
+        let caps = serde_json::to_string(caps)?;
         let claimed = conn
             .query_row(
                 &format!(
                     "UPDATE jobs SET lease_owner = ?1, lease_until_ms = ?2 + ?3, updated_ms = ?2,
                         state = CASE WHEN state = 'queued' THEN 'submitting' ELSE state END
-                     WHERE id = (SELECT id FROM jobs
-                                 WHERE state = 'queued' OR (state = 'pending' AND lease_owner IS NOT NULL AND lease_until_ms < ?2)
+                     WHERE id = (SELECT id FROM jobs j
+                                 WHERE (state = 'queued' AND NOT EXISTS (
+                                          SELECT 1 FROM json_each(?4) c WHERE c.key = j.plugin
+                                           AND (SELECT count(*) FROM jobs f WHERE f.plugin = j.plugin AND f.state IN ('submitting', 'pending')) >= c.value))
+                                    OR (state = 'pending' AND lease_owner IS NOT NULL AND lease_until_ms < ?2)
                                  ORDER BY created_ms, id LIMIT 1)
                      RETURNING {COLS}, request, cancel_requested"
                 ),
-                params![worker, now, ms(ttl)],
+                params![worker, now, ms(ttl), caps],
                 |r| Ok(Claimed { job: row(r)?, request: r.get(15)?, cancel_requested: r.get::<_, i64>(16)? != 0 }),
             )
             .optional()?;
