@@ -171,9 +171,7 @@ impl WasmEngine {
             let _ = std::fs::set_permissions(&self.cache_dir, std::fs::Permissions::from_mode(0o700));
         }
         let artifact = self.cache_dir.join(format!("{key}.cwasm"));
-        let tmp = temp_path_for(&artifact);
-        std::fs::write(&tmp, art)?;
-        std::fs::rename(&tmp, &artifact)?;
+        replace_with(&artifact, art)?;
         write_small(&self.cache_dir.join(format!("{key}.blake3")), blake3::hash(art).to_hex().as_str())?;
         write_small(&self.cache_dir.join(format!("{key}.stamp")), &FileStamp::of(&artifact)?.text())?;
         Ok(())
@@ -243,9 +241,18 @@ fn write_small(path: &Path, text: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    replace_with(path, text.as_bytes())
+}
+
+/// Write `bytes` under a temporary name of their own, then rename it over `path` (a temporary
+/// file that could not be written or moved is not left behind).
+fn replace_with(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = temp_path_for(path);
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    let done = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
 }
 
 /// A temporary name beside `path` that no other write in any process uses. Cache files are only
