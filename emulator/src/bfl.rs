@@ -241,13 +241,11 @@ async fn submit(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes,
         return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"detail": errors}))).into_response();
     }
     let limit = if endpoint == "flux-kontext-max" { 6 } else { 24 };
-    let active = state.job(&active_key(endpoint)).and_then(|v| v.as_u64()).unwrap_or(0);
-    if active >= limit {
+    if !state.take_slot(&active_key(endpoint), limit) {
         let mut r = detail(StatusCode::TOO_MANY_REQUESTS, &format!("You have reached the maximum of {limit} active tasks. Wait for a task to finish."));
         r.headers_mut().insert("retry-after", "1".parse().unwrap());
         return r;
     }
-    state.put_job(&active_key(endpoint), json!(active + 1));
     // Render now (unless the task is doomed) so polls are quick.
     let doomed = faults.has("failed") || (faults.has("moderated") && faults.arg("moderated") != Some("content"));
     let format = output_format.clone();
@@ -316,12 +314,14 @@ fn result(id: &str, status: &str, result: Value, progress: Value, details: Value
 
 /// Leave Pending: free the task's concurrency slot once.
 fn finish(state: &State, key: &str, task: &Value) {
-    if task.get("active").and_then(Value::as_bool) == Some(true) {
-        state.update_job(key, |t| t["active"] = json!(false));
-        let endpoint = task.get("endpoint").and_then(Value::as_str).unwrap_or_default();
-        let ak = active_key(endpoint);
-        let n = state.job(&ak).and_then(|v| v.as_u64()).unwrap_or(1);
-        state.put_job(&ak, json!(n.saturating_sub(1)));
+    // Flipped under the lock: of two polls that see the end at once, one frees the slot.
+    let mut was_active = false;
+    state.update_job(key, |t| {
+        was_active = t.get("active").and_then(Value::as_bool) == Some(true);
+        t["active"] = json!(false);
+    });
+    if was_active {
+        state.free_slot(&active_key(task.get("endpoint").and_then(Value::as_str).unwrap_or_default()));
     }
 }
 

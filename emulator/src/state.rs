@@ -106,6 +106,23 @@ impl State {
     pub fn job(&self, id: &str) -> Option<serde_json::Value> {
         self.inner.lock().unwrap().jobs.get(id).cloned()
     }
+    /// Take one of `limit` slots counted under `key` (a provider's active tasks), in one step
+    /// under the lock so concurrent requests cannot both take the last one; false when all are taken.
+    pub fn take_slot(&self, key: &str, limit: u64) -> bool {
+        let mut g = self.inner.lock().unwrap();
+        let taken = g.jobs.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+        if taken >= limit {
+            return false;
+        }
+        g.jobs.insert(key.into(), serde_json::json!(taken + 1));
+        true
+    }
+    /// Give back a slot taken with [`State::take_slot`].
+    pub fn free_slot(&self, key: &str) {
+        let mut g = self.inner.lock().unwrap();
+        let taken = g.jobs.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+        g.jobs.insert(key.into(), serde_json::json!(taken.saturating_sub(1)));
+    }
     /// Change a provider record in place; returns the new value.
     pub fn update_job(&self, id: &str, f: impl FnOnce(&mut serde_json::Value)) -> Option<serde_json::Value> {
         let mut g = self.inner.lock().unwrap();
