@@ -37,6 +37,62 @@ fn pid_of(owner: &str) -> Option<u32> {
     owner.rsplit('-').nth(1)?.parse().ok()
 }
 
+/// One engine against the emulator, with its jobs in a throwaway PostgreSQL: `env`'s config gives
+/// `[jobs]` the database plus `jobs` lines and the engine's section `section`; `store` and `rt`
+/// (a runtime over the engine, naming its contract and digest) queue jobs as a front end does.
+/// `None` where PostgreSQL is not installed (SKIPPED; a failure when CI is set).
+struct OneEngine {
+    engine: &'static str,
+    env: Env,
+    io: tokio::runtime::Runtime,
+    store: PgStore,
+    rt: atelier::Runtime,
+    emu: Emu,
+    pg: Postgres,
+}
+
+impl OneEngine {
+    fn start(engine: &'static str, key: (&str, &str), jobs: &str, section: &str) -> Option<OneEngine> {
+        let pg = Postgres::start()?;
+        let url = pg.database("atelier");
+        let emu = Emu::start();
+        let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\n{jobs}\n---\n#{engine}\n{section}");
+        let mut env = Env::new(&[engine]);
+        env.config(&emu.config_for(&[engine], &extra));
+        env.envs.push((key.0.into(), key.1.into()));
+        // Compiled once (cached) before any worker starts and the clock runs.
+        env.ok(&["models", "--json"]);
+        let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let store = io.block_on(PgStore::connect(&url)).unwrap();
+        let rt = atelier_tests::runtime_over(common::plugin_dirs(&[engine]), &emu.config_for(&[engine], ""), atelier_tests::cache_dir());
+        Some(OneEngine { engine, env, io, store, rt, emu, pg })
+    }
+
+    /// Queue job `id` with `request`, as a front end does.
+    fn queue(&self, id: &str, request: &atelier::types::Request) {
+        let plugin = self.rt.model(self.engine).unwrap();
+        let req = atelier::jobs::saved::to_bytes(request).unwrap();
+        let plan = serde_json::json!({});
+        let new = NewJob { id, plugin: self.engine, model: self.engine, plan: &plan, contract: plugin.contract(), component_digest: plugin.component_digest(), queued_request: Some(&req), lease: None };
+        self.io.block_on(self.store.create(&new)).unwrap();
+    }
+
+    fn get(&self, id: &str) -> atelier::jobs::JobRecord {
+        self.io.block_on(self.store.get(id)).unwrap().unwrap()
+    }
+}
+
+/// A Veo request for a 1280x720 first frame.
+fn veo_request(prompt: &str) -> atelier::types::Request {
+    let img = image::RgbaImage::from_pixel(1280, 720, image::Rgba([90, 120, 200, 255]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let mut request = atelier_tests::request(prompt);
+    request.references[0].bytes = png.into_inner();
+    request.output = atelier::types::OutputKind::Video;
+    request
+}
+
 #[test]
 fn workers_share_the_jobs_and_never_submit_twice() {
     let Some(pg) = Postgres::start() else { return };
@@ -228,96 +284,49 @@ fn workers_share_the_jobs_and_never_submit_twice() {
 /// and cancels it; a queued job is cancelled at once and never sent.
 #[test]
 fn a_cancel_reaches_the_worker_holding_the_job() {
-    let Some(pg) = Postgres::start() else { return };
-    let url = pg.database("atelier");
-    let emu = Emu::start();
     // A long lease, so only the NOTIFY (not a heartbeat reading the column) can be that quick.
-    let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 30\n---\n#veo-3\npoll_interval_ms = 100");
-    let mut env = Env::new(&["veo-3"]);
-    env.config(&emu.config_for(&["veo-3"], &extra));
-    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
-    env.ok(&["models", "--json"]);
-    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let store = io.block_on(PgStore::connect(&url)).unwrap();
-    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["veo-3"]), &emu.config_for(&["veo-3"], ""), atelier_tests::cache_dir());
-    let veo = rt.model("veo-3").unwrap();
-    let png = {
-        let img = image::RgbaImage::from_pixel(1280, 720, image::Rgba([90, 120, 200, 255]));
-        let mut out = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-        out.into_inner()
-    };
-    let queue = |id: &str| {
-        let mut request = atelier_tests::request("forever [fault:slow-op:100000]");
-        request.references[0].bytes = png.clone();
-        request.output = atelier::types::OutputKind::Video;
-        let req = atelier::jobs::saved::to_bytes(&request).unwrap();
-        let plan = serde_json::json!({});
-        let new = NewJob { id, plugin: "veo-3", model: "veo-3", plan: &plan, contract: veo.contract(), component_digest: veo.component_digest(), queued_request: Some(&req), lease: None };
-        io.block_on(store.create(&new)).unwrap();
-    };
+    let Some(c) = OneEngine::start("veo-3", ("GEMINI_API_KEY", "emu-gemini-key"), "lease_s = 30", "poll_interval_ms = 100") else { return };
+    let queue = |id: &str| c.queue(id, &veo_request("forever [fault:slow-op:100000]"));
     // Queued with no worker running: cancelled at once, nothing sent.
     queue("c-queued");
-    let out = env.ok(&["jobs", "cancel", "c-queued"]);
+    let out = c.env.ok(&["jobs", "cancel", "c-queued"]);
     assert!(out.contains("nothing was sent"), "{out}");
-    let _worker = Worker::start(&env, "worker", METRICS);
+    let _worker = Worker::start(&c.env, "worker", METRICS);
     queue("c-pending");
-    let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
-    wait_until("the job is polled", Duration::from_secs(60), || get("c-pending").polls >= 2);
+    wait_until("the job is polled", Duration::from_secs(60), || c.get("c-pending").polls >= 2);
     let t = Instant::now();
-    let out = env.ok(&["jobs", "cancel", "c-pending"]);
+    let out = c.env.ok(&["jobs", "cancel", "c-pending"]);
     assert!(out.contains("the worker holding it cancels it"), "{out}");
-    wait_until("the worker cancels it", Duration::from_secs(5), || get("c-pending").state == JobState::Cancelled);
+    wait_until("the worker cancels it", Duration::from_secs(5), || c.get("c-pending").state == JobState::Cancelled);
     assert!(t.elapsed() < Duration::from_secs(5), "heard by NOTIFY, not a 10 s heartbeat");
-    let polls = get("c-pending").polls;
+    let polls = c.get("c-pending").polls;
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(get("c-pending").polls, polls, "no poll after the cancel");
-    assert_eq!(get("c-queued").state, JobState::Cancelled);
-    assert_eq!(emu.count("POST", VEO.submit), 1, "the queued job was never sent");
+    assert_eq!(c.get("c-pending").polls, polls, "no poll after the cancel");
+    assert_eq!(c.get("c-queued").state, JobState::Cancelled);
+    assert_eq!(c.emu.count("POST", VEO.submit), 1, "the queued job was never sent");
 }
 
 /// A worker stopped with SIGTERM hands its pending jobs over at once (no wait for the lease),
 /// and another worker polls them to the end.
 #[test]
 fn a_stopped_worker_hands_its_pending_jobs_over_at_once() {
-    let Some(pg) = Postgres::start() else { return };
-    let url = pg.database("atelier");
-    let emu = Emu::start();
-    let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 60\n---\n#veo-3\npoll_interval_ms = 100");
-    let mut env = Env::new(&["veo-3"]);
-    env.config(&emu.config_for(&["veo-3"], &extra));
-    env.envs.push(("GEMINI_API_KEY".into(), "emu-gemini-key".into()));
-    env.ok(&["models", "--json"]);
-    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let store = io.block_on(PgStore::connect(&url)).unwrap();
-    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["veo-3"]), &emu.config_for(&["veo-3"], ""), atelier_tests::cache_dir());
-    let veo = rt.model("veo-3").unwrap();
-    let img = image::RgbaImage::from_pixel(1280, 720, image::Rgba([90, 120, 200, 255]));
-    let mut png = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
-    let mut request = atelier_tests::request("handed over [fault:slow-op:40]");
-    request.references[0].bytes = png.into_inner();
-    request.output = atelier::types::OutputKind::Video;
-    let req = atelier::jobs::saved::to_bytes(&request).unwrap();
-    let plan = serde_json::json!({});
-    let new = NewJob { id: "h-1", plugin: "veo-3", model: "veo-3", plan: &plan, contract: veo.contract(), component_digest: veo.component_digest(), queued_request: Some(&req), lease: None };
-    io.block_on(store.create(&new)).unwrap();
-    let get = |id: &str| io.block_on(store.get(id)).unwrap().unwrap();
-    let first = Worker::start(&env, "first", METRICS);
-    wait_until("the job is polled", Duration::from_secs(60), || get("h-1").polls >= 2);
+    let Some(c) = OneEngine::start("veo-3", ("GEMINI_API_KEY", "emu-gemini-key"), "lease_s = 60", "poll_interval_ms = 100") else { return };
+    c.queue("h-1", &veo_request("handed over [fault:slow-op:40]"));
+    let first = Worker::start(&c.env, "first", METRICS);
+    wait_until("the job is polled", Duration::from_secs(60), || c.get("h-1").polls >= 2);
     let st = std::process::Command::new("kill").args(["-TERM", &first.pid().to_string()]).status().unwrap();
     assert!(st.success());
     let mut first = first;
     first.wait();
-    let polls = get("h-1").polls;
-    let _second = Worker::start(&env, "second", METRICS);
+    let polls = c.get("h-1").polls;
+    let _second = Worker::start(&c.env, "second", METRICS);
     let t = Instant::now();
-    wait_until("the second worker polls on", Duration::from_secs(30), || get("h-1").polls > polls);
+    wait_until("the second worker polls on", Duration::from_secs(30), || c.get("h-1").polls > polls);
     assert!(t.elapsed() < Duration::from_secs(30), "taken well before the 60 s lease ran out");
-    wait_until("the job ends", Duration::from_secs(60), || get("h-1").state == JobState::Done);
-    let j = get("h-1");
+    wait_until("the job ends", Duration::from_secs(60), || c.get("h-1").state == JobState::Done);
+    let j = c.get("h-1");
     assert_eq!((j.state, j.submits), (JobState::Done, 1));
-    assert_eq!(emu.count("POST", VEO.submit), 1);
+    assert_eq!(c.emu.count("POST", VEO.submit), 1);
 }
 
 /// A provider's limit on active tasks holds across workers: flux-kontext-max allows 6 (the
@@ -325,38 +334,25 @@ fn a_stopped_worker_hands_its_pending_jobs_over_at_once() {
 /// slow edits go through with 18 submits and no refusal — each worker on its own would take 6.
 #[test]
 fn a_providers_limit_holds_across_workers() {
-    let Some(pg) = Postgres::start() else { return };
-    let url = pg.database("atelier");
-    let emu = Emu::start();
-    let extra = format!("#global\n[jobs]\ndatabase = \"{url}\"\nlease_s = 10\n---\n#flux-kontext\npoll_interval_ms = \"100\"\nmodel = \"flux-kontext-max\"\nlimits.max_in_flight = 6");
-    let mut env = Env::new(&["flux-kontext"]);
-    env.config(&emu.config_for(&["flux-kontext"], &extra));
-    env.envs.push(("BFL_API_KEY".into(), "emu-bfl-key".into()));
-    env.ok(&["models", "--json"]);
-    let io = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let store = io.block_on(PgStore::connect(&url)).unwrap();
-    let rt = atelier_tests::runtime_over(common::plugin_dirs(&["flux-kontext"]), &emu.config_for(&["flux-kontext"], ""), atelier_tests::cache_dir());
-    let flux = rt.model("flux-kontext").unwrap();
-    let plan = serde_json::json!({});
+    let section = "poll_interval_ms = \"100\"\nmodel = \"flux-kontext-max\"\nlimits.max_in_flight = 6";
+    let Some(c) = OneEngine::start("flux-kontext", ("BFL_API_KEY", "emu-bfl-key"), "lease_s = 10", section) else { return };
     let ids: Vec<String> = (0..18).map(|i| format!("f-{i:02}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let req = atelier::jobs::saved::to_bytes(&atelier_tests::request(&format!("night {i} [fault:slow:10]"))).unwrap();
-        let new = NewJob { id, plugin: "flux-kontext", model: "flux-kontext", plan: &plan, contract: flux.contract(), component_digest: flux.component_digest(), queued_request: Some(&req), lease: None };
-        io.block_on(store.create(&new)).unwrap();
+        c.queue(id, &atelier_tests::request(&format!("night {i} [fault:slow:10]")));
     }
-    let _workers: Vec<Worker> = (0..3).map(|i| Worker::start(&env, &format!("worker{i}"), METRICS)).collect();
+    let _workers: Vec<Worker> = (0..3).map(|i| Worker::start(&c.env, &format!("worker{i}"), METRICS)).collect();
     // Sent and not ended. (A claim that raced past the cap shows as `submitting` for a moment
     // before it is put back; it never counts a submit.)
-    let in_flight = || pg.psql("atelier", "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'pending') AND submits > 0").parse::<u32>().unwrap();
+    let in_flight = || c.pg.psql("atelier", "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'pending') AND submits > 0").parse::<u32>().unwrap();
     let mut most = 0;
     wait_until("18 edits done", Duration::from_secs(90), || {
         most = most.max(in_flight());
-        io.block_on(store.list(&[JobState::Done])).unwrap().len() == ids.len()
+        c.io.block_on(c.store.list(&[JobState::Done])).unwrap().len() == ids.len()
     });
     assert!(most <= 6, "{most} sent and not ended at once, the limit is 6");
     for id in &ids {
-        let j = io.block_on(store.get(id)).unwrap().unwrap();
+        let j = c.get(id);
         assert_eq!((j.state, j.submits), (JobState::Done, 1), "{id}: {:?}", j.error);
     }
-    assert_eq!(emu.count("POST", "/v1/flux-kontext-max"), 18, "no submit was refused by the provider and sent again");
+    assert_eq!(c.emu.count("POST", "/v1/flux-kontext-max"), 18, "no submit was refused by the provider and sent again");
 }
